@@ -1,0 +1,1 @@
+//! SNAPLOG1 (being written)
