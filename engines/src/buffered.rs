@@ -1,0 +1,476 @@
+//! `buffered`: pwrite / pread / fdatasync, blocking in the worker thread — the page-cache path
+//! most recorders start with. `direct=true` opens files with O_DIRECT (fio's `psync
+//! --direct=1`); `threads=N` runs the blocking calls on a bounded pool of N threads so a
+//! buffered recorder can have N I/Os in flight (fio's `--numjobs`, tokio's blocking pool).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::buf::{AlignedBuf, BufPool};
+use crate::exec::{self, c_path, Done, FdTable, Job};
+use crate::knobs::{get_bool, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
+use crate::{
+    file_name, Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory,
+};
+
+/// Knobs of the `buffered` engine.
+pub const KNOBS: &[KnobSpec] = &[
+    KnobSpec {
+        name: "direct",
+        kind: KnobKind::Bool,
+        default: "false",
+        help: "open files with O_DIRECT (aligned buffers; fio's psync --direct=1)",
+    },
+    KnobSpec {
+        name: "threads",
+        kind: KnobKind::Uint { min: 0, max: 1024 },
+        default: "0",
+        help: "0 = block in the worker; N = a bounded pool of N threads doing the blocking calls",
+    },
+];
+
+/// Parsed knobs of the `buffered` engine.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BufferedKnobs {
+    /// Open files with O_DIRECT.
+    pub direct: bool,
+    /// Blocking pool size (0 = inline in the worker).
+    pub threads: u32,
+}
+
+impl BufferedKnobs {
+    /// Build from parsed knob values.
+    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
+        Ok(BufferedKnobs {
+            direct: get_bool(v, "direct"),
+            threads: get_uint(v, "threads") as u32,
+        })
+    }
+
+    /// Every knob and its value.
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("direct", self.direct.to_string()),
+            ("threads", self.threads.to_string()),
+        ]
+    }
+}
+
+/// Probe O_DIRECT support on the filesystem of `dir` (or its nearest existing ancestor).
+pub fn probe(dir: &Path) -> Vec<ProbeResult> {
+    let mut out = vec![ProbeResult {
+        what: "(engine)".into(),
+        supported: true,
+        detail: "pwrite/pread/fdatasync are always available".into(),
+    }];
+    let base = nearest_existing(dir);
+    let path = base.join(format!(".snapbench-probe-{}", std::process::id()));
+    let direct = (|| -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)?;
+        let buf = AlignedBuf::new(4096, 4096);
+        use std::os::fd::AsRawFd;
+        let r = exec::write_all_at(f.as_raw_fd(), buf.as_ref(), 0, false);
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        r.map(|_| ())
+    })();
+    out.push(match direct {
+        Ok(()) => ProbeResult {
+            what: "direct".into(),
+            supported: true,
+            detail: format!("O_DIRECT works on {}", base.display()),
+        },
+        Err(e) => ProbeResult {
+            what: "direct".into(),
+            supported: false,
+            detail: format!(
+                "O_DIRECT write on {} failed: {e}; use a filesystem that supports direct I/O (ext4, xfs)",
+                base.display()
+            ),
+        },
+    });
+    out.push(ProbeResult {
+        what: "threads".into(),
+        supported: true,
+        detail: "a bounded pool of std threads".into(),
+    });
+    out
+}
+
+/// The nearest existing ancestor of `path` (itself if it exists; `.` as a last resort).
+pub fn nearest_existing(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    loop {
+        if p.exists() {
+            return p;
+        }
+        if !p.pop() || p.as_os_str().is_empty() {
+            return PathBuf::from(".");
+        }
+    }
+}
+
+/// Builds [`Buffered`] engines.
+#[derive(Clone, Debug)]
+pub struct BufferedFactory(pub BufferedKnobs);
+
+impl RecorderFactory for BufferedFactory {
+    type R = Buffered;
+    fn build(&self, cfg: &EngineConfig) -> io::Result<Buffered> {
+        Buffered::new(self.0.clone(), cfg)
+    }
+}
+
+struct Pool {
+    jobs: Option<SyncSender<(u64, Job)>>,
+    done: Receiver<Done>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The `buffered` engine instance of one worker.
+pub struct Buffered {
+    caps: Caps,
+    dir: PathBuf,
+    dir_fd: RawFd,
+    open_flags: i32,
+    files: FdTable,
+    bufs: BufPool,
+    /// Completions finished inside `submit` (inline mode, or immediate errors), not yet reaped.
+    ready: Vec<Completion<AlignedBuf>>,
+    pool: Option<Pool>,
+    /// Ops handed to the pool and not yet reaped.
+    pool_in_flight: usize,
+}
+
+impl Buffered {
+    /// Open the engine on `cfg.dir`.
+    pub fn new(knobs: BufferedKnobs, cfg: &EngineConfig) -> io::Result<Buffered> {
+        let dir_c = c_path(&cfg.dir)?;
+        // SAFETY: `dir_c` is a NUL-terminated path alive for the call.
+        let dir_fd = unsafe {
+            libc::open(
+                dir_c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if dir_fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("buffered: open directory {}: {e}", cfg.dir.display()),
+            ));
+        }
+        let align = if knobs.direct {
+            cfg.dio_align_bytes.max(1)
+        } else {
+            1
+        };
+        let queue_depth = cfg.queue_depth.max(1);
+        let pool = if knobs.threads > 0 {
+            let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Job)>(queue_depth);
+            let (done_tx, done_rx) = mpsc::sync_channel::<Done>(queue_depth);
+            let job_rx = Arc::new(Mutex::new(job_rx));
+            let mut threads = Vec::with_capacity(knobs.threads as usize);
+            for i in 0..knobs.threads {
+                let rx = Arc::clone(&job_rx);
+                let tx = done_tx.clone();
+                let t = std::thread::Builder::new()
+                    .name(format!("sb-io-{}-{i}", cfg.worker))
+                    .spawn(move || loop {
+                        let next = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((token, job)) = next else { return };
+                        if tx.send(exec::execute(token, job)).is_err() {
+                            return;
+                        }
+                    })?;
+                threads.push(t);
+            }
+            Some(Pool {
+                jobs: Some(job_tx),
+                done: done_rx,
+                threads,
+            })
+        } else {
+            None
+        };
+        Ok(Buffered {
+            caps: Caps {
+                name: "buffered",
+                direct: knobs.direct,
+                io_align_bytes: align,
+                synchronous: pool.is_none(),
+                polls: false,
+                owns_loop: false,
+                max_in_flight: queue_depth,
+                buf_bytes: cfg.buf_bytes,
+                buf_count: cfg.buf_count,
+                stores_data: true,
+            },
+            dir: cfg.dir.clone(),
+            dir_fd,
+            open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
+            files: FdTable::default(),
+            bufs: BufPool::new(cfg.buf_count, cfg.buf_bytes, align.max(64)),
+            ready: Vec::with_capacity(queue_depth),
+            pool,
+            pool_in_flight: 0,
+        })
+    }
+
+    fn fail(token: u64, kind: OpKind, buf: Option<AlignedBuf>, errno: i32) -> Done {
+        Done {
+            token,
+            kind,
+            res: Err(io::Error::from_raw_os_error(errno)),
+            buf,
+            opened: None,
+        }
+    }
+
+    /// Resolve files and paths; ops that cannot start (file not open) finish at once.
+    fn translate(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<Job, Done> {
+        let kind = op.kind();
+        let fd_of = |files: &FdTable, id: u64| files.get(&id).copied();
+        match op {
+            Op::Create {
+                file,
+                kind: fk,
+                prealloc_bytes,
+            } => {
+                if self.files.contains_key(&file.0) {
+                    return Err(Self::fail(token, kind, None, libc::EBUSY));
+                }
+                let path = c_path(&self.dir.join(file_name(file, fk)))
+                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
+                Ok(Job::Open {
+                    file: file.0,
+                    path,
+                    flags: libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | self.open_flags,
+                    prealloc_bytes,
+                    kind,
+                })
+            }
+            Op::Open {
+                file,
+                kind: fk,
+                writable,
+            } => {
+                if self.files.contains_key(&file.0) {
+                    return Err(Self::fail(token, kind, None, libc::EBUSY));
+                }
+                let path = c_path(&self.dir.join(file_name(file, fk)))
+                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
+                let access = if writable {
+                    libc::O_RDWR
+                } else {
+                    libc::O_RDONLY
+                };
+                Ok(Job::Open {
+                    file: file.0,
+                    path,
+                    flags: access | self.open_flags,
+                    prealloc_bytes: 0,
+                    kind,
+                })
+            }
+            Op::Allocate {
+                file,
+                offset,
+                len_bytes,
+            } => match fd_of(&self.files, file.0) {
+                Some(fd) => Ok(Job::Allocate {
+                    fd,
+                    offset,
+                    len_bytes,
+                }),
+                None => Err(Self::fail(token, kind, None, libc::EBADF)),
+            },
+            Op::Write {
+                file,
+                offset,
+                buf,
+                dsync,
+            } => match fd_of(&self.files, file.0) {
+                Some(fd) => Ok(Job::Write {
+                    fd,
+                    offset,
+                    buf,
+                    dsync,
+                }),
+                None => Err(Self::fail(token, kind, Some(buf), libc::EBADF)),
+            },
+            Op::Read { file, offset, buf } => match fd_of(&self.files, file.0) {
+                Some(fd) => Ok(Job::Read { fd, offset, buf }),
+                None => Err(Self::fail(token, kind, Some(buf), libc::EBADF)),
+            },
+            Op::Sync { file } => match fd_of(&self.files, file.0) {
+                Some(fd) => Ok(Job::Sync { fd, kind }),
+                None => Err(Self::fail(token, kind, None, libc::EBADF)),
+            },
+            Op::SyncDir => Ok(Job::Sync {
+                fd: self.dir_fd,
+                kind,
+            }),
+            Op::Close { file } => match self.files.remove(&file.0) {
+                Some(fd) => Ok(Job::Close { fd }),
+                None => Err(Self::fail(token, kind, None, libc::EBADF)),
+            },
+            Op::Remove { file, kind: fk } => {
+                let path = c_path(&self.dir.join(file_name(file, fk)))
+                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
+                Ok(Job::Remove {
+                    path,
+                    fd: self.files.remove(&file.0),
+                })
+            }
+        }
+    }
+
+    fn finish(&mut self, done: Done) -> Completion<AlignedBuf> {
+        if let Some((file, fd)) = done.opened {
+            self.files.insert(file, fd);
+        }
+        Completion {
+            token: done.token,
+            kind: done.kind,
+            res: done.res,
+            buf: done.buf,
+        }
+    }
+}
+
+impl Recorder for Buffered {
+    type Buf = AlignedBuf;
+
+    fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
+        self.bufs.alloc(len)
+    }
+
+    fn release_buf(&mut self, buf: AlignedBuf) {
+        self.bufs.release(buf);
+    }
+
+    fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
+        if self.in_flight() >= self.caps.max_in_flight {
+            return Err(op);
+        }
+        let job = match self.translate(token, op) {
+            Ok(job) => job,
+            Err(done) => {
+                let c = self.finish(done);
+                self.ready.push(c);
+                return Ok(());
+            }
+        };
+        match &self.pool {
+            None => {
+                let done = exec::execute(token, job);
+                let c = self.finish(done);
+                self.ready.push(c);
+            }
+            Some(pool) => {
+                let sent = pool.jobs.as_ref().map(|tx| tx.send((token, job)));
+                match sent {
+                    Some(Ok(())) => self.pool_in_flight += 1,
+                    // The pool is gone (a thread panicked): fail the op, returning its buffer.
+                    Some(Err(mpsc::SendError((token, job)))) => {
+                        let buf = match job {
+                            Job::Write { buf, .. } | Job::Read { buf, .. } => Some(buf),
+                            _ => None,
+                        };
+                        let c = self.finish(Self::fail(token, OpKind::Write, buf, libc::EIO));
+                        self.ready.push(c);
+                    }
+                    None => unreachable!("pool sender only taken in drop"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn reap(
+        &mut self,
+        out: &mut Vec<Completion<AlignedBuf>>,
+        deadline: Instant,
+    ) -> io::Result<usize> {
+        let mut n = self.ready.len();
+        out.append(&mut self.ready);
+        if self.pool.is_none() {
+            return Ok(n);
+        }
+        loop {
+            let pool = self.pool.as_ref().expect("pool checked above");
+            let got = if n == 0 && self.pool_in_flight > 0 {
+                let now = Instant::now();
+                if deadline <= now {
+                    break;
+                }
+                match pool.done.recv_timeout(deadline - now) {
+                    Ok(d) => Some(d),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(io::Error::other("buffered: I/O thread pool died"))
+                    }
+                }
+            } else {
+                match pool.done.try_recv() {
+                    Ok(d) => Some(d),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(io::Error::other("buffered: I/O thread pool died"))
+                    }
+                }
+            };
+            let Some(done) = got else { break };
+            self.pool_in_flight -= 1;
+            let c = self.finish(done);
+            out.push(c);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.ready.len() + self.pool_in_flight
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        if let Some(mut pool) = self.pool.take() {
+            pool.jobs.take();
+            for t in pool.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+        for (_, fd) in self.files.drain() {
+            // SAFETY: descriptors opened by this engine; the pool threads have exited.
+            unsafe { libc::close(fd) };
+        }
+        // SAFETY: the directory descriptor was opened in `new` and is closed once.
+        unsafe { libc::close(self.dir_fd) };
+    }
+}

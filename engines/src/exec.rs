@@ -1,0 +1,275 @@
+//! Blocking execution of ops with positioned syscalls, shared by the `buffered` engine's inline
+//! mode and its thread pool (and by later blocking-pool engines).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::buf::AlignedBuf;
+use crate::OpKind;
+
+/// A multiplicative hasher for `u64` file ids (no SipHash cost per op).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Open files by id.
+pub(crate) type FdTable = HashMap<u64, RawFd, BuildHasherDefault<IdHasher>>;
+
+/// An op translated for a blocking executor: files resolved to descriptors, paths built.
+pub(crate) enum Job {
+    Open {
+        file: u64,
+        path: CString,
+        flags: i32,
+        prealloc_bytes: u64,
+        kind: OpKind,
+    },
+    Allocate {
+        fd: RawFd,
+        offset: u64,
+        len_bytes: u64,
+    },
+    Write {
+        fd: RawFd,
+        offset: u64,
+        buf: AlignedBuf,
+        dsync: bool,
+    },
+    Read {
+        fd: RawFd,
+        offset: u64,
+        buf: AlignedBuf,
+    },
+    Sync {
+        fd: RawFd,
+        kind: OpKind,
+    },
+    Close {
+        fd: RawFd,
+    },
+    Remove {
+        path: CString,
+        fd: Option<RawFd>,
+    },
+}
+
+/// A finished job.
+pub(crate) struct Done {
+    pub token: u64,
+    pub kind: OpKind,
+    pub res: io::Result<usize>,
+    pub buf: Option<AlignedBuf>,
+    /// For Create/Open: the file id and its new descriptor.
+    pub opened: Option<(u64, RawFd)>,
+}
+
+/// `path` as a C string (paths with NUL bytes are rejected).
+pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn cvt(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+fn retry<F: FnMut() -> libc::ssize_t>(mut f: F) -> io::Result<usize> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// Write all of `data` at `offset`, completing short writes; `dsync` uses RWF_DSYNC.
+pub(crate) fn write_all_at(fd: RawFd, data: &[u8], offset: u64, dsync: bool) -> io::Result<usize> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let rest = &data[done..];
+        let off = (offset + done as u64) as libc::off_t;
+        let n = retry(|| {
+            if dsync {
+                let iov = libc::iovec {
+                    iov_base: rest.as_ptr() as *mut libc::c_void,
+                    iov_len: rest.len(),
+                };
+                // SAFETY: `iov` points into `rest`, a live borrow of the caller's buffer that
+                // outlives this blocking call; the kernel only reads from it during the call.
+                unsafe { libc::pwritev2(fd, &iov, 1, off, libc::RWF_DSYNC) }
+            } else {
+                // SAFETY: `rest` is a live borrowed slice for the whole blocking call; the
+                // kernel reads at most `rest.len()` bytes from it.
+                unsafe { libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), off) }
+            }
+        })?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write returned 0 bytes",
+            ));
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+/// Read into `data` at `offset` until it is full or end of file; returns the bytes read.
+pub(crate) fn read_full_at(fd: RawFd, data: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let rest = &mut data[done..];
+        let off = (offset + done as u64) as libc::off_t;
+        // SAFETY: `rest` is a live exclusive borrow for the whole blocking call; the kernel
+        // writes at most `rest.len()` bytes into it.
+        let n = retry(|| unsafe { libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), off) })?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+fn check(ret: libc::c_int) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(0)
+    }
+}
+
+fn fallocate(fd: RawFd, offset: u64, len_bytes: u64) -> io::Result<usize> {
+    loop {
+        // SAFETY: plain syscall on a descriptor; no memory is shared with the kernel.
+        let r = unsafe { libc::fallocate(fd, 0, offset as libc::off_t, len_bytes as libc::off_t) };
+        match check(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn close(fd: RawFd) -> io::Result<usize> {
+    // SAFETY: the descriptor was opened by this engine and is removed from its table before
+    // the close, so nothing else uses it.
+    check(unsafe { libc::close(fd) })
+}
+
+/// Run one job to completion on the calling thread.
+pub(crate) fn execute(token: u64, job: Job) -> Done {
+    let mut done = Done {
+        token,
+        kind: OpKind::Write,
+        res: Ok(0),
+        buf: None,
+        opened: None,
+    };
+    match job {
+        Job::Open {
+            file,
+            path,
+            flags,
+            prealloc_bytes,
+            kind,
+        } => {
+            done.kind = kind;
+            // SAFETY: `path` is a NUL-terminated string alive for the call.
+            let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+            if fd < 0 {
+                done.res = Err(io::Error::last_os_error());
+            } else if prealloc_bytes > 0 {
+                match fallocate(fd, 0, prealloc_bytes) {
+                    Ok(_) => done.opened = Some((file, fd)),
+                    Err(e) => {
+                        let _ = close(fd);
+                        done.res = Err(e);
+                    }
+                }
+            } else {
+                done.opened = Some((file, fd));
+            }
+        }
+        Job::Allocate {
+            fd,
+            offset,
+            len_bytes,
+        } => {
+            done.kind = OpKind::Allocate;
+            done.res = fallocate(fd, offset, len_bytes);
+        }
+        Job::Write {
+            fd,
+            offset,
+            buf,
+            dsync,
+        } => {
+            done.kind = OpKind::Write;
+            done.res = write_all_at(fd, buf.as_ref(), offset, dsync);
+            done.buf = Some(buf);
+        }
+        Job::Read {
+            fd,
+            offset,
+            mut buf,
+        } => {
+            done.kind = OpKind::Read;
+            done.res = read_full_at(fd, buf.as_mut(), offset);
+            done.buf = Some(buf);
+        }
+        Job::Sync { fd, kind } => {
+            done.kind = kind;
+            loop {
+                // SAFETY: plain syscall on a descriptor this engine owns.
+                let r = if kind == OpKind::SyncDir {
+                    unsafe { libc::fsync(fd) }
+                } else {
+                    unsafe { libc::fdatasync(fd) }
+                };
+                match check(r) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => {
+                        done.res = r;
+                        break;
+                    }
+                }
+            }
+        }
+        Job::Close { fd } => {
+            done.kind = OpKind::Close;
+            done.res = close(fd);
+        }
+        Job::Remove { path, fd } => {
+            done.kind = OpKind::Remove;
+            if let Some(fd) = fd {
+                let _ = close(fd);
+            }
+            // SAFETY: `path` is a NUL-terminated string alive for the call.
+            done.res = check(unsafe { libc::unlink(path.as_ptr()) });
+        }
+    }
+    done
+}
