@@ -1,1 +1,16 @@
-//! placeholder
+//! Seeded workload generators for snapbench.
+//!
+//! * [`ds`] — the dedicated-game-server (DS) snapshot model of `WORKLOAD.md`: matches start,
+//!   send snapshots at their record rate (optionally batched), and end; each worker gets the
+//!   open-loop schedule of the matches it owns.
+//! * [`micro`] — fio-style micro patterns (`read`, `write`, `randread`, `randwrite`) for
+//!   calibrating engines against fio.
+//! * [`seed`] — the seeding helpers both use, so that one seed always gives one schedule.
+//!
+//! Every generator is deterministic in its seed and does not allocate per event.
+
+#![warn(missing_docs)]
+
+pub mod ds;
+pub mod micro;
+pub mod seed;
