@@ -1,3 +1,10 @@
 //! snapbench: the harness library (CLI, suites, driver, log writer, measurement, results).
+pub mod driver;
 pub mod machine;
+pub mod measure;
+pub mod micro;
+pub mod plan;
+pub mod results;
+pub mod run;
 pub mod snaplog;
+pub mod units;

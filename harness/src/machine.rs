@@ -5,7 +5,7 @@
 //! unparsable file yields `None` (or JSON `null`), never an error.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;

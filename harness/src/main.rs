@@ -1,1 +1,472 @@
-fn main() {}
+//! `snapbench`: which I/O engine should a replay recorder use? Reads top to bottom: parse and
+//! validate everything (exit 2 on bad input, before any file is written), then run, writing
+//! results after every run, then print the comparison table.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use snapbench::driver::INTERRUPTED;
+use snapbench::plan::{self, BadInput, FieldKind, Global, Plan, RawFields, Suite, FIELDS};
+use snapbench::results::{utc_now, ResultsDir, SummaryRow};
+use snapbench::run::{self, Ending, Progress};
+use snapbench::{machine, snaplog};
+
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::Relaxed);
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn cli() -> Command {
+    let mut run = Command::new("run")
+        .about("Run a suite (the embedded default suite when no file is given)")
+        .arg(Arg::new("suite").value_name("SUITE.toml").help("suite file"))
+        .arg(
+            Arg::new("dir")
+                .long("dir")
+                .value_name("PATH")
+                .default_value("./snapbench-data")
+                .help("where engines create their files"),
+        )
+        .arg(
+            Arg::new("out")
+                .long("out")
+                .value_name("PATH")
+                .help("results folder [results/<UTC>-<suite>]"),
+        )
+        .arg(
+            Arg::new("force")
+                .long("force")
+                .action(ArgAction::SetTrue)
+                .help("overwrite an --out folder that holds results"),
+        )
+        .arg(
+            Arg::new("quick")
+                .long("quick")
+                .action(ArgAction::SetTrue)
+                .help("the same suite in at most 60 seconds"),
+        );
+    for f in FIELDS {
+        let flag = f.name.replace('_', "-");
+        let mut arg = Arg::new(f.name).long(flag).help(f.help);
+        arg = match f.kind {
+            FieldKind::Engines => arg.action(ArgAction::Append).value_name("VARIANT"),
+            FieldKind::Bool => arg
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .value_name("BOOL"),
+            _ => arg.value_name("VALUE"),
+        };
+        run = run.arg(arg);
+    }
+    Command::new("snapbench")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Replay-recorder I/O benchmark: engines side by side on the DS snapshot workload")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(run)
+        .subcommand(
+            Command::new("engines")
+                .about("List engines, their knobs, and what this machine supports (probed)")
+                .arg(
+                    Arg::new("dir")
+                        .long("dir")
+                        .value_name("PATH")
+                        .default_value("./snapbench-data")
+                        .help("target to probe (its nearest existing folder)"),
+                ),
+        )
+        .subcommand(
+            Command::new("verify")
+                .about("Check SNAPLOG1 logs: exit 0 clean, 1 damaged, 2 bad path")
+                .arg(Arg::new("path").required(true).value_name("PATH"))
+                .arg(
+                    Arg::new("recover")
+                        .long("recover")
+                        .action(ArgAction::SetTrue)
+                        .help("count torn logs (a crash mid-write) as recoverable, not damaged"),
+                ),
+        )
+}
+
+fn main() -> ExitCode {
+    let matches = match cli().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match matches.subcommand() {
+        Some(("run", m)) => cmd_run(m),
+        Some(("engines", m)) => cmd_engines(m),
+        Some(("verify", m)) => cmd_verify(m),
+        _ => ExitCode::from(2),
+    }
+}
+
+fn bad_input(e: &BadInput) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Stage one: parse and validate everything into a plan.
+fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
+    let (suite, embedded) = match m.get_one::<String>("suite") {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                BadInput(format!("cannot read suite {path}: {e}; give a readable TOML file"))
+            })?;
+            (Suite::parse(&text, path)?, false)
+        }
+        None => (Suite::embedded(), true),
+    };
+    let mut cli = RawFields::new();
+    let mut engines = Vec::new();
+    for f in FIELDS {
+        if f.kind == FieldKind::Engines {
+            if let Some(vs) = m.get_many::<String>(f.name) {
+                engines.extend(vs.cloned());
+            }
+        } else if let Some(v) = m.get_one::<String>(f.name) {
+            cli.insert(f.name, toml::Value::String(v.clone()));
+        }
+    }
+    let mut runs = plan::expand(&suite, &cli, &engines)?;
+    let quick = m.get_flag("quick");
+    if quick {
+        plan::apply_quick(&mut runs);
+    }
+    let mut plan = Plan {
+        suite: suite.name.clone(),
+        runs,
+        skipped: Vec::new(),
+        embedded: embedded && engines.is_empty(),
+        global: Global {
+            dir: PathBuf::from(m.get_one::<String>("dir").expect("has default")),
+            out: m.get_one::<String>("out").map(PathBuf::from),
+            force: m.get_flag("force"),
+            quick,
+        },
+    };
+    run::prepare(&mut plan)?;
+    if quick {
+        // Variants may have been dropped: spread the budget over what remains.
+        plan::apply_quick(&mut plan.runs);
+    }
+    Ok(plan)
+}
+
+struct CliProgress {
+    bar: indicatif::ProgressBar,
+    tty: bool,
+    base_s: u64,
+    run_len_s: u64,
+}
+
+impl CliProgress {
+    fn new(total_s: u64) -> CliProgress {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if tty {
+            let b = indicatif::ProgressBar::new(total_s);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg:32} [{bar:30}] {pos}/{len} s  eta {eta}",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        CliProgress {
+            bar,
+            tty,
+            base_s: 0,
+            run_len_s: 0,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.tty {
+            self.bar.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
+impl Progress for CliProgress {
+    fn run_started(&mut self, run: &plan::RunPlan, n: usize, of: usize) {
+        self.run_len_s = (run.warmup_s + run.duration_s).ceil() as u64;
+        self.bar.set_message(format!("[{n}/{of}] {}", run.run_id));
+        self.bar.set_position(self.base_s);
+        self.line(&format!(
+            "[{n}/{of}] {} on {}: {:.0} s warm-up + {:.0} s measured",
+            run.engine.variant(),
+            run.workload.name(),
+            run.warmup_s,
+            run.duration_s
+        ));
+    }
+
+    fn second(&mut self, second: u64, _ops: f64) {
+        self.bar
+            .set_position(self.base_s + second.min(self.run_len_s));
+    }
+
+    fn run_finished(&mut self, row: &SummaryRow) {
+        self.base_s += self.run_len_s;
+        self.bar.set_position(self.base_s);
+        let mut text = format!(
+            "      {} {}: {:.0} ops/s, p99 {} ms, ack p99 {} ms, {:.2} cores",
+            row.run_id,
+            row.status,
+            row.ops_per_s,
+            ms(row.lat_p99_us),
+            ms(row.ack_p99_us),
+            row.cpu_cores.unwrap_or(0.0)
+        );
+        if !row.error.is_empty() {
+            text.push_str(&format!("\n      error: {}", row.error));
+        }
+        self.line(&text);
+    }
+}
+
+fn ms(us: Option<f64>) -> String {
+    match us {
+        Some(v) => format!("{:.3}", v / 1000.0),
+        None => "-".into(),
+    }
+}
+
+fn print_table(rows: &[SummaryRow]) {
+    println!(
+        "{:<34} {:<12} {:>11} {:>9} {:>10} {:>10} {:>11} {:>10} {:>6} {:>9}",
+        "variant", "status", "ops/s", "MiB/s", "p50 ms", "p99 ms", "p99.9 ms", "ack p99", "cores", "cpu us/op"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:<12} {:>11.0} {:>9.2} {:>10} {:>10} {:>11} {:>10} {:>6.2} {:>9}",
+            r.variant,
+            r.status,
+            r.ops_per_s,
+            r.mib_per_s,
+            ms(r.lat_p50_us),
+            ms(r.lat_p99_us),
+            ms(r.lat_p999_us),
+            ms(r.ack_p99_us),
+            r.cpu_cores.unwrap_or(0.0),
+            r.cpu_us_per_op
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+fn cmd_run(m: &ArgMatches) -> ExitCode {
+    let plan = match build_plan(m) {
+        Ok(p) => p,
+        Err(e) => return bad_input(&e),
+    };
+    for why in &plan.skipped {
+        eprintln!("note: skipped: {why}");
+    }
+    install_signal_handlers();
+    let (start_iso, start_compact) = utc_now();
+    let out = plan.global.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!(
+            "{start_compact}-{}",
+            plan::sanitize(&plan.suite)
+        ))
+    });
+    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force
+    {
+        return bad_input(&BadInput(format!(
+            "{} already holds results; pass --out or --force",
+            out.display()
+        )));
+    }
+    let argv: Vec<String> = std::env::args().collect();
+    let mut meta = serde_json::json!({
+        "schema_version": snapbench::results::SCHEMA_VERSION,
+        "build": machine::build_info(),
+        "argv": argv,
+        "suite": plan.suite,
+        "embedded_suite": plan.embedded,
+        "quick": plan.global.quick,
+        "dir": plan.global.dir,
+        "skipped": plan.skipped,
+        "runs": plan.runs.iter().map(|r| r.options_json()).collect::<Vec<_>>(),
+        "seeds": plan.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        "host": machine::describe_host(),
+        "storage": machine::describe_storage(&plan.global.dir),
+        "fio_version": serde_json::Value::Null,
+        "start_utc": start_iso,
+        "end_utc": serde_json::Value::Null,
+        "status": "running",
+    });
+    let mut results = match ResultsDir::create(out.clone(), meta.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot create results folder {}: {e}", out.display());
+            return ExitCode::from(1);
+        }
+    };
+    let total_s: f64 = plan.runs.iter().map(|r| r.warmup_s + r.duration_s).sum();
+    let mut progress = CliProgress::new(total_s.ceil() as u64);
+    let ending = run::execute(&plan, &mut results, &mut progress);
+    progress.bar.finish_and_clear();
+    let ending = match ending {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: writing results to {}: {e}", out.display());
+            Ending::Failed
+        }
+    };
+    meta["end_utc"] = serde_json::Value::String(utc_now().0);
+    meta["status"] = serde_json::Value::String(
+        match ending {
+            Ending::Ok => "ok",
+            Ending::Failed => "failed",
+            Ending::Interrupted => "interrupted",
+        }
+        .into(),
+    );
+    results.meta = meta;
+    if let Err(e) = results.write_meta() {
+        eprintln!("error: writing meta.json: {e}");
+    }
+    let rows: Vec<SummaryRow> = results.runs.iter().map(|r| r.row.clone()).collect();
+    print_table(&rows);
+    println!("results: {}", out.display());
+    match ending {
+        Ending::Ok => ExitCode::SUCCESS,
+        Ending::Failed => ExitCode::from(1),
+        Ending::Interrupted => {
+            let sig = SIGNAL.load(Ordering::Relaxed);
+            ExitCode::from(if sig == libc::SIGTERM { 143 } else { 130 })
+        }
+    }
+}
+
+fn cmd_engines(m: &ArgMatches) -> ExitCode {
+    let dir = PathBuf::from(m.get_one::<String>("dir").expect("has default"));
+    let base = snapbench_engines::buffered::nearest_existing(&dir);
+    println!("probed on {} ({})", base.display(), fs_type(&base));
+    for (info, found) in snapbench_engines::probe_all(&base) {
+        println!("\n{}  {}", info.name, info.summary);
+        for k in info.knobs {
+            println!("    {:<16} default {:<6} {}", k.name, k.default, k.help);
+        }
+        for p in found {
+            println!(
+                "    [{}] {}: {}",
+                if p.supported { "supported" } else { "UNSUPPORTED" },
+                p.what,
+                p.detail
+            );
+        }
+    }
+    println!(
+        "\nnot in this build yet: uring, aio, glommio, poll, tokio (they arrive with later issues)"
+    );
+    ExitCode::SUCCESS
+}
+
+fn fs_type(path: &Path) -> String {
+    machine::describe_storage(path)["fs"]["fs_type"]
+        .as_str()
+        .unwrap_or("unknown fs")
+        .to_string()
+}
+
+fn cmd_verify(m: &ArgMatches) -> ExitCode {
+    let path = PathBuf::from(m.get_one::<String>("path").expect("required"));
+    let recover = m.get_flag("recover");
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v = Vec::new();
+        let mut stack = vec![path.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "snap") {
+                    v.push(p);
+                }
+            }
+        }
+        v.sort();
+        v
+    } else if path.is_file() {
+        vec![path.clone()]
+    } else {
+        eprintln!(
+            "error: {} does not exist; give a .snap file or a folder of them",
+            path.display()
+        );
+        return ExitCode::from(2);
+    };
+    let mut counts = [0u64; 4];
+    for f in &files {
+        let bytes = match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("{}: damaged: cannot read: {e}", f.display());
+                counts[3] += 1;
+                continue;
+            }
+        };
+        let expected = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(snaplog::parse_log_file_name);
+        let check = snaplog::check_log(&bytes, expected);
+        let idx = match check.state {
+            snaplog::LogState::Sealed => 0,
+            snaplog::LogState::Open => 1,
+            snaplog::LogState::Torn => 2,
+            snaplog::LogState::Damaged => 3,
+        };
+        counts[idx] += 1;
+        if idx >= 2 {
+            let (off, why) = check.problem.clone().unwrap_or((0, String::new()));
+            println!(
+                "{}: {} at offset {off}: {why} ({} valid frames)",
+                f.display(),
+                if idx == 2 { "torn" } else { "damaged" },
+                check.frames
+            );
+        }
+    }
+    println!(
+        "{} logs: {} sealed, {} open, {} torn, {} damaged",
+        files.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3]
+    );
+    if counts[3] > 0 || (counts[2] > 0 && !recover) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

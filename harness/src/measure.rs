@@ -1,0 +1,265 @@
+//! Measurement: latency histograms (HdrHistogram, 3 significant digits, nanoseconds) and the
+//! counters each worker keeps; merged across workers at the end.
+
+use hdrhistogram::Histogram;
+
+/// Highest latency recorded exactly (1 hour, in ns); larger values are clamped to it.
+pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+
+/// A latency histogram in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct LatHist(Histogram<u64>);
+
+impl Default for LatHist {
+    fn default() -> Self {
+        LatHist::new()
+    }
+}
+
+impl LatHist {
+    /// An empty histogram covering 1 ns .. 1 h at 3 significant digits.
+    pub fn new() -> LatHist {
+        LatHist(Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid bounds"))
+    }
+
+    /// Record one latency (clamped into range; never allocates).
+    #[inline]
+    pub fn record_ns(&mut self, ns: u64) {
+        let v = ns.clamp(1, MAX_LATENCY_NS);
+        // In range by construction, so this cannot fail.
+        let _ = self.0.record(v);
+    }
+
+    /// Add every sample of `other`.
+    pub fn merge(&mut self, other: &LatHist) {
+        // Same bounds by construction.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The latency at `q` (0..=1) in microseconds, None when empty.
+    pub fn quantile_us(&self, q: f64) -> Option<f64> {
+        (self.count() > 0).then(|| self.0.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Largest sample in microseconds.
+    pub fn max_us(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.0.max() as f64 / 1000.0)
+    }
+
+    /// Mean in microseconds.
+    pub fn mean_us(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.0.mean() / 1000.0)
+    }
+
+    /// Clear all samples (keeps the allocation).
+    pub fn reset(&mut self) {
+        self.0.reset();
+    }
+
+    /// HdrHistogram's percentile distribution text (`.hgrm`), values in microseconds.
+    pub fn percentile_distribution(&self) -> String {
+        use std::fmt::Write;
+        let h = &self.0;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        if h.is_empty() {
+            return out;
+        }
+        for v in h.iter_quantiles(5) {
+            let q = v.quantile_iterated_to();
+            let inv = if q < 1.0 {
+                format!("{:>14.2}", 1.0 / (1.0 - q))
+            } else {
+                format!("{:>14}", "")
+            };
+            let _ = writeln!(
+                out,
+                "{:>12.3} {:>14.12} {:>10} {}",
+                h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0,
+                q,
+                v.count_since_last_iteration(),
+                inv
+            );
+        }
+        let _ = writeln!(
+            out,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0,
+            h.max() as f64 / 1000.0,
+            h.len(),
+            h.buckets(),
+            h.distinct_values()
+        );
+        out
+    }
+}
+
+/// Summary percentiles of one histogram, in microseconds (None when empty).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, PartialEq)]
+pub struct LatSummary {
+    /// Samples.
+    pub samples: u64,
+    /// Median.
+    pub p50_us: Option<f64>,
+    /// 99th percentile.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_us: Option<f64>,
+    /// Maximum.
+    pub max_us: Option<f64>,
+    /// Mean.
+    pub mean_us: Option<f64>,
+}
+
+impl LatHist {
+    /// Percentile summary.
+    pub fn summary(&self) -> LatSummary {
+        LatSummary {
+            samples: self.count(),
+            p50_us: self.quantile_us(0.5),
+            p99_us: self.quantile_us(0.99),
+            p999_us: self.quantile_us(0.999),
+            max_us: self.max_us(),
+            mean_us: self.mean_us(),
+        }
+    }
+}
+
+/// Op kinds with their own histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistKind {
+    /// Snapshot written (DS, from intended time) or one I/O (micro, from submit).
+    Lat = 0,
+    /// Snapshot durable and acknowledged (DS, from intended time).
+    Ack = 1,
+    /// Engine-level write I/O, submit to completion.
+    IoWrite = 2,
+    /// Engine-level sync (fdatasync), submit to completion.
+    IoSync = 3,
+}
+
+/// Every histogram kind, in order.
+pub const HIST_KINDS: [HistKind; 4] = [HistKind::Lat, HistKind::Ack, HistKind::IoWrite, HistKind::IoSync];
+
+impl HistKind {
+    /// File-name-safe name.
+    pub fn name(self) -> &'static str {
+        match self {
+            HistKind::Lat => "lat",
+            HistKind::Ack => "ack",
+            HistKind::IoWrite => "io_write",
+            HistKind::IoSync => "io_sync",
+        }
+    }
+}
+
+/// Counters and histograms of one worker (or, merged, of one run) over the measured window.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Histograms indexed by [`HistKind`].
+    pub hists: [LatHist; 4],
+    /// Snapshots written (DS) or I/Os completed (micro) in the window.
+    pub ops: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Engine-level I/Os (writes and reads) completed in the window.
+    pub io_ops: u64,
+    /// Their bytes.
+    pub io_bytes: u64,
+    /// Engine-level syncs completed in the window.
+    pub io_syncs: u64,
+    /// I/O errors (any time in the run).
+    pub errors: u64,
+    /// Largest lag behind schedule seen, ns.
+    pub max_lag_ns: u64,
+}
+
+impl Stats {
+    /// Add `other` into `self`.
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.hists.iter_mut().zip(other.hists.iter()) {
+            a.merge(b);
+        }
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+        self.io_ops += other.io_ops;
+        self.io_bytes += other.io_bytes;
+        self.io_syncs += other.io_syncs;
+        self.errors += other.errors;
+        self.max_lag_ns = self.max_lag_ns.max(other.max_lag_ns);
+    }
+
+    /// The histogram of `kind`.
+    #[inline]
+    pub fn hist(&mut self, kind: HistKind) -> &mut LatHist {
+        &mut self.hists[kind as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_equals_recording_everything_in_one() {
+        let mut a = LatHist::new();
+        let mut b = LatHist::new();
+        let mut all = LatHist::new();
+        for i in 1..=10_000u64 {
+            let v = i * 997 % 5_000_000 + 1;
+            if i % 3 == 0 { a.record_ns(v) } else { b.record_ns(v) }
+            all.record_ns(v);
+        }
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert_eq!(merged.count(), 10_000);
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.quantile_us(q), all.quantile_us(q), "q={q}");
+        }
+        assert_eq!(merged.max_us(), all.max_us());
+    }
+
+    #[test]
+    fn percentiles_within_three_digits() {
+        let mut h = LatHist::new();
+        for v in 1..=100_000u64 {
+            h.record_ns(v * 1000); // 1 us .. 100 ms
+        }
+        let p99 = h.quantile_us(0.99).unwrap();
+        assert!((p99 - 99_000.0).abs() / 99_000.0 < 0.001, "{p99}");
+        let p50 = h.quantile_us(0.5).unwrap();
+        assert!((p50 - 50_000.0).abs() / 50_000.0 < 0.001, "{p50}");
+    }
+
+    #[test]
+    fn clamps_and_empty() {
+        let mut h = LatHist::new();
+        assert_eq!(h.quantile_us(0.5), None);
+        h.record_ns(0);
+        h.record_ns(u64::MAX);
+        assert_eq!(h.count(), 2);
+        assert!(h.max_us().unwrap() >= MAX_LATENCY_NS as f64 / 1000.0 * 0.999);
+        let text = h.percentile_distribution();
+        assert!(text.contains("Total count"));
+    }
+
+    #[test]
+    fn stats_merge_adds_counters() {
+        let mut a = Stats { ops: 3, bytes: 30, errors: 1, max_lag_ns: 5, ..Default::default() };
+        let b = Stats { ops: 4, bytes: 40, errors: 0, max_lag_ns: 9, ..Default::default() };
+        a.hist(HistKind::Lat).record_ns(1000);
+        a.merge(&b);
+        assert_eq!((a.ops, a.bytes, a.errors, a.max_lag_ns), (7, 70, 1, 9));
+        assert_eq!(a.hists[0].count(), 1);
+    }
+}

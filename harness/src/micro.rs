@@ -1,0 +1,273 @@
+//! The closed-loop micro driver (fio's classic patterns): `iodepth` I/Os of `bs` bytes kept in
+//! flight on one file per worker, latency from submit to completion, so each engine compares
+//! 1:1 with `fio --ioengine=<peer>`. Like fio, each I/O's submit time is read when it is
+//! submitted and completions share the time of the reap that returned them.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use snapbench_engines::{Completion, FileKind, MatchId, Op, OpKind, Recorder};
+use snapbench_workloads::micro::{MicroOffsets, MicroParams};
+
+use crate::driver::{describe_error, Clock, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED};
+use crate::measure::{HistKind, Stats};
+
+/// Size of the sequential writes that lay out the file before the measured run.
+pub const LAYOUT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Buffer size a micro run asks the engine for.
+pub fn micro_buf_bytes(p: &MicroParams) -> usize {
+    (p.bs_bytes as usize).max(LAYOUT_CHUNK_BYTES.min(p.file_size_bytes as usize))
+}
+
+/// The file of worker `w`.
+pub fn micro_file(worker: u32) -> MatchId {
+    MatchId(u64::from(worker))
+}
+
+fn wait_one<R: Recorder>(
+    eng: &mut R,
+    out: &mut Vec<Completion<R::Buf>>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.is_empty() {
+        if Instant::now() >= deadline {
+            return Err("no completion within 60 s".into());
+        }
+        eng.flush().map_err(|e| e.to_string())?;
+        eng.reap(out, deadline).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(), String> {
+    let (kind, file) = (op.kind(), micro_file(ctx.worker));
+    let mut op = op;
+    let mut out = Vec::new();
+    while let Err(back) = eng.submit(0, op) {
+        op = back;
+        wait_one(eng, &mut out)?;
+        out.clear();
+    }
+    wait_one(eng, &mut out)?;
+    for c in out {
+        if let Err(e) = &c.res {
+            return Err(describe_error(
+                eng.caps().name,
+                kind,
+                Some((file, FileKind::Data)),
+                None,
+                &ctx.dir,
+                e,
+            ));
+        }
+        if let Some(b) = c.buf {
+            eng.release_buf(b);
+        }
+    }
+    Ok(())
+}
+
+/// Create the worker's file and write it in full (fallocated blocks would read back zeros
+/// without any I/O), then sync it. Not measured.
+pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Result<(), String> {
+    let file = micro_file(ctx.worker);
+    one_op(
+        eng,
+        Op::Create {
+            file,
+            kind: FileKind::Data,
+            prealloc_bytes: p.file_size_bytes,
+        },
+        ctx,
+    )?;
+    let chunk = micro_buf_bytes(p) as u64;
+    let mut offset = 0u64;
+    let mut next_token = 1u64;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while offset < p.file_size_bytes || eng.in_flight() > 0 {
+        if ctx.should_stop() {
+            return Err("interrupted while laying out the file".into());
+        }
+        while offset < p.file_size_bytes && eng.in_flight() < eng.caps().max_in_flight.min(8) {
+            let len = chunk.min(p.file_size_bytes - offset) as usize;
+            let Some(mut buf) = eng.alloc_buf(len) else { break };
+            buf.as_mut().fill(0x5a);
+            match eng.submit(
+                next_token,
+                Op::Write {
+                    file,
+                    offset,
+                    buf,
+                    dsync: false,
+                },
+            ) {
+                Ok(()) => {
+                    next_token += 1;
+                    offset += len as u64;
+                }
+                Err(Op::Write { buf, .. }) => {
+                    eng.release_buf(buf);
+                    break;
+                }
+                Err(_) => unreachable!("a write comes back as a write"),
+            }
+        }
+        eng.flush().map_err(|e| e.to_string())?;
+        eng.reap(&mut out, deadline).map_err(|e| e.to_string())?;
+        if Instant::now() >= deadline {
+            return Err("laying out the file took more than 600 s".into());
+        }
+        for c in out.drain(..) {
+            if let Err(e) = &c.res {
+                return Err(describe_error(
+                    eng.caps().name,
+                    OpKind::Write,
+                    Some((file, FileKind::Data)),
+                    None,
+                    &ctx.dir,
+                    e,
+                ));
+            }
+            if let Some(b) = c.buf {
+                eng.release_buf(b);
+            }
+        }
+    }
+    one_op(eng, Op::Sync { file }, ctx)
+}
+
+/// Run the measured closed loop until the window ends, then drain.
+pub fn run<R: Recorder>(
+    mut eng: R,
+    p: &MicroParams,
+    ctx: &WorkerCtx,
+    clock: Clock,
+) -> WorkerOutcome {
+    let mut outcome = WorkerOutcome {
+        caps: Some(eng.caps().clone()),
+        ..WorkerOutcome::default()
+    };
+    let file = micro_file(ctx.worker);
+    let depth = (p.iodepth as usize).min(eng.caps().max_in_flight).max(1);
+    let bs = p.bs_bytes as usize;
+    let is_read = p.rw.is_read();
+    let mut offsets = MicroOffsets::new(p, ctx.plan.seed, ctx.worker);
+    // Token = slot; each slot remembers its submit time and offset.
+    let mut submit_ns = vec![0u64; depth];
+    let mut offset_of = vec![0u64; depth];
+    let mut free: Vec<u32> = (0..depth as u32).rev().collect();
+    let mut comps: Vec<Completion<R::Buf>> = Vec::with_capacity(depth);
+    let mut ticker = Ticker::default();
+    let end_ns = clock.window_end_ns;
+    let mut stats = Stats::default();
+    'run: loop {
+        if ctx.should_stop() {
+            break;
+        }
+        // Refill the queue.
+        while let Some(slot) = free.pop() {
+            let now = clock.now_ns();
+            if now >= end_ns {
+                free.push(slot);
+                break;
+            }
+            let Some(buf) = eng.alloc_buf(bs) else {
+                free.push(slot);
+                break;
+            };
+            let offset = offsets.next_offset();
+            let op = if is_read {
+                Op::Read { file, offset, buf }
+            } else {
+                Op::Write {
+                    file,
+                    offset,
+                    buf,
+                    dsync: false,
+                }
+            };
+            submit_ns[slot as usize] = now;
+            offset_of[slot as usize] = offset;
+            if let Err(op) = eng.submit(u64::from(slot), op) {
+                free.push(slot);
+                if let Op::Read { buf, .. } | Op::Write { buf, .. } = op {
+                    eng.release_buf(buf);
+                }
+                break;
+            }
+        }
+        if let Err(e) = eng.flush() {
+            outcome.fatal = Some(format!("engine {}: flush: {e}", eng.caps().name));
+            break;
+        }
+        if eng.in_flight() == 0 {
+            break;
+        }
+        let deadline = clock.instant(end_ns).max(Instant::now());
+        if let Err(e) = eng.reap(&mut comps, deadline) {
+            outcome.fatal = Some(format!("engine {}: reap: {e}", eng.caps().name));
+            break;
+        }
+        let now = clock.now_ns();
+        ticker.roll(now, ctx);
+        for c in comps.drain(..) {
+            let slot = c.token as usize;
+            free.push(slot as u32);
+            let t0 = submit_ns[slot];
+            match &c.res {
+                Ok(n) => {
+                    if clock.in_window(t0) {
+                        let lat = now - t0;
+                        stats.hist(HistKind::Lat).record_ns(lat);
+                        stats.ops += 1;
+                        stats.bytes += *n as u64;
+                        stats.io_ops += 1;
+                        stats.io_bytes += *n as u64;
+                        ticker.op(*n as u64, lat);
+                        ticker.io();
+                    }
+                }
+                Err(e) => {
+                    stats.errors += 1;
+                    ticker.error();
+                    outcome.first_error.get_or_insert_with(|| {
+                        describe_error(
+                            eng.caps().name,
+                            c.kind,
+                            Some((file, FileKind::Data)),
+                            Some(offset_of[slot]),
+                            &ctx.dir,
+                            e,
+                        )
+                    });
+                }
+            }
+            if let Some(b) = c.buf {
+                eng.release_buf(b);
+            }
+            if stats.errors > ctx.plan.max_errors {
+                ctx.stop.store(true, Ordering::Relaxed);
+                break 'run;
+            }
+        }
+    }
+    let mut rest = Vec::new();
+    if let Err(e) = eng.drain(&mut rest, Instant::now() + Duration::from_secs(60)) {
+        outcome.fatal.get_or_insert(format!("drain: {e}"));
+    }
+    for c in rest {
+        if let Some(b) = c.buf {
+            eng.release_buf(b);
+        }
+    }
+    let mut close_out = Vec::new();
+    if eng.submit(u64::MAX, Op::Close { file }).is_ok() {
+        let _ = eng.drain(&mut close_out, Instant::now() + Duration::from_secs(10));
+    }
+    ticker.send(ctx);
+    outcome.stats = stats;
+    outcome.interrupted = INTERRUPTED.load(Ordering::Relaxed);
+    outcome
+}

@@ -1,0 +1,847 @@
+//! Stage one of `snapbench run` (ripgrep's LowArgs): the suite file and the command line are
+//! parsed and validated into a [`Plan`] before anything touches the disk.
+//!
+//! One table, [`FIELDS`], drives everything: the suite's allowed fields, the CLI flags (a field
+//! `lag_limit_ms` is the flag `--lag-limit-ms`), the help text, and typed parsing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use snapbench_engines::{knobs::nearest, EngineSpec};
+use snapbench_workloads::ds::{Arrivals, DsParams, PRESETS};
+use snapbench_workloads::micro::{MicroParams, Rw};
+
+use crate::units::{parse_duration_s, parse_size};
+
+/// Bad input: exit status 2, one line naming the problem and the fix, before any file is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, BadInput> {
+    Err(BadInput(msg.into()))
+}
+
+/// How a field's value is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Engine variants (a list in a suite; repeatable on the CLI).
+    Engines,
+    /// Free text.
+    Text,
+    /// Unsigned integer.
+    Uint,
+    /// Real number.
+    Float,
+    /// Size with units.
+    Size,
+    /// Duration with units (seconds).
+    Duration,
+    /// true/false.
+    Bool,
+}
+
+/// Which workloads a field applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every run.
+    All,
+    /// DS workloads (the presets).
+    Ds,
+    /// `micro`.
+    Micro,
+}
+
+/// One run field: a suite key and a CLI flag.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    /// Suite key (`lag_limit_ms`); the flag is `--lag-limit-ms`.
+    pub name: &'static str,
+    /// Value syntax.
+    pub kind: FieldKind,
+    /// Where it applies.
+    pub scope: Scope,
+    /// Help text (with the default).
+    pub help: &'static str,
+}
+
+const fn f(name: &'static str, kind: FieldKind, scope: Scope, help: &'static str) -> Field {
+    Field {
+        name,
+        kind,
+        scope,
+        help,
+    }
+}
+
+use FieldKind as K;
+use Scope as S;
+
+/// Every run field.
+pub const FIELDS: &[Field] = &[
+    f("engine", K::Engines, S::All, "engine variant NAME or NAME:knob=value,… (repeatable; `a,b` lists bare engines)"),
+    f("workload", K::Text, S::All, "fps-128tick (default), moba-30tick, battle-royale-100p, replay-heavy, or micro"),
+    f("workers", K::Uint, S::All, "worker threads, each pinned with its own engine instance [1]"),
+    f("duration", K::Duration, S::All, "measured window, seconds or 30s/2m [30]"),
+    f("warmup", K::Duration, S::All, "excluded warm-up before the window [5]"),
+    f("seed", K::Uint, S::All, "seed of every generator [1]"),
+    f("queue_depth", K::Uint, S::All, "most I/Os in flight per worker for DS runs [256]"),
+    f("max_errors", K::Uint, S::All, "I/O errors tolerated before the run fails [0]"),
+    f("keep_files", K::Bool, S::All, "keep the run's files in --dir [false]"),
+    f("durability", K::Text, S::Ds, "none | interval:MS | every | dsync [interval:1000]"),
+    f("ack_log", K::Text, S::Ds, "append `<match_id> <seq>` lines when frames become durable"),
+    f("lag_limit_ms", K::Float, S::Ds, "lag behind schedule that marks a run saturated [500]"),
+    f("segment_bytes", K::Size, S::Ds, "per-match segment buffer flushed when full [64KiB]"),
+    f("flush_ms", K::Float, S::Ds, "flush a segment this long after its oldest snapshot [20]"),
+    f("prealloc_bytes", K::Size, S::Ds, "preallocation chunk of each log (fallocate) [8MiB]"),
+    f("matches", K::Uint, S::Ds, "concurrent matches [preset]"),
+    f("tick_hz", K::Float, S::Ds, "server tick rate [preset]"),
+    f("record_hz", K::Float, S::Ds, "snapshots per second sent to the recorder [= tick_hz]"),
+    f("batch_s", K::Float, S::Ds, "DS-side batching in seconds (0 = every snapshot) [0]"),
+    f("snapshot_bytes", K::Size, S::Ds, "mean delta snapshot payload [preset]"),
+    f("snapshot_cv", K::Float, S::Ds, "coefficient of variation of snapshot sizes [preset]"),
+    f("snapshot_min_bytes", K::Size, S::Ds, "smallest snapshot [64]"),
+    f("snapshot_max_bytes", K::Size, S::Ds, "largest ordinary snapshot [64KiB]"),
+    f("burst_fraction", K::Float, S::Ds, "fraction of snapshots that are bursts [0.02]"),
+    f("burst_factor", K::Float, S::Ds, "size multiplier of a burst [8]"),
+    f("keyframe_s", K::Float, S::Ds, "seconds between keyframes [preset]"),
+    f("keyframe_bytes", K::Size, S::Ds, "keyframe payload [preset]"),
+    f("match_minutes", K::Float, S::Ds, "mean match length [preset]"),
+    f("match_minutes_sd", K::Float, S::Ds, "standard deviation of match length [preset]"),
+    f("match_minutes_min", K::Float, S::Ds, "shortest match [10]"),
+    f("match_minutes_max", K::Float, S::Ds, "longest match [120]"),
+    f("arrivals", K::Text, S::Ds, "poisson | herd [poisson]"),
+    f("time_scale", K::Float, S::Ds, "compress match lifetimes by this factor [1]"),
+    f("shrink", K::Bool, S::Ds, "snapshot sizes shrink as players die (battle royale) [preset]"),
+    f("rw", K::Text, S::Micro, "read | write | randread | randwrite [randread]"),
+    f("bs", K::Size, S::Micro, "I/O size [4KiB]"),
+    f("iodepth", K::Uint, S::Micro, "I/Os in flight per worker [32]"),
+    f("file_size", K::Size, S::Micro, "size of each worker's file [1GiB]"),
+];
+
+/// A field value before typing: from TOML as is, from the CLI as text.
+pub type RawFields = BTreeMap<&'static str, toml::Value>;
+
+/// The embedded default suite.
+pub const DEFAULT_SUITE: &str = include_str!("../suites/default.toml");
+
+/// A parsed suite: its name and the raw fields of each `[[run]]` merged over `[defaults]`.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// `name` of the suite.
+    pub name: String,
+    /// One entry per `[[run]]`.
+    pub runs: Vec<RawFields>,
+    /// Whether this is the embedded default suite (unsupported variants are skipped, not fatal).
+    pub embedded: bool,
+}
+
+fn field(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+fn unknown_field(where_: &str, key: &str) -> BadInput {
+    let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+    let hint = match nearest(key, &names) {
+        Some(n) => format!("did you mean `{n}`?"),
+        None => "see `snapbench run --help` for the fields".to_string(),
+    };
+    BadInput(format!("{where_}: unknown field `{key}`; {hint}"))
+}
+
+fn table_fields(where_: &str, t: &toml::Table) -> Result<RawFields, BadInput> {
+    let mut out = RawFields::new();
+    for (k, v) in t {
+        let f = field(k).ok_or_else(|| unknown_field(where_, k))?;
+        out.insert(f.name, v.clone());
+    }
+    Ok(out)
+}
+
+impl Suite {
+    /// Parse suite text (`origin` names it in messages).
+    pub fn parse(text: &str, origin: &str) -> Result<Suite, BadInput> {
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let msg = e.message().trim().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            BadInput(format!("{origin}: not valid TOML{at}: {msg}"))
+        })?;
+        let mut name = origin.to_string();
+        let mut defaults = RawFields::new();
+        let mut runs = Vec::new();
+        for (k, v) in &doc {
+            match (k.as_str(), v) {
+                ("name", toml::Value::String(s)) => name = s.clone(),
+                ("name", _) => return bad(format!("{origin}: `name` must be a string")),
+                ("defaults", toml::Value::Table(t)) => {
+                    defaults = table_fields(&format!("{origin} [defaults]"), t)?
+                }
+                ("run", toml::Value::Array(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let where_ = format!("{origin} [[run]] #{}", i + 1);
+                        match item {
+                            toml::Value::Table(t) => runs.push(table_fields(&where_, t)?),
+                            _ => return bad(format!("{where_}: must be a table")),
+                        }
+                    }
+                }
+                (other, _) => {
+                    let top = ["name", "defaults", "run"];
+                    let hint = nearest(other, &top)
+                        .map(|n| format!("did you mean `{n}`?"))
+                        .unwrap_or_else(|| {
+                            "a suite has `name`, `[defaults]` and `[[run]]` tables".into()
+                        });
+                    return bad(format!("{origin}: unknown top-level key `{other}`; {hint}"));
+                }
+            }
+        }
+        if runs.is_empty() {
+            return bad(format!(
+                "{origin}: no [[run]] tables; add at least one, e.g. [[run]] engine = \"null\""
+            ));
+        }
+        let runs = runs
+            .into_iter()
+            .map(|r| {
+                let mut merged = defaults.clone();
+                merged.extend(r);
+                merged
+            })
+            .collect();
+        Ok(Suite {
+            name,
+            runs,
+            embedded: false,
+        })
+    }
+
+    /// The embedded default suite.
+    pub fn embedded() -> Suite {
+        let mut s = Suite::parse(DEFAULT_SUITE, "embedded default suite")
+            .expect("the embedded suite parses (tested)");
+        s.embedded = true;
+        s
+    }
+}
+
+/// The durability policy of a DS run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Durability {
+    /// Ack = written; nothing synced before the seal.
+    None,
+    /// Each dirty log synced every `ms` milliseconds (group commit).
+    Interval {
+        /// Sync period of each log.
+        ms: f64,
+    },
+    /// A sync after each flush's write completes.
+    Every,
+    /// Writes carry RWF_DSYNC: durable on completion.
+    Dsync,
+}
+
+impl Durability {
+    /// Parse `none`, `interval:MS`, `every`, `dsync`.
+    pub fn parse(text: &str) -> Result<Durability, String> {
+        match text.trim() {
+            "none" => Ok(Durability::None),
+            "every" => Ok(Durability::Every),
+            "dsync" => Ok(Durability::Dsync),
+            t => match t.strip_prefix("interval:").map(|ms| ms.trim().parse::<f64>()) {
+                Some(Ok(ms)) if ms > 0.0 && ms.is_finite() => Ok(Durability::Interval { ms }),
+                _ => Err(format!(
+                    "unknown durability `{text}`: use none, interval:MS (e.g. interval:1000), every or dsync"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Durability::None => f.write_str("none"),
+            Durability::Interval { ms } => write!(f, "interval:{ms}"),
+            Durability::Every => f.write_str("every"),
+            Durability::Dsync => f.write_str("dsync"),
+        }
+    }
+}
+
+/// The workload of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// The DS snapshot model (a preset with overrides).
+    Ds {
+        /// Preset name.
+        preset: String,
+        /// Effective parameters.
+        params: DsParams,
+    },
+    /// A closed-loop micro pattern.
+    Micro(MicroParams),
+}
+
+impl Workload {
+    /// Name as shown in results (`fps-128tick`, `micro:randread`).
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Ds { preset, .. } => preset.clone(),
+            Workload::Micro(p) => format!("micro:{}", p.rw),
+        }
+    }
+}
+
+/// DS writer settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriterSettings {
+    /// Durability policy.
+    pub durability: Durability,
+    /// Segment buffer size per match.
+    pub segment_bytes: u64,
+    /// Flush deadline after the oldest unflushed snapshot, ms.
+    pub flush_ms: f64,
+    /// Preallocation chunk.
+    pub prealloc_bytes: u64,
+    /// Ack log path.
+    pub ack_log: Option<PathBuf>,
+    /// Lag behind schedule that marks the run saturated, ms.
+    pub lag_limit_ms: f64,
+}
+
+/// One fully validated run.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    /// Position in the suite, from 1.
+    pub index: usize,
+    /// `NN-variant`, unique within the results folder.
+    pub run_id: String,
+    /// The engine and its knobs.
+    pub engine: EngineSpec,
+    /// What it runs.
+    pub workload: Workload,
+    /// Worker threads.
+    pub workers: u32,
+    /// Measured window, s.
+    pub duration_s: f64,
+    /// Warm-up, s.
+    pub warmup_s: f64,
+    /// Seed.
+    pub seed: u64,
+    /// I/Os in flight per worker.
+    pub queue_depth: u32,
+    /// Errors tolerated.
+    pub max_errors: u64,
+    /// Keep files after the run.
+    pub keep_files: bool,
+    /// DS writer settings (defaults for micro runs, unused there).
+    pub writer: WriterSettings,
+}
+
+impl RunPlan {
+    /// Every option of this run, for meta.json and summary.json.
+    pub fn options_json(&self) -> serde_json::Value {
+        let knobs: serde_json::Map<String, serde_json::Value> = self
+            .engine
+            .knob_values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+            .collect();
+        let workload = match &self.workload {
+            Workload::Ds { preset, params } => serde_json::json!({
+                "kind": "ds", "preset": preset, "params": params,
+                "offered_snapshots_per_s": params.snapshots_per_s(),
+            }),
+            Workload::Micro(p) => serde_json::json!({ "kind": "micro", "params": p }),
+        };
+        serde_json::json!({
+            "run_id": self.run_id,
+            "engine": self.engine.name(),
+            "variant": self.engine.variant(),
+            "knobs": knobs,
+            "workload": workload,
+            "workers": self.workers,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "seed": self.seed,
+            "queue_depth": self.queue_depth,
+            "max_errors": self.max_errors,
+            "keep_files": self.keep_files,
+            "durability": self.writer.durability.to_string(),
+            "segment_bytes": self.writer.segment_bytes,
+            "flush_ms": self.writer.flush_ms,
+            "prealloc_bytes": self.writer.prealloc_bytes,
+            "ack_log": self.writer.ack_log,
+            "lag_limit_ms": self.writer.lag_limit_ms,
+        })
+    }
+}
+
+/// Options of the whole invocation (not per run).
+#[derive(Clone, Debug)]
+pub struct Global {
+    /// Where engines create files.
+    pub dir: PathBuf,
+    /// Results folder (None = results/<UTC>-<suite>).
+    pub out: Option<PathBuf>,
+    /// Overwrite a results folder that holds results.
+    pub force: bool,
+    /// Fit the suite in at most 60 seconds.
+    pub quick: bool,
+}
+
+/// The validated plan: every run, in order.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Suite name.
+    pub suite: String,
+    /// Runs.
+    pub runs: Vec<RunPlan>,
+    /// Variants of the embedded suite skipped because this machine lacks them, with the reason.
+    pub skipped: Vec<String>,
+    /// The plan comes from the embedded default suite.
+    pub embedded: bool,
+    /// Invocation options.
+    pub global: Global,
+}
+
+/// Total budget of `--quick`, seconds.
+pub const QUICK_BUDGET_S: f64 = 60.0;
+
+// ---- typed access to raw fields ----
+
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("`{s}`"),
+        other => format!("`{other}`"),
+    }
+}
+
+fn typed_err(name: &str, v: &toml::Value, why: &str) -> BadInput {
+    BadInput(format!("field `{name}`: bad value {}: {why}", describe(v)))
+}
+
+fn get_text(m: &RawFields, name: &str) -> Result<Option<String>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(typed_err(name, v, "expected a string")),
+    }
+}
+
+fn get_uint(m: &RawFields, name: &str) -> Result<Option<u64>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+        Some(v @ toml::Value::String(s)) => s
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| typed_err(name, v, "expected a non-negative integer")),
+        Some(v) => Err(typed_err(name, v, "expected a non-negative integer")),
+    }
+}
+
+fn get_float(m: &RawFields, name: &str) -> Result<Option<f64>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) => Ok(Some(*i as f64)),
+        Some(toml::Value::Float(x)) if x.is_finite() => Ok(Some(*x)),
+        Some(v @ toml::Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(Some(x)),
+            _ => Err(typed_err(name, v, "expected a number")),
+        },
+        Some(v) => Err(typed_err(name, v, "expected a number")),
+    }
+}
+
+fn get_size(m: &RawFields, name: &str) -> Result<Option<u64>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+        Some(v @ toml::Value::String(s)) => parse_size(s)
+            .map(Some)
+            .map_err(|e| typed_err(name, v, &e)),
+        Some(v) => Err(typed_err(name, v, "expected a size like 4096, 64k or 8MiB")),
+    }
+}
+
+fn get_duration(m: &RawFields, name: &str) -> Result<Option<f64>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as f64)),
+        Some(toml::Value::Float(x)) if *x >= 0.0 && x.is_finite() => Ok(Some(*x)),
+        Some(v @ toml::Value::String(s)) => parse_duration_s(s)
+            .map(Some)
+            .map_err(|e| typed_err(name, v, &e)),
+        Some(v) => Err(typed_err(name, v, "expected a duration like 30, 30s or 500ms")),
+    }
+}
+
+fn get_bool(m: &RawFields, name: &str) -> Result<Option<bool>, BadInput> {
+    match m.get(name) {
+        None => Ok(None),
+        Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+        Some(v @ toml::Value::String(s)) => match s.as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(typed_err(name, v, "expected true or false")),
+        },
+        Some(v) => Err(typed_err(name, v, "expected true or false")),
+    }
+}
+
+/// Engine variants of a run: a string or a list; a bare comma-separated list of names (no `:`)
+/// is several engines.
+fn get_engines(m: &RawFields) -> Result<Vec<String>, BadInput> {
+    let items: Vec<String> = match m.get("engine") {
+        None => return bad("no engine given: add `engine = \"null\"` to the run or pass --engine NAME"),
+        Some(toml::Value::String(s)) => vec![s.clone()],
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                other => Err(typed_err("engine", other, "expected engine variant strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(typed_err("engine", v, "expected a string or a list of strings")),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if item.contains(':') {
+            out.push(item.trim().to_string());
+        } else {
+            out.extend(
+                item.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+    }
+    if out.is_empty() {
+        return bad("field `engine`: empty; name at least one engine (see `snapbench engines`)");
+    }
+    Ok(out)
+}
+
+fn check_scope(m: &RawFields, micro: bool, workload: &str) -> Result<(), BadInput> {
+    for name in m.keys() {
+        let Some(fd) = field(name) else { continue };
+        let wrong = match fd.scope {
+            Scope::All => false,
+            Scope::Ds => micro,
+            Scope::Micro => !micro,
+        };
+        if wrong {
+            return bad(format!(
+                "field `{name}` does not apply to workload `{workload}`; it is a {} field",
+                if micro { "DS" } else { "micro" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ds_params(preset: &str, m: &RawFields) -> Result<DsParams, BadInput> {
+    let mut p = DsParams::preset(preset).ok_or_else(|| {
+        let mut names: Vec<&str> = PRESETS.to_vec();
+        names.push("micro");
+        let hint = nearest(preset, &names)
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        BadInput(format!(
+            "unknown workload `{preset}`{hint}; workloads: {}",
+            names.join(", ")
+        ))
+    })?;
+    let tick_given = m.contains_key("tick_hz");
+    macro_rules! set {
+        ($getter:ident, $name:literal, $field:ident, $conv:expr) => {
+            if let Some(v) = $getter(m, $name)? {
+                p.$field = $conv(v);
+            }
+        };
+    }
+    set!(get_uint, "matches", matches, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(get_float, "tick_hz", tick_hz, |v| v);
+    if tick_given && !m.contains_key("record_hz") {
+        p.record_hz = p.tick_hz;
+    }
+    set!(get_float, "record_hz", record_hz, |v| v);
+    set!(get_float, "batch_s", batch_s, |v| v);
+    set!(get_size, "snapshot_bytes", snapshot_bytes, |v: u64| v as f64);
+    set!(get_float, "snapshot_cv", snapshot_cv, |v| v);
+    set!(get_size, "snapshot_min_bytes", snapshot_min_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(get_size, "snapshot_max_bytes", snapshot_max_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(get_float, "burst_fraction", burst_fraction, |v| v);
+    set!(get_float, "burst_factor", burst_factor, |v| v);
+    set!(get_float, "keyframe_s", keyframe_s, |v| v);
+    set!(get_size, "keyframe_bytes", keyframe_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(get_float, "match_minutes", match_minutes, |v| v);
+    set!(get_float, "match_minutes_sd", match_minutes_sd, |v| v);
+    set!(get_float, "match_minutes_min", match_minutes_min, |v| v);
+    set!(get_float, "match_minutes_max", match_minutes_max, |v| v);
+    set!(get_float, "time_scale", time_scale, |v| v);
+    set!(get_bool, "shrink", shrink, |v| v);
+    if let Some(a) = get_text(m, "arrivals")? {
+        p.arrivals = match a.as_str() {
+            "poisson" => Arrivals::Poisson,
+            "herd" => Arrivals::Herd,
+            _ => return bad(format!("field `arrivals`: unknown value `{a}`; use poisson or herd")),
+        };
+    }
+    p.validate().map_err(|e| BadInput(format!("workload `{preset}`: {e}")))?;
+    Ok(p)
+}
+
+fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
+    let mut p = MicroParams::default();
+    if let Some(rw) = get_text(m, "rw")? {
+        p.rw = rw
+            .parse::<Rw>()
+            .map_err(|e| BadInput(format!("field `rw`: {e}")))?;
+    }
+    if let Some(bs) = get_size(m, "bs")? {
+        p.bs_bytes = u32::try_from(bs)
+            .map_err(|_| BadInput(format!("field `bs`: {bs} is too large (at most 4GiB)")))?;
+    }
+    if let Some(d) = get_uint(m, "iodepth")? {
+        p.iodepth = d.min(u32::MAX as u64) as u32;
+    }
+    if let Some(s) = get_size(m, "file_size")? {
+        p.file_size_bytes = s;
+    }
+    p.validate().map_err(|e| BadInput(format!("workload `micro`: {e}")))?;
+    Ok(p)
+}
+
+/// Resolve one run's raw fields into a plan entry (no I/O).
+pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<RunPlan, BadInput> {
+    let wl_name = get_text(m, "workload")?.unwrap_or_else(|| "fps-128tick".to_string());
+    let micro = wl_name == "micro";
+    check_scope(m, micro, &wl_name)?;
+    let workload = if micro {
+        Workload::Micro(micro_params(m)?)
+    } else {
+        Workload::Ds {
+            params: ds_params(&wl_name, m)?,
+            preset: wl_name.clone(),
+        }
+    };
+    let workers = get_uint(m, "workers")?.unwrap_or(1);
+    if !(1..=1024).contains(&workers) {
+        return bad(format!("field `workers`: {workers} is out of range; use 1 to 1024"));
+    }
+    let duration_s = get_duration(m, "duration")?.unwrap_or(30.0);
+    if duration_s <= 0.0 {
+        return bad("field `duration`: must be more than 0 seconds");
+    }
+    let warmup_s = get_duration(m, "warmup")?.unwrap_or(5.0);
+    let queue_depth = match (&workload, get_uint(m, "queue_depth")?) {
+        (Workload::Micro(p), None) => p.iodepth as u64,
+        (Workload::Micro(p), Some(q)) if q != p.iodepth as u64 => {
+            return bad("field `queue_depth` does not apply to micro runs; use `iodepth`")
+        }
+        (_, Some(q)) => q,
+        (_, None) => 256,
+    };
+    if !(1..=65536).contains(&queue_depth) {
+        return bad(format!("field `queue_depth`: {queue_depth} is out of range; use 1 to 65536"));
+    }
+    let durability = match get_text(m, "durability")? {
+        None => Durability::Interval { ms: 1000.0 },
+        Some(t) => Durability::parse(&t).map_err(|e| BadInput(format!("field `durability`: {e}")))?,
+    };
+    let segment_bytes = get_size(m, "segment_bytes")?.unwrap_or(64 * 1024);
+    if !(4096..=(64 << 20)).contains(&segment_bytes) || segment_bytes % 4096 != 0 {
+        return bad(format!(
+            "field `segment_bytes`: {segment_bytes} must be a multiple of 4KiB from 4KiB to 64MiB"
+        ));
+    }
+    let flush_ms = get_float(m, "flush_ms")?.unwrap_or(20.0);
+    if !(flush_ms > 0.0) {
+        return bad("field `flush_ms`: must be more than 0");
+    }
+    let prealloc_bytes = get_size(m, "prealloc_bytes")?.unwrap_or(8 << 20);
+    if prealloc_bytes % 4096 != 0 || prealloc_bytes < segment_bytes {
+        return bad(format!(
+            "field `prealloc_bytes`: {prealloc_bytes} must be a multiple of 4KiB and at least segment_bytes ({segment_bytes})"
+        ));
+    }
+    let lag_limit_ms = get_float(m, "lag_limit_ms")?.unwrap_or(500.0);
+    if !(lag_limit_ms > 0.0) {
+        return bad("field `lag_limit_ms`: must be more than 0");
+    }
+    let variant = engine.variant();
+    Ok(RunPlan {
+        index,
+        run_id: format!("{index:02}-{}", sanitize(&variant)),
+        engine,
+        workload,
+        workers: workers as u32,
+        duration_s,
+        warmup_s,
+        seed: get_uint(m, "seed")?.unwrap_or(1),
+        queue_depth: queue_depth as u32,
+        max_errors: get_uint(m, "max_errors")?.unwrap_or(0),
+        keep_files: get_bool(m, "keep_files")?.unwrap_or(false),
+        writer: WriterSettings {
+            durability,
+            segment_bytes,
+            flush_ms,
+            prealloc_bytes,
+            ack_log: get_text(m, "ack_log")?.map(PathBuf::from),
+            lag_limit_ms,
+        },
+    })
+}
+
+/// A variant as a file-name-safe string.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect()
+}
+
+/// Expand a suite (with CLI overrides) into runs: one per engine variant of each `[[run]]`.
+/// Parsing only: support on this machine is checked by [`crate::prepare`].
+pub fn expand(suite: &Suite, cli: &RawFields, cli_engines: &[String]) -> Result<Vec<RunPlan>, BadInput> {
+    let mut runs = Vec::new();
+    for raw in &suite.runs {
+        let mut m = raw.clone();
+        for (k, v) in cli {
+            m.insert(k, v.clone());
+        }
+        if !cli_engines.is_empty() {
+            m.insert(
+                "engine",
+                toml::Value::Array(cli_engines.iter().cloned().map(toml::Value::String).collect()),
+            );
+        }
+        for variant in get_engines(&m)? {
+            let spec = EngineSpec::parse(&variant).map_err(|e| BadInput(e.to_string()))?;
+            runs.push(resolve_run(runs.len() + 1, spec, &m)?);
+        }
+    }
+    Ok(runs)
+}
+
+/// Shrink durations so the whole suite fits in [`QUICK_BUDGET_S`] (setup and sealing included).
+pub fn apply_quick(runs: &mut [RunPlan]) {
+    let n = runs.len().max(1) as f64;
+    let per_run = (QUICK_BUDGET_S / n).max(2.0);
+    // About a third of each slot goes to setup, sealing and writing results.
+    let window = (per_run * 0.6).clamp(1.0, 5.0);
+    for r in runs {
+        r.warmup_s = r.warmup_s.min(window * 0.2);
+        r.duration_s = r.duration_s.min(window - r.warmup_s);
+        if let Workload::Micro(p) = &mut r.workload {
+            p.file_size_bytes = p.file_size_bytes.min(256 << 20);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs_of(text: &str) -> Result<Vec<RunPlan>, BadInput> {
+        let s = Suite::parse(text, "t.toml")?;
+        expand(&s, &RawFields::new(), &[])
+    }
+
+    #[test]
+    fn embedded_suite_parses_and_expands() {
+        let s = Suite::embedded();
+        let runs = expand(&s, &RawFields::new(), &[]).unwrap();
+        assert!(runs.len() >= 2);
+        assert!(runs.iter().all(|r| r.workload.name() == "fps-128tick"));
+        assert_eq!(runs[0].engine.name(), "null");
+    }
+
+    #[test]
+    fn engine_list_expands() {
+        let runs = runs_of("[[run]]\nengine = [\"null\", \"buffered:direct=true\"]\nduration = \"2s\"").unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[1].engine.variant(), "buffered:direct=true");
+        assert_eq!(runs[1].run_id, "02-buffered_direct_true");
+        assert_eq!(runs[0].duration_s, 2.0);
+        let runs = runs_of("[[run]]\nengine = \"null,buffered\"").unwrap();
+        assert_eq!(runs.len(), 2);
+    }
+
+    #[test]
+    fn unknown_field_names_nearest() {
+        let e = runs_of("[[run]]\nengine = \"null\"\nduraton = 3").unwrap_err();
+        assert!(e.0.contains("unknown field `duraton`; did you mean `duration`?"), "{e}");
+        let e = runs_of("[defaults]\nmatchs = 3\n[[run]]\nengine = \"null\"").unwrap_err();
+        assert!(e.0.contains("`matches`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = runs_of("[[run]]\nengine = \"null\"\nsegment_bytes = \"12 parsecs\"").unwrap_err();
+        assert!(e.0.contains("segment_bytes"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"nul\"").unwrap_err();
+        assert!(e.0.contains("did you mean `null`"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nworkload = \"fps-64tick\"").unwrap_err();
+        assert!(e.0.contains("unknown workload"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nworkload = \"micro\"\nmatches = 3").unwrap_err();
+        assert!(e.0.contains("does not apply"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\ndurability = \"sometimes\"").unwrap_err();
+        assert!(e.0.contains("durability"), "{e}");
+        assert!(runs_of("this is not toml").unwrap_err().0.contains("not valid TOML"));
+        assert!(runs_of("name = \"x\"").unwrap_err().0.contains("no [[run]]"));
+    }
+
+    #[test]
+    fn cli_overrides_suite() {
+        let s = Suite::parse("[[run]]\nengine = \"buffered\"\nduration = 9", "t").unwrap();
+        let mut cli = RawFields::new();
+        cli.insert("duration", toml::Value::String("3s".into()));
+        let runs = expand(&s, &cli, &["null".to_string()]).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].engine.name(), "null");
+        assert_eq!(runs[0].duration_s, 3.0);
+    }
+
+    #[test]
+    fn durability_parses() {
+        assert_eq!(Durability::parse("interval:250").unwrap(), Durability::Interval { ms: 250.0 });
+        assert_eq!(Durability::parse("dsync").unwrap(), Durability::Dsync);
+        assert!(Durability::parse("interval:").is_err());
+        assert!(Durability::parse("interval:-5").is_err());
+    }
+
+    #[test]
+    fn quick_fits_budget() {
+        let mut runs = expand(&Suite::embedded(), &RawFields::new(), &[]).unwrap();
+        apply_quick(&mut runs);
+        let total: f64 = runs.iter().map(|r| r.duration_s + r.warmup_s).sum();
+        assert!(total <= QUICK_BUDGET_S * 0.6, "quick windows sum to {total}s");
+    }
+
+    #[test]
+    fn every_field_has_a_unique_name() {
+        let mut names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FIELDS.len());
+    }
+}

@@ -1,0 +1,332 @@
+//! Results that describe themselves: `meta.json`, `summary.csv` / `summary.json`,
+//! `timeseries.csv` and `hist/RUN-KIND.hgrm`, each rewritten atomically (temporary name, then
+//! rename) after every run, so a later failure loses nothing.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::measure::{HistKind, LatHist, HIST_KINDS};
+
+/// Version of the results layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One row of summary.csv: one run.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct SummaryRow {
+    /// `NN-variant`.
+    pub run_id: String,
+    /// Engine name.
+    pub engine: String,
+    /// Engine variant with its non-default knobs.
+    pub variant: String,
+    /// Workload name.
+    pub workload: String,
+    /// Worker threads.
+    pub workers: u32,
+    /// Measured window actually covered, s.
+    pub duration_s: f64,
+    /// ok | saturated | failed | interrupted.
+    pub status: String,
+    /// Snapshots written (DS) / I/Os completed (micro) in the window.
+    pub ops: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// I/O errors.
+    pub errors: u64,
+    /// ops / duration.
+    pub ops_per_s: f64,
+    /// bytes / duration in MiB/s.
+    pub mib_per_s: f64,
+    /// Write (DS) or I/O (micro) latency percentiles, µs.
+    pub lat_p50_us: Option<f64>,
+    /// 99th percentile.
+    pub lat_p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub lat_p999_us: Option<f64>,
+    /// Maximum.
+    pub lat_max_us: Option<f64>,
+    /// Durable-ack latency percentiles (DS), µs.
+    pub ack_p50_us: Option<f64>,
+    /// 99th percentile.
+    pub ack_p99_us: Option<f64>,
+    /// Maximum.
+    pub ack_max_us: Option<f64>,
+    /// Latency samples.
+    pub lat_samples: u64,
+    /// Process user CPU in the window (getrusage, all threads incl. kernel helpers), s.
+    pub cpu_user_s: Option<f64>,
+    /// Process system CPU in the window, s.
+    pub cpu_sys_s: Option<f64>,
+    /// System-wide busy CPU in the window (/proc/stat), s.
+    pub sys_cpu_busy_s: Option<f64>,
+    /// Engine-level I/Os (reads and writes) in the window.
+    pub io_ops: u64,
+    /// Their bytes (including O_DIRECT padding and tail rewrites).
+    pub io_bytes: u64,
+    /// Lag behind schedule exceeded the limit.
+    pub saturated: bool,
+    /// Offered snapshots in the window (DS).
+    pub offered_ops: u64,
+    /// Engine-level syncs in the window.
+    pub io_syncs: u64,
+    /// Engine write latency p99 (submit → completion), µs.
+    pub io_write_p99_us: Option<f64>,
+    /// Engine sync latency p99, µs.
+    pub io_sync_p99_us: Option<f64>,
+    /// Process CPU cores used on average: (user + sys) / duration.
+    pub cpu_cores: Option<f64>,
+    /// Process CPU µs per op.
+    pub cpu_us_per_op: Option<f64>,
+    /// Largest lag behind schedule, ms.
+    pub max_lag_ms: f64,
+    /// Device reads in the window (/proc/diskstats of the disk under --dir).
+    pub disk_reads: Option<u64>,
+    /// Device read bytes.
+    pub disk_read_bytes: Option<u64>,
+    /// Device writes.
+    pub disk_writes: Option<u64>,
+    /// Device write bytes.
+    pub disk_write_bytes: Option<u64>,
+    /// Durability policy (DS).
+    pub durability: String,
+    /// Seed.
+    pub seed: u64,
+    /// Logs created / sealed (DS).
+    pub matches_started: u64,
+    /// Logs sealed and closed.
+    pub matches_sealed: u64,
+    /// First error or fatal problem, if any.
+    pub error: String,
+}
+
+/// One per-second row of timeseries.csv.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimeseriesRow {
+    /// Run.
+    pub run_id: String,
+    /// Second since the run started.
+    pub second: u64,
+    /// warmup | measured | after.
+    pub phase: &'static str,
+    /// Ops in that second.
+    pub ops: u64,
+    /// MiB in that second.
+    pub mib: f64,
+    /// Engine I/Os.
+    pub io_ops: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Latency percentiles of that second, µs.
+    pub lat_p50_us: Option<f64>,
+    /// p99.
+    pub lat_p99_us: Option<f64>,
+    /// max.
+    pub lat_max_us: Option<f64>,
+    /// Largest lag behind schedule, ms.
+    pub max_lag_ms: f64,
+}
+
+/// Everything one finished run leaves behind.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// The summary row.
+    pub row: SummaryRow,
+    /// Nested detail for summary.json (options, caps, latency summaries, notes).
+    pub detail: serde_json::Value,
+    /// Per-second rows.
+    pub timeseries: Vec<TimeseriesRow>,
+    /// Histograms by kind.
+    pub hists: Vec<(HistKind, LatHist)>,
+}
+
+/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The results folder being written.
+pub struct ResultsDir {
+    /// Its path.
+    pub path: PathBuf,
+    /// meta.json content (updated as runs finish).
+    pub meta: serde_json::Value,
+    /// Runs so far.
+    pub runs: Vec<RunResult>,
+}
+
+impl ResultsDir {
+    /// Create the folder (and hist/) and write meta.json.
+    pub fn create(path: PathBuf, meta: serde_json::Value) -> std::io::Result<ResultsDir> {
+        std::fs::create_dir_all(path.join("hist"))?;
+        let r = ResultsDir {
+            path,
+            meta,
+            runs: Vec::new(),
+        };
+        r.write_meta()?;
+        Ok(r)
+    }
+
+    /// Rewrite meta.json.
+    pub fn write_meta(&self) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(&self.meta).map_err(std::io::Error::other)?;
+        write_atomic(&self.path.join("meta.json"), &text)
+    }
+
+    /// Add a run and rewrite every results file.
+    pub fn push(&mut self, run: RunResult) -> std::io::Result<()> {
+        for (kind, h) in &run.hists {
+            if h.count() > 0 {
+                let name = format!("{}-{}.hgrm", run.row.run_id, kind.name());
+                write_atomic(
+                    &self.path.join("hist").join(name),
+                    h.percentile_distribution().as_bytes(),
+                )?;
+            }
+        }
+        self.runs.push(run);
+        self.write_tables()
+    }
+
+    fn write_tables(&self) -> std::io::Result<()> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in &self.runs {
+            w.serialize(&r.row).map_err(std::io::Error::other)?;
+        }
+        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        write_atomic(&self.path.join("summary.csv"), &bytes)?;
+
+        let json: Vec<serde_json::Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(&r.row).unwrap_or_default();
+                if let serde_json::Value::Object(m) = &mut v {
+                    m.insert("detail".into(), r.detail.clone());
+                }
+                v
+            })
+            .collect();
+        let text = serde_json::to_vec_pretty(&serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "runs": json,
+        }))
+        .map_err(std::io::Error::other)?;
+        write_atomic(&self.path.join("summary.json"), &text)?;
+
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in &self.runs {
+            for row in &r.timeseries {
+                w.serialize(row).map_err(std::io::Error::other)?;
+            }
+        }
+        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        write_atomic(&self.path.join("timeseries.csv"), &bytes)
+    }
+}
+
+/// Whether `path` already holds results (meta.json or summary.csv).
+pub fn holds_results(path: &Path) -> bool {
+    path.join("meta.json").exists() || path.join("summary.csv").exists()
+}
+
+/// All histogram kinds, for iteration by callers.
+pub fn hist_kinds() -> &'static [HistKind] {
+    &HIST_KINDS
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (and the compact `YYYYMMDDTHHMMSSZ` form).
+pub fn utc_now() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    utc_from_unix(secs)
+}
+
+/// Format unix seconds as (ISO 8601, compact) UTC.
+pub fn utc_from_unix(secs: u64) -> (String, String) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+        format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(utc_from_unix(0).0, "1970-01-01T00:00:00Z");
+        assert_eq!(utc_from_unix(1_700_000_000).0, "2023-11-14T22:13:20Z");
+        assert_eq!(utc_from_unix(951_782_400).1, "20000229T000000Z");
+    }
+
+    #[test]
+    fn results_are_rewritten_after_each_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let mut r = ResultsDir::create(path.clone(), serde_json::json!({"x": 1})).unwrap();
+        assert!(holds_results(&path));
+        let mut h = LatHist::new();
+        h.record_ns(5000);
+        for i in 0..2 {
+            r.push(RunResult {
+                row: SummaryRow {
+                    run_id: format!("0{i}-null"),
+                    status: "ok".into(),
+                    ops: 10,
+                    ..Default::default()
+                },
+                detail: serde_json::json!({}),
+                timeseries: vec![],
+                hists: vec![(HistKind::Lat, h.clone())],
+            })
+            .unwrap();
+            let text = std::fs::read_to_string(path.join("summary.csv")).unwrap();
+            assert_eq!(text.lines().count(), 2 + i, "header + one row per run");
+        }
+        let text = std::fs::read_to_string(path.join("summary.csv")).unwrap();
+        let header = text.lines().next().unwrap();
+        for col in [
+            "run_id", "engine", "variant", "workload", "workers", "duration_s", "status", "ops",
+            "bytes", "errors", "ops_per_s", "mib_per_s", "lat_p50_us", "lat_p99_us",
+            "lat_p999_us", "lat_max_us", "ack_p50_us", "ack_p99_us", "ack_max_us",
+            "lat_samples", "cpu_user_s", "cpu_sys_s", "sys_cpu_busy_s", "io_ops", "io_bytes",
+            "saturated",
+        ] {
+            assert!(header.split(',').any(|c| c == col), "missing column {col}");
+        }
+        assert!(path.join("hist/01-null-lat.hgrm").exists());
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(json["runs"].as_array().unwrap().len(), 2);
+    }
+}
