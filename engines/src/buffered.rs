@@ -423,11 +423,8 @@ impl Recorder for Buffered {
         }
         loop {
             let pool = self.pool.as_ref().expect("pool checked above");
-            let got = if n == 0 && self.pool_in_flight > 0 {
-                let now = Instant::now();
-                if deadline <= now {
-                    break;
-                }
+            let now = Instant::now();
+            let got = if n == 0 && self.pool_in_flight > 0 && deadline > now {
                 match pool.done.recv_timeout(deadline - now) {
                     Ok(d) => Some(d),
                     Err(RecvTimeoutError::Timeout) => None,

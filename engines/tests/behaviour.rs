@@ -410,6 +410,7 @@ macro_rules! every_engine {
             #[test] fn errors_complete() { run_behaviour::<ErrorsComplete>($variant) }
             #[test] fn many_in_flight() { run_behaviour::<ManyInFlight>($variant) }
             #[test] fn allocate_remove() { run_behaviour::<AllocateRemove>($variant) }
+            #[test] fn past_deadline_reap() { run_behaviour::<PastDeadlineReap>($variant) }
         }
     )*};
 }
@@ -420,4 +421,43 @@ every_engine! {
     buffered_direct => "buffered:direct=true",
     buffered_threads => "buffered:threads=4",
     buffered_direct_threads => "buffered:direct=true,threads=3",
+}
+
+/// A reap whose deadline has passed still returns completions that are ready (it only does not
+/// wait for more).
+struct PastDeadlineReap;
+impl Behaviour for PastDeadlineReap {
+    fn run<R: Recorder>(r: &mut R, _dir: &Path) {
+        create(r, 1 << 20);
+        let buf = filled(r, 4096, 3);
+        r.submit(
+            5,
+            Op::Write {
+                file: M,
+                offset: 0,
+                buf,
+                dsync: false,
+            },
+        )
+        .ok()
+        .expect("room for one write");
+        r.flush().unwrap();
+        let mut out = Vec::new();
+        let deadline = far();
+        while out.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "a ready completion was never returned"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+            r.reap(&mut out, Instant::now() - Duration::from_millis(1))
+                .unwrap();
+        }
+        assert_eq!(out[0].token, 5);
+        for c in out {
+            if let Some(b) = c.buf {
+                r.release_buf(b);
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //! that completed, and the directory sync after create, have completed. Latencies are measured
 //! from the snapshot's intended arrival time.
 
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::hash::BuildHasherDefault;
@@ -26,11 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use std::cmp::Reverse;
 
-use snapbench_engines::{
-    file_name, Caps, Completion, FileKind, MatchId, Op, OpKind, Recorder,
-};
+use snapbench_engines::{file_name, Caps, Completion, FileKind, MatchId, Op, OpKind, Recorder};
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
 
 use crate::measure::{HistKind, LatHist, Stats};
@@ -237,7 +235,10 @@ pub fn describe_error(
         None => dir.display().to_string(),
     };
     match offset {
-        Some(off) => format!("engine {engine}: {} {file} at offset {off}: {err}", kind.name()),
+        Some(off) => format!(
+            "engine {engine}: {} {file} at offset {off}: {err}",
+            kind.name()
+        ),
         None => format!("engine {engine}: {} {file}: {err}", kind.name()),
     }
 }
@@ -322,12 +323,31 @@ struct MatchLog {
 /// What an in-flight op was, by token.
 #[derive(Clone, Copy, Debug)]
 enum OpRec {
-    Create { slot: u32 },
-    SyncDir { slot: u32 },
-    Allocate { slot: u32, len: u64 },
-    Write { slot: u32, offset: u64, data_end: u64, tail: bool, submit_ns: u64 },
-    Sync { slot: u32, covered: u64, submit_ns: u64 },
-    Close { slot: u32 },
+    Create {
+        slot: u32,
+    },
+    SyncDir {
+        slot: u32,
+    },
+    Allocate {
+        slot: u32,
+        len: u64,
+    },
+    Write {
+        slot: u32,
+        offset: u64,
+        data_end: u64,
+        tail: bool,
+        submit_ns: u64,
+    },
+    Sync {
+        slot: u32,
+        covered: u64,
+        submit_ns: u64,
+    },
+    Close {
+        slot: u32,
+    },
     Free,
 }
 
@@ -419,7 +439,10 @@ pub fn ds_buf_bytes(plan: &RunPlan) -> usize {
 
 /// Open the ack log for appending (whole lines are written with single `write` calls).
 pub fn open_ack_log(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 impl<'a, R: Recorder> DsWorker<'a, R> {
@@ -525,7 +548,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             self.out.fatal.get_or_insert(e);
         }
         let mut rest = Vec::new();
-        if let Err(e) = self.eng.drain(&mut rest, Instant::now() + Duration::from_secs(60)) {
+        if let Err(e) = self
+            .eng
+            .drain(&mut rest, Instant::now() + Duration::from_secs(60))
+        {
             self.out.fatal.get_or_insert(format!("drain: {e}"));
         }
         for c in rest {
@@ -567,7 +593,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
             self.fire_timers(now);
             self.retry_flushes();
-            self.eng.flush().map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
+            self.eng
+                .flush()
+                .map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
             let next_due = [self.sched.peek_t_ns(), self.timers.peek().map(|r| r.0 .0)]
                 .into_iter()
                 .flatten()
@@ -586,7 +614,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                     std::thread::sleep(Duration::from_nanos((wake - now).min(50_000_000)));
                 }
             } else {
-                let deadline = self.clock.instant(wake).min(Instant::now() + Duration::from_millis(50));
+                let deadline = self
+                    .clock
+                    .instant(wake)
+                    .min(Instant::now() + Duration::from_millis(50));
                 self.reap(deadline)?;
             }
             self.flush_ack_log();
@@ -614,13 +645,17 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                     self.open_matches
                 ));
             }
-            if self.ctx.stop.load(Ordering::Relaxed) && self.out.stats.errors > self.ctx.plan.max_errors {
+            if self.ctx.stop.load(Ordering::Relaxed)
+                && self.out.stats.errors > self.ctx.plan.max_errors
+            {
                 // A failed run stops sealing; drain returns every buffer.
                 return Ok(());
             }
             self.resubmit_backlog();
             self.retry_flushes();
-            self.eng.flush().map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
+            self.eng
+                .flush()
+                .map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
             if self.eng.in_flight() == 0 && self.backlog.is_empty() && self.retry.is_empty() {
                 // Nothing can progress: every remaining log failed.
                 let stuck: Vec<u32> = (0..self.matches.len() as u32)
@@ -738,8 +773,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             },
         );
         if let Durability::Interval { ms } = self.durability {
-            self.timers
-                .push(Reverse((t_ns + (ms * 1e6) as u64, TimerKind::Sync, slot, id)));
+            self.timers.push(Reverse((
+                t_ns + (ms * 1e6) as u64,
+                TimerKind::Sync,
+                slot,
+                id,
+            )));
         }
     }
 
@@ -756,7 +795,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             SnapKind::Keyframe => FrameKind::Keyframe,
         };
         let payload = snaplog::clamp_payload_bytes(payload_bytes);
-        m.next_off = snaplog::append_frame(&mut m.staging, m.next_off, m.id, seq, t_ns, fk, payload);
+        m.next_off =
+            snaplog::append_frame(&mut m.staging, m.next_off, m.id, seq, t_ns, fk, payload);
         m.pending.push_back(SnapRec {
             end_off: m.next_off,
             seq,
@@ -813,12 +853,16 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             match kind {
                 TimerKind::Flush => {
                     let m = self.log(slot);
-                    if m.oldest_unflushed_t.is_some_and(|t0| t0 + self.flush_ns <= t) {
+                    if m.oldest_unflushed_t
+                        .is_some_and(|t0| t0 + self.flush_ns <= t)
+                    {
                         self.flush(slot);
                     }
                 }
                 TimerKind::Sync => {
-                    let Durability::Interval { ms } = self.durability else { continue };
+                    let Durability::Interval { ms } = self.durability else {
+                        continue;
+                    };
                     let m = self.log(slot);
                     if m.sealing || m.phase == Phase::Failed {
                         continue;
@@ -887,7 +931,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             // after the loop, while `staged_off` moves forward chunk by chunk.
             let (start, data_end, alloc_end, base) = {
                 let m = self.log(slot);
-                (m.staged_off, m.next_off, m.alloc_end, m.next_off - m.staging.len() as u64)
+                (
+                    m.staged_off,
+                    m.next_off,
+                    m.alloc_end,
+                    m.next_off - m.staging.len() as u64,
+                )
             };
             let mut end = data_end.div_ceil(align) * align;
             if end - start > max_write {
@@ -1003,7 +1052,11 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         let id = m.id;
         let submit_ns = self.clock.now_ns();
         self.submit(
-            OpRec::Sync { slot, covered, submit_ns },
+            OpRec::Sync {
+                slot,
+                covered,
+                submit_ns,
+            },
             Op::Sync { file: MatchId(id) },
         );
     }
@@ -1152,7 +1205,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             } => {
                 let in_window = self.clock.in_window(submit_ns);
                 if in_window {
-                    self.out.stats.hist(HistKind::IoWrite).record_ns(now - submit_ns);
+                    self.out
+                        .stats
+                        .hist(HistKind::IoWrite)
+                        .record_ns(now - submit_ns);
                     self.out.stats.io_ops += 1;
                     self.out.stats.io_bytes += *c.res.as_ref().unwrap_or(&0) as u64;
                     self.ticker.io();
@@ -1181,7 +1237,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 submit_ns,
             } => {
                 if self.clock.in_window(submit_ns) {
-                    self.out.stats.hist(HistKind::IoSync).record_ns(now - submit_ns);
+                    self.out
+                        .stats
+                        .hist(HistKind::IoSync)
+                        .record_ns(now - submit_ns);
                     self.out.stats.io_syncs += 1;
                 }
                 let m = self.log_mut(slot);
@@ -1262,7 +1321,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             m.n_written -= 1;
             last = Some(rec.seq);
             if clock.in_window(rec.t_ns) {
-                self.out.stats.hists[HistKind::Ack as usize].record_ns(now.saturating_sub(rec.t_ns));
+                self.out.stats.hists[HistKind::Ack as usize]
+                    .record_ns(now.saturating_sub(rec.t_ns));
             }
         }
         if let (Some(seq), true) = (last, self.ack_file.is_some()) {
@@ -1278,9 +1338,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         if let Some(f) = self.ack_file.as_mut() {
             // One write per batch of whole lines (O_APPEND keeps workers' lines intact).
             if let Err(e) = f.write_all(&self.ack_buf) {
-                self.out
-                    .fatal
-                    .get_or_insert(format!("ack log: {e}"));
+                self.out.fatal.get_or_insert(format!("ack log: {e}"));
             }
         }
         self.ack_buf.clear();

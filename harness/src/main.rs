@@ -32,7 +32,11 @@ fn install_signal_handlers() {
 fn cli() -> Command {
     let mut run = Command::new("run")
         .about("Run a suite (the embedded default suite when no file is given)")
-        .arg(Arg::new("suite").value_name("SUITE.toml").help("suite file"))
+        .arg(
+            Arg::new("suite")
+                .value_name("SUITE.toml")
+                .help("suite file"),
+        )
         .arg(
             Arg::new("dir")
                 .long("dir")
@@ -128,7 +132,9 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
     let (suite, embedded) = match m.get_one::<String>("suite") {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                BadInput(format!("cannot read suite {path}: {e}; give a readable TOML file"))
+                BadInput(format!(
+                    "cannot read suite {path}: {e}; give a readable TOML file"
+                ))
             })?;
             (Suite::parse(&text, path)?, false)
         }
@@ -256,7 +262,16 @@ fn ms(us: Option<f64>) -> String {
 fn print_table(rows: &[SummaryRow]) {
     println!(
         "{:<34} {:<12} {:>11} {:>9} {:>10} {:>10} {:>11} {:>10} {:>6} {:>9}",
-        "variant", "status", "ops/s", "MiB/s", "p50 ms", "p99 ms", "p99.9 ms", "ack p99", "cores", "cpu us/op"
+        "variant",
+        "status",
+        "ops/s",
+        "MiB/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "ack p99",
+        "cores",
+        "cpu us/op"
     );
     for r in rows {
         println!(
@@ -288,13 +303,9 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     install_signal_handlers();
     let (start_iso, start_compact) = utc_now();
     let out = plan.global.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!(
-            "{start_compact}-{}",
-            plan::sanitize(&plan.suite)
-        ))
+        PathBuf::from("results").join(format!("{start_compact}-{}", plan::sanitize(&plan.suite)))
     });
-    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force
-    {
+    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
         return bad_input(&BadInput(format!(
             "{} already holds results; pass --out or --force",
             out.display()
@@ -375,7 +386,11 @@ fn cmd_engines(m: &ArgMatches) -> ExitCode {
         for p in found {
             println!(
                 "    [{}] {}: {}",
-                if p.supported { "supported" } else { "UNSUPPORTED" },
+                if p.supported {
+                    "supported"
+                } else {
+                    "UNSUPPORTED"
+                },
                 p.what,
                 p.detail
             );

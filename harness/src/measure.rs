@@ -149,7 +149,12 @@ pub enum HistKind {
 }
 
 /// Every histogram kind, in order.
-pub const HIST_KINDS: [HistKind; 4] = [HistKind::Lat, HistKind::Ack, HistKind::IoWrite, HistKind::IoSync];
+pub const HIST_KINDS: [HistKind; 4] = [
+    HistKind::Lat,
+    HistKind::Ack,
+    HistKind::IoWrite,
+    HistKind::IoSync,
+];
 
 impl HistKind {
     /// File-name-safe name.
@@ -217,7 +222,11 @@ mod tests {
         let mut all = LatHist::new();
         for i in 1..=10_000u64 {
             let v = i * 997 % 5_000_000 + 1;
-            if i % 3 == 0 { a.record_ns(v) } else { b.record_ns(v) }
+            if i % 3 == 0 {
+                a.record_ns(v)
+            } else {
+                b.record_ns(v)
+            }
             all.record_ns(v);
         }
         let mut merged = a.clone();
@@ -255,8 +264,20 @@ mod tests {
 
     #[test]
     fn stats_merge_adds_counters() {
-        let mut a = Stats { ops: 3, bytes: 30, errors: 1, max_lag_ns: 5, ..Default::default() };
-        let b = Stats { ops: 4, bytes: 40, errors: 0, max_lag_ns: 9, ..Default::default() };
+        let mut a = Stats {
+            ops: 3,
+            bytes: 30,
+            errors: 1,
+            max_lag_ns: 5,
+            ..Default::default()
+        };
+        let b = Stats {
+            ops: 4,
+            bytes: 40,
+            errors: 0,
+            max_lag_ns: 9,
+            ..Default::default()
+        };
         a.hist(HistKind::Lat).record_ns(1000);
         a.merge(&b);
         assert_eq!((a.ops, a.bytes, a.errors, a.max_lag_ns), (7, 70, 1, 9));

@@ -25,10 +25,7 @@ pub fn micro_file(worker: u32) -> MatchId {
     MatchId(u64::from(worker))
 }
 
-fn wait_one<R: Recorder>(
-    eng: &mut R,
-    out: &mut Vec<Completion<R::Buf>>,
-) -> Result<(), String> {
+fn wait_one<R: Recorder>(eng: &mut R, out: &mut Vec<Completion<R::Buf>>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while out.is_empty() {
         if Instant::now() >= deadline {
@@ -92,7 +89,9 @@ pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Res
         }
         while offset < p.file_size_bytes && eng.in_flight() < eng.caps().max_in_flight.min(8) {
             let len = chunk.min(p.file_size_bytes - offset) as usize;
-            let Some(mut buf) = eng.alloc_buf(len) else { break };
+            let Some(mut buf) = eng.alloc_buf(len) else {
+                break;
+            };
             buf.as_mut().fill(0x5a);
             match eng.submit(
                 next_token,

@@ -87,44 +87,199 @@ use Scope as S;
 
 /// Every run field.
 pub const FIELDS: &[Field] = &[
-    f("engine", K::Engines, S::All, "engine variant NAME or NAME:knob=value,… (repeatable; `a,b` lists bare engines)"),
-    f("workload", K::Text, S::All, "fps-128tick (default), moba-30tick, battle-royale-100p, replay-heavy, or micro"),
-    f("workers", K::Uint, S::All, "worker threads, each pinned with its own engine instance [1]"),
-    f("duration", K::Duration, S::All, "measured window, seconds or 30s/2m [30]"),
-    f("warmup", K::Duration, S::All, "excluded warm-up before the window [5]"),
+    f(
+        "engine",
+        K::Engines,
+        S::All,
+        "engine variant NAME or NAME:knob=value,… (repeatable; `a,b` lists bare engines)",
+    ),
+    f(
+        "workload",
+        K::Text,
+        S::All,
+        "fps-128tick (default), moba-30tick, battle-royale-100p, replay-heavy, or micro",
+    ),
+    f(
+        "workers",
+        K::Uint,
+        S::All,
+        "worker threads, each pinned with its own engine instance [1]",
+    ),
+    f(
+        "duration",
+        K::Duration,
+        S::All,
+        "measured window, seconds or 30s/2m [30]",
+    ),
+    f(
+        "warmup",
+        K::Duration,
+        S::All,
+        "excluded warm-up before the window [5]",
+    ),
     f("seed", K::Uint, S::All, "seed of every generator [1]"),
-    f("queue_depth", K::Uint, S::All, "most I/Os in flight per worker for DS runs [256]"),
-    f("max_errors", K::Uint, S::All, "I/O errors tolerated before the run fails [0]"),
-    f("keep_files", K::Bool, S::All, "keep the run's files in --dir [false]"),
-    f("durability", K::Text, S::Ds, "none | interval:MS | every | dsync [interval:1000]"),
-    f("ack_log", K::Text, S::Ds, "append `<match_id> <seq>` lines when frames become durable"),
-    f("lag_limit_ms", K::Float, S::Ds, "lag behind schedule that marks a run saturated [500]"),
-    f("segment_bytes", K::Size, S::Ds, "per-match segment buffer flushed when full [64KiB]"),
-    f("flush_ms", K::Float, S::Ds, "flush a segment this long after its oldest snapshot [20]"),
-    f("prealloc_bytes", K::Size, S::Ds, "preallocation chunk of each log (fallocate) [8MiB]"),
+    f(
+        "queue_depth",
+        K::Uint,
+        S::All,
+        "most I/Os in flight per worker for DS runs [256]",
+    ),
+    f(
+        "max_errors",
+        K::Uint,
+        S::All,
+        "I/O errors tolerated before the run fails [0]",
+    ),
+    f(
+        "keep_files",
+        K::Bool,
+        S::All,
+        "keep the run's files in --dir [false]",
+    ),
+    f(
+        "durability",
+        K::Text,
+        S::Ds,
+        "none | interval:MS | every | dsync [interval:1000]",
+    ),
+    f(
+        "ack_log",
+        K::Text,
+        S::Ds,
+        "append `<match_id> <seq>` lines when frames become durable",
+    ),
+    f(
+        "lag_limit_ms",
+        K::Float,
+        S::Ds,
+        "lag behind schedule that marks a run saturated [500]",
+    ),
+    f(
+        "segment_bytes",
+        K::Size,
+        S::Ds,
+        "per-match segment buffer flushed when full [64KiB]",
+    ),
+    f(
+        "flush_ms",
+        K::Float,
+        S::Ds,
+        "flush a segment this long after its oldest snapshot [20]",
+    ),
+    f(
+        "prealloc_bytes",
+        K::Size,
+        S::Ds,
+        "preallocation chunk of each log (fallocate) [8MiB]",
+    ),
     f("matches", K::Uint, S::Ds, "concurrent matches [preset]"),
     f("tick_hz", K::Float, S::Ds, "server tick rate [preset]"),
-    f("record_hz", K::Float, S::Ds, "snapshots per second sent to the recorder [= tick_hz]"),
-    f("batch_s", K::Float, S::Ds, "DS-side batching in seconds (0 = every snapshot) [0]"),
-    f("snapshot_bytes", K::Size, S::Ds, "mean delta snapshot payload [preset]"),
-    f("snapshot_cv", K::Float, S::Ds, "coefficient of variation of snapshot sizes [preset]"),
-    f("snapshot_min_bytes", K::Size, S::Ds, "smallest snapshot [64]"),
-    f("snapshot_max_bytes", K::Size, S::Ds, "largest ordinary snapshot [64KiB]"),
-    f("burst_fraction", K::Float, S::Ds, "fraction of snapshots that are bursts [0.02]"),
-    f("burst_factor", K::Float, S::Ds, "size multiplier of a burst [8]"),
-    f("keyframe_s", K::Float, S::Ds, "seconds between keyframes [preset]"),
-    f("keyframe_bytes", K::Size, S::Ds, "keyframe payload [preset]"),
-    f("match_minutes", K::Float, S::Ds, "mean match length [preset]"),
-    f("match_minutes_sd", K::Float, S::Ds, "standard deviation of match length [preset]"),
+    f(
+        "record_hz",
+        K::Float,
+        S::Ds,
+        "snapshots per second sent to the recorder [= tick_hz]",
+    ),
+    f(
+        "batch_s",
+        K::Float,
+        S::Ds,
+        "DS-side batching in seconds (0 = every snapshot) [0]",
+    ),
+    f(
+        "snapshot_bytes",
+        K::Size,
+        S::Ds,
+        "mean delta snapshot payload [preset]",
+    ),
+    f(
+        "snapshot_cv",
+        K::Float,
+        S::Ds,
+        "coefficient of variation of snapshot sizes [preset]",
+    ),
+    f(
+        "snapshot_min_bytes",
+        K::Size,
+        S::Ds,
+        "smallest snapshot [64]",
+    ),
+    f(
+        "snapshot_max_bytes",
+        K::Size,
+        S::Ds,
+        "largest ordinary snapshot [64KiB]",
+    ),
+    f(
+        "burst_fraction",
+        K::Float,
+        S::Ds,
+        "fraction of snapshots that are bursts [0.02]",
+    ),
+    f(
+        "burst_factor",
+        K::Float,
+        S::Ds,
+        "size multiplier of a burst [8]",
+    ),
+    f(
+        "keyframe_s",
+        K::Float,
+        S::Ds,
+        "seconds between keyframes [preset]",
+    ),
+    f(
+        "keyframe_bytes",
+        K::Size,
+        S::Ds,
+        "keyframe payload [preset]",
+    ),
+    f(
+        "match_minutes",
+        K::Float,
+        S::Ds,
+        "mean match length [preset]",
+    ),
+    f(
+        "match_minutes_sd",
+        K::Float,
+        S::Ds,
+        "standard deviation of match length [preset]",
+    ),
     f("match_minutes_min", K::Float, S::Ds, "shortest match [10]"),
     f("match_minutes_max", K::Float, S::Ds, "longest match [120]"),
     f("arrivals", K::Text, S::Ds, "poisson | herd [poisson]"),
-    f("time_scale", K::Float, S::Ds, "compress match lifetimes by this factor [1]"),
-    f("shrink", K::Bool, S::Ds, "snapshot sizes shrink as players die (battle royale) [preset]"),
-    f("rw", K::Text, S::Micro, "read | write | randread | randwrite [randread]"),
+    f(
+        "time_scale",
+        K::Float,
+        S::Ds,
+        "compress match lifetimes by this factor [1]",
+    ),
+    f(
+        "shrink",
+        K::Bool,
+        S::Ds,
+        "snapshot sizes shrink as players die (battle royale) [preset]",
+    ),
+    f(
+        "rw",
+        K::Text,
+        S::Micro,
+        "read | write | randread | randwrite [randread]",
+    ),
     f("bs", K::Size, S::Micro, "I/O size [4KiB]"),
-    f("iodepth", K::Uint, S::Micro, "I/Os in flight per worker [32]"),
-    f("file_size", K::Size, S::Micro, "size of each worker's file [1GiB]"),
+    f(
+        "iodepth",
+        K::Uint,
+        S::Micro,
+        "I/Os in flight per worker [32]",
+    ),
+    f(
+        "file_size",
+        K::Size,
+        S::Micro,
+        "size of each worker's file [1GiB]",
+    ),
 ];
 
 /// A field value before typing: from TOML as is, from the CLI as text.
@@ -138,6 +293,9 @@ pub const DEFAULT_SUITE: &str = include_str!("../suites/default.toml");
 pub struct Suite {
     /// `name` of the suite.
     pub name: String,
+    /// `[defaults]`: apply to every run where they fit its workload (a DS-only default is
+    /// ignored by a micro run, and the other way round).
+    pub defaults: RawFields,
     /// One entry per `[[run]]`.
     pub runs: Vec<RawFields>,
     /// Whether this is the embedded default suite (unsupported variants are skipped, not fatal).
@@ -215,16 +373,9 @@ impl Suite {
                 "{origin}: no [[run]] tables; add at least one, e.g. [[run]] engine = \"null\""
             ));
         }
-        let runs = runs
-            .into_iter()
-            .map(|r| {
-                let mut merged = defaults.clone();
-                merged.extend(r);
-                merged
-            })
-            .collect();
         Ok(Suite {
             name,
+            defaults,
             runs,
             embedded: false,
         })
@@ -474,9 +625,9 @@ fn get_size(m: &RawFields, name: &str) -> Result<Option<u64>, BadInput> {
     match m.get(name) {
         None => Ok(None),
         Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
-        Some(v @ toml::Value::String(s)) => parse_size(s)
-            .map(Some)
-            .map_err(|e| typed_err(name, v, &e)),
+        Some(v @ toml::Value::String(s)) => {
+            parse_size(s).map(Some).map_err(|e| typed_err(name, v, &e))
+        }
         Some(v) => Err(typed_err(name, v, "expected a size like 4096, 64k or 8MiB")),
     }
 }
@@ -489,7 +640,11 @@ fn get_duration(m: &RawFields, name: &str) -> Result<Option<f64>, BadInput> {
         Some(v @ toml::Value::String(s)) => parse_duration_s(s)
             .map(Some)
             .map_err(|e| typed_err(name, v, &e)),
-        Some(v) => Err(typed_err(name, v, "expected a duration like 30, 30s or 500ms")),
+        Some(v) => Err(typed_err(
+            name,
+            v,
+            "expected a duration like 30, 30s or 500ms",
+        )),
     }
 }
 
@@ -510,16 +665,28 @@ fn get_bool(m: &RawFields, name: &str) -> Result<Option<bool>, BadInput> {
 /// is several engines.
 fn get_engines(m: &RawFields) -> Result<Vec<String>, BadInput> {
     let items: Vec<String> = match m.get("engine") {
-        None => return bad("no engine given: add `engine = \"null\"` to the run or pass --engine NAME"),
+        None => {
+            return bad("no engine given: add `engine = \"null\"` to the run or pass --engine NAME")
+        }
         Some(toml::Value::String(s)) => vec![s.clone()],
         Some(toml::Value::Array(a)) => a
             .iter()
             .map(|v| match v {
                 toml::Value::String(s) => Ok(s.clone()),
-                other => Err(typed_err("engine", other, "expected engine variant strings")),
+                other => Err(typed_err(
+                    "engine",
+                    other,
+                    "expected engine variant strings",
+                )),
             })
             .collect::<Result<_, _>>()?,
-        Some(v) => return Err(typed_err("engine", v, "expected a string or a list of strings")),
+        Some(v) => {
+            return Err(typed_err(
+                "engine",
+                v,
+                "expected a string or a list of strings",
+            ))
+        }
     };
     let mut out = Vec::new();
     for item in items {
@@ -578,21 +745,42 @@ fn ds_params(preset: &str, m: &RawFields) -> Result<DsParams, BadInput> {
             }
         };
     }
-    set!(get_uint, "matches", matches, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(
+        get_uint,
+        "matches",
+        matches,
+        |v: u64| v.min(u32::MAX as u64) as u32
+    );
     set!(get_float, "tick_hz", tick_hz, |v| v);
     if tick_given && !m.contains_key("record_hz") {
         p.record_hz = p.tick_hz;
     }
     set!(get_float, "record_hz", record_hz, |v| v);
     set!(get_float, "batch_s", batch_s, |v| v);
-    set!(get_size, "snapshot_bytes", snapshot_bytes, |v: u64| v as f64);
+    set!(get_size, "snapshot_bytes", snapshot_bytes, |v: u64| v
+        as f64);
     set!(get_float, "snapshot_cv", snapshot_cv, |v| v);
-    set!(get_size, "snapshot_min_bytes", snapshot_min_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
-    set!(get_size, "snapshot_max_bytes", snapshot_max_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(
+        get_size,
+        "snapshot_min_bytes",
+        snapshot_min_bytes,
+        |v: u64| v.min(u32::MAX as u64) as u32
+    );
+    set!(
+        get_size,
+        "snapshot_max_bytes",
+        snapshot_max_bytes,
+        |v: u64| v.min(u32::MAX as u64) as u32
+    );
     set!(get_float, "burst_fraction", burst_fraction, |v| v);
     set!(get_float, "burst_factor", burst_factor, |v| v);
     set!(get_float, "keyframe_s", keyframe_s, |v| v);
-    set!(get_size, "keyframe_bytes", keyframe_bytes, |v: u64| v.min(u32::MAX as u64) as u32);
+    set!(
+        get_size,
+        "keyframe_bytes",
+        keyframe_bytes,
+        |v: u64| v.min(u32::MAX as u64) as u32
+    );
     set!(get_float, "match_minutes", match_minutes, |v| v);
     set!(get_float, "match_minutes_sd", match_minutes_sd, |v| v);
     set!(get_float, "match_minutes_min", match_minutes_min, |v| v);
@@ -603,10 +791,15 @@ fn ds_params(preset: &str, m: &RawFields) -> Result<DsParams, BadInput> {
         p.arrivals = match a.as_str() {
             "poisson" => Arrivals::Poisson,
             "herd" => Arrivals::Herd,
-            _ => return bad(format!("field `arrivals`: unknown value `{a}`; use poisson or herd")),
+            _ => {
+                return bad(format!(
+                    "field `arrivals`: unknown value `{a}`; use poisson or herd"
+                ))
+            }
         };
     }
-    p.validate().map_err(|e| BadInput(format!("workload `{preset}`: {e}")))?;
+    p.validate()
+        .map_err(|e| BadInput(format!("workload `{preset}`: {e}")))?;
     Ok(p)
 }
 
@@ -627,7 +820,8 @@ fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
     if let Some(s) = get_size(m, "file_size")? {
         p.file_size_bytes = s;
     }
-    p.validate().map_err(|e| BadInput(format!("workload `micro`: {e}")))?;
+    p.validate()
+        .map_err(|e| BadInput(format!("workload `micro`: {e}")))?;
     Ok(p)
 }
 
@@ -646,7 +840,9 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
     };
     let workers = get_uint(m, "workers")?.unwrap_or(1);
     if !(1..=1024).contains(&workers) {
-        return bad(format!("field `workers`: {workers} is out of range; use 1 to 1024"));
+        return bad(format!(
+            "field `workers`: {workers} is out of range; use 1 to 1024"
+        ));
     }
     let duration_s = get_duration(m, "duration")?.unwrap_or(30.0);
     if duration_s <= 0.0 {
@@ -662,11 +858,15 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         (_, None) => 256,
     };
     if !(1..=65536).contains(&queue_depth) {
-        return bad(format!("field `queue_depth`: {queue_depth} is out of range; use 1 to 65536"));
+        return bad(format!(
+            "field `queue_depth`: {queue_depth} is out of range; use 1 to 65536"
+        ));
     }
     let durability = match get_text(m, "durability")? {
         None => Durability::Interval { ms: 1000.0 },
-        Some(t) => Durability::parse(&t).map_err(|e| BadInput(format!("field `durability`: {e}")))?,
+        Some(t) => {
+            Durability::parse(&t).map_err(|e| BadInput(format!("field `durability`: {e}")))?
+        }
     };
     let segment_bytes = get_size(m, "segment_bytes")?.unwrap_or(64 * 1024);
     if !(4096..=(64 << 20)).contains(&segment_bytes) || segment_bytes % 4096 != 0 {
@@ -715,23 +915,55 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
 /// A variant as a file-name-safe string.
 pub fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// Expand a suite (with CLI overrides) into runs: one per engine variant of each `[[run]]`.
 /// Parsing only: support on this machine is checked by [`crate::prepare`].
-pub fn expand(suite: &Suite, cli: &RawFields, cli_engines: &[String]) -> Result<Vec<RunPlan>, BadInput> {
+pub fn expand(
+    suite: &Suite,
+    cli: &RawFields,
+    cli_engines: &[String],
+) -> Result<Vec<RunPlan>, BadInput> {
     let mut runs = Vec::new();
     for raw in &suite.runs {
         let mut m = raw.clone();
         for (k, v) in cli {
             m.insert(k, v.clone());
         }
+        let workload = m
+            .get("workload")
+            .or_else(|| suite.defaults.get("workload"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("fps-128tick");
+        let micro = workload == "micro";
+        for (k, v) in &suite.defaults {
+            let fits = match field(k).map(|f| f.scope) {
+                Some(Scope::Ds) => !micro,
+                Some(Scope::Micro) => micro,
+                _ => true,
+            };
+            if fits {
+                m.entry(k).or_insert_with(|| v.clone());
+            }
+        }
         if !cli_engines.is_empty() {
             m.insert(
                 "engine",
-                toml::Value::Array(cli_engines.iter().cloned().map(toml::Value::String).collect()),
+                toml::Value::Array(
+                    cli_engines
+                        .iter()
+                        .cloned()
+                        .map(toml::Value::String)
+                        .collect(),
+                ),
             );
         }
         for variant in get_engines(&m)? {
@@ -777,7 +1009,9 @@ mod tests {
 
     #[test]
     fn engine_list_expands() {
-        let runs = runs_of("[[run]]\nengine = [\"null\", \"buffered:direct=true\"]\nduration = \"2s\"").unwrap();
+        let runs =
+            runs_of("[[run]]\nengine = [\"null\", \"buffered:direct=true\"]\nduration = \"2s\"")
+                .unwrap();
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[1].engine.variant(), "buffered:direct=true");
         assert_eq!(runs[1].run_id, "02-buffered_direct_true");
@@ -789,7 +1023,10 @@ mod tests {
     #[test]
     fn unknown_field_names_nearest() {
         let e = runs_of("[[run]]\nengine = \"null\"\nduraton = 3").unwrap_err();
-        assert!(e.0.contains("unknown field `duraton`; did you mean `duration`?"), "{e}");
+        assert!(
+            e.0.contains("unknown field `duraton`; did you mean `duration`?"),
+            "{e}"
+        );
         let e = runs_of("[defaults]\nmatchs = 3\n[[run]]\nengine = \"null\"").unwrap_err();
         assert!(e.0.contains("`matches`"), "{e}");
     }
@@ -802,12 +1039,24 @@ mod tests {
         assert!(e.0.contains("did you mean `null`"), "{e}");
         let e = runs_of("[[run]]\nengine = \"null\"\nworkload = \"fps-64tick\"").unwrap_err();
         assert!(e.0.contains("unknown workload"), "{e}");
-        let e = runs_of("[[run]]\nengine = \"null\"\nworkload = \"micro\"\nmatches = 3").unwrap_err();
+        let e =
+            runs_of("[[run]]\nengine = \"null\"\nworkload = \"micro\"\nmatches = 3").unwrap_err();
         assert!(e.0.contains("does not apply"), "{e}");
+        // A DS default does not stop a micro run.
+        let r =
+            runs_of("[defaults]\nmatches = 3\n[[run]]\nengine = \"null\"\nworkload = \"micro\"")
+                .unwrap();
+        assert_eq!(r[0].workload.name(), "micro:randread");
         let e = runs_of("[[run]]\nengine = \"null\"\ndurability = \"sometimes\"").unwrap_err();
         assert!(e.0.contains("durability"), "{e}");
-        assert!(runs_of("this is not toml").unwrap_err().0.contains("not valid TOML"));
-        assert!(runs_of("name = \"x\"").unwrap_err().0.contains("no [[run]]"));
+        assert!(runs_of("this is not toml")
+            .unwrap_err()
+            .0
+            .contains("not valid TOML"));
+        assert!(runs_of("name = \"x\"")
+            .unwrap_err()
+            .0
+            .contains("no [[run]]"));
     }
 
     #[test]
@@ -823,7 +1072,10 @@ mod tests {
 
     #[test]
     fn durability_parses() {
-        assert_eq!(Durability::parse("interval:250").unwrap(), Durability::Interval { ms: 250.0 });
+        assert_eq!(
+            Durability::parse("interval:250").unwrap(),
+            Durability::Interval { ms: 250.0 }
+        );
         assert_eq!(Durability::parse("dsync").unwrap(), Durability::Dsync);
         assert!(Durability::parse("interval:").is_err());
         assert!(Durability::parse("interval:-5").is_err());
@@ -834,7 +1086,10 @@ mod tests {
         let mut runs = expand(&Suite::embedded(), &RawFields::new(), &[]).unwrap();
         apply_quick(&mut runs);
         let total: f64 = runs.iter().map(|r| r.duration_s + r.warmup_s).sum();
-        assert!(total <= QUICK_BUDGET_S * 0.6, "quick windows sum to {total}s");
+        assert!(
+            total <= QUICK_BUDGET_S * 0.6,
+            "quick windows sum to {total}s"
+        );
     }
 
     #[test]

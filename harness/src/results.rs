@@ -206,7 +206,9 @@ impl ResultsDir {
         for r in &self.runs {
             w.serialize(&r.row).map_err(std::io::Error::other)?;
         }
-        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = w
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         write_atomic(&self.path.join("summary.csv"), &bytes)?;
 
         let json: Vec<serde_json::Value> = self
@@ -233,7 +235,9 @@ impl ResultsDir {
                 w.serialize(row).map_err(std::io::Error::other)?;
             }
         }
-        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = w
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         write_atomic(&self.path.join("timeseries.csv"), &bytes)
     }
 }
@@ -316,10 +320,31 @@ mod tests {
         let text = std::fs::read_to_string(path.join("summary.csv")).unwrap();
         let header = text.lines().next().unwrap();
         for col in [
-            "run_id", "engine", "variant", "workload", "workers", "duration_s", "status", "ops",
-            "bytes", "errors", "ops_per_s", "mib_per_s", "lat_p50_us", "lat_p99_us",
-            "lat_p999_us", "lat_max_us", "ack_p50_us", "ack_p99_us", "ack_max_us",
-            "lat_samples", "cpu_user_s", "cpu_sys_s", "sys_cpu_busy_s", "io_ops", "io_bytes",
+            "run_id",
+            "engine",
+            "variant",
+            "workload",
+            "workers",
+            "duration_s",
+            "status",
+            "ops",
+            "bytes",
+            "errors",
+            "ops_per_s",
+            "mib_per_s",
+            "lat_p50_us",
+            "lat_p99_us",
+            "lat_p999_us",
+            "lat_max_us",
+            "ack_p50_us",
+            "ack_p99_us",
+            "ack_max_us",
+            "lat_samples",
+            "cpu_user_s",
+            "cpu_sys_s",
+            "sys_cpu_busy_s",
+            "io_ops",
+            "io_bytes",
             "saturated",
         ] {
             assert!(header.split(',').any(|c| c == col), "missing column {col}");

@@ -75,12 +75,19 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
     }
     for (i, r) in kept.iter_mut().enumerate() {
         r.index = i + 1;
-        r.run_id = format!("{:02}-{}", i + 1, crate::plan::sanitize(&r.engine.variant()));
+        r.run_id = format!(
+            "{:02}-{}",
+            i + 1,
+            crate::plan::sanitize(&r.engine.variant())
+        );
     }
     plan.runs = kept;
     if plan.runs.iter().any(|r| r.engine.direct()) {
         let align = machine::dio_align(&base).map_err(|e| {
-            BadInput(format!("--dir {}: direct I/O is not possible there: {e}", dir.display()))
+            BadInput(format!(
+                "--dir {}: direct I/O is not possible there: {e}",
+                dir.display()
+            ))
         })?;
         let need = u64::from(align.offset_align_bytes.max(align.mem_align_bytes)).max(1);
         for r in plan.runs.iter().filter(|r| r.engine.direct()) {
@@ -103,7 +110,10 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
     }
     if let Some(out) = &plan.global.out {
         if out.exists() && !out.is_dir() {
-            return Err(BadInput(format!("--out {} is a file; give a folder", out.display())));
+            return Err(BadInput(format!(
+                "--out {} is a file; give a folder",
+                out.display()
+            )));
         }
         if crate::results::holds_results(out) && !plan.global.force {
             return Err(BadInput(format!(
@@ -114,7 +124,10 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
     }
     for r in &plan.runs {
         if let Some(p) = &r.writer.ack_log {
-            let parent = p.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = p
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !parent.is_dir() {
                 return Err(BadInput(format!(
                     "--ack-log {}: folder {} does not exist",
@@ -148,7 +161,10 @@ impl FactoryVisitor for WorkerVisitor {
             Ok(e) => e,
             Err(e) => {
                 return fail(
-                    format!("engine {}: cannot start: {e}", self.ctx.plan.engine.variant()),
+                    format!(
+                        "engine {}: cannot start: {e}",
+                        self.ctx.plan.engine.variant()
+                    ),
                     &self.ready,
                 )
             }
@@ -315,7 +331,9 @@ pub fn run_one(
             } else {
                 now + Duration::from_millis(200)
             };
-            let wait = next_edge.saturating_duration_since(now).min(Duration::from_millis(200));
+            let wait = next_edge
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(200));
             match tick_rx.recv_timeout(wait) {
                 Ok(t) => {
                     let sec = t.second;
@@ -423,8 +441,16 @@ fn summarize(
         _ => 0.0,
     }
     .min(plan.duration_s)
-    .max(if failed || interrupted { 0.0 } else { plan.duration_s });
-    let duration_s = if measured_s > 0.0 { measured_s } else { plan.duration_s };
+    .max(if failed || interrupted {
+        0.0
+    } else {
+        plan.duration_s
+    });
+    let duration_s = if measured_s > 0.0 {
+        measured_s
+    } else {
+        plan.duration_s
+    };
     let cpu_user = s1.cpu.user_s - s0.cpu.user_s;
     let cpu_sys = s1.cpu.sys_s - s0.cpu.sys_s;
     let sys_busy = match (s0.sys, s1.sys) {
@@ -563,7 +589,12 @@ pub fn execute(
             break;
         }
         progress.run_started(run, i + 1, n);
-        let result = run_one(Arc::new(run.clone()), &plan.global.dir, disk.as_deref(), progress);
+        let result = run_one(
+            Arc::new(run.clone()),
+            &plan.global.dir,
+            disk.as_deref(),
+            progress,
+        );
         progress.run_finished(&result.row);
         match result.row.status.as_str() {
             "failed" => ending = Ending::Failed,

@@ -1,0 +1,357 @@
+//! CLI tests: real runs on temp dirs (short windows), bad input, verify, ack log.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use snapbench::snaplog;
+
+fn snapbench() -> Command {
+    Command::cargo_bin("snapbench").unwrap()
+}
+
+fn summary_rows(out: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+    r.records().map(|x| x.unwrap()).collect()
+}
+
+fn column(out: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+    let idx = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[idx].to_string()).collect()
+}
+
+#[test]
+fn quick_run_writes_results_for_every_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "1", "--warmup", "0.2"])
+        .args([
+            "--engine",
+            "null",
+            "--engine",
+            "buffered",
+            "--engine",
+            "buffered:direct=true,threads=2",
+        ])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("meta.json").exists());
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 3);
+    for ops in column(&out, "ops") {
+        assert!(ops.parse::<u64>().unwrap() > 0);
+    }
+    assert!(
+        column(&out, "status").iter().all(|s| s == "ok"),
+        "{:?}",
+        column(&out, "status")
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "ok");
+    assert!(meta["host"]["kernel"].is_string());
+    assert_eq!(meta["runs"].as_array().unwrap().len(), 3);
+    // Files are removed after each run unless --keep-files.
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("data")).unwrap().count(),
+        0
+    );
+    // An --out that holds results is refused without --force.
+    snapbench()
+        .args(["run", "--quick", "--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--force"));
+}
+
+/// Bad input: exit 2, one line naming the problem, and no results folder, no data dir.
+fn rejects(args: &[&str], needle: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let data = tmp.path().join("data");
+    let a = snapbench()
+        .current_dir(tmp.path())
+        .arg("run")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .args(if args.contains(&"--dir") {
+            vec![]
+        } else {
+            vec!["--dir".to_string(), data.display().to_string()]
+        })
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(needle),
+        "stderr {stderr:?} lacks {needle:?}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "more than one line: {stderr}"
+    );
+    assert!(!out.exists(), "results folder created on bad input");
+    assert!(!data.exists(), "data dir created on bad input");
+    assert!(!tmp.path().join("results").exists());
+}
+
+#[test]
+fn bad_input_exits_2_before_writing() {
+    rejects(&["--engine", "nope"], "unknown engine `nope`");
+    rejects(&["--engine", "bufered"], "did you mean `buffered`");
+    rejects(&["--engine", "buffered:thread=4"], "did you mean `threads`");
+    rejects(&["--engine", "buffered:direct=maybe"], "true or false");
+    rejects(
+        &["--engine", "null", "--workload", "fps-64"],
+        "unknown workload",
+    );
+    rejects(&["--engine", "null", "--durability", "often"], "durability");
+    rejects(
+        &["--engine", "null", "--segment-bytes", "lots"],
+        "segment_bytes",
+    );
+    rejects(
+        &[
+            "--engine",
+            "buffered:direct=true",
+            "--workload",
+            "micro",
+            "--bs",
+            "1000",
+        ],
+        "multiple of",
+    );
+}
+
+#[test]
+fn dir_that_is_a_file_is_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--engine", "null", "--dir"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is not a directory"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn malformed_suites_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        (
+            "[[run]]\nengine = \"null\"\nduraton = 3\n",
+            "did you mean `duration`",
+        ),
+        ("[[run]\nengine = \"null\"\n", "not valid TOML"),
+        ("name = \"x\"\n", "no [[run]]"),
+        ("[[run]]\nengine = \"null\"\nworkers = -1\n", "workers"),
+    ] {
+        let suite = tmp.path().join("s.toml");
+        std::fs::write(&suite, text).unwrap();
+        let out = tmp.path().join("out");
+        snapbench()
+            .arg("run")
+            .arg(&suite)
+            .arg("--out")
+            .arg(&out)
+            .arg("--dir")
+            .arg(tmp.path().join("d"))
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(needle));
+        assert!(!out.exists());
+    }
+    snapbench()
+        .args(["run", "/nonexistent/suite.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("cannot read suite"));
+}
+
+fn kept_run(engine: &str, extra: &[&str], data: &Path, out: &Path) {
+    snapbench()
+        .args([
+            "run",
+            "--engine",
+            engine,
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.2",
+        ])
+        .args(["--time-scale", "300", "--matches", "32", "--keep-files"])
+        .args(extra)
+        .arg("--dir")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
+fn logs_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for run in std::fs::read_dir(dir).unwrap() {
+        for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|x| x == "snap") {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn verify_passes_written_logs_and_catches_a_flipped_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    kept_run("buffered:direct=true", &[], &data, &tmp.path().join("out"));
+    snapbench()
+        .arg("verify")
+        .arg(&data)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("0 torn, 0 damaged"));
+    let logs = logs_under(&data);
+    assert!(logs.len() > 32, "matches ended and started during the run");
+    // Flip one byte inside the first frame of one log.
+    let victim = &logs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[4096 + 40] ^= 0x01;
+    std::fs::write(victim, &bytes).unwrap();
+    let a = snapbench().arg("verify").arg(&data).assert().code(1);
+    let stdout = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        stdout.contains(&name) && stdout.contains("offset 4096"),
+        "{stdout}"
+    );
+    snapbench()
+        .args(["verify", "/nonexistent"])
+        .assert()
+        .code(2);
+}
+
+/// Every (match, seq) the ack log names is present and valid in that match's log.
+fn check_ack_log(ack: &Path, data: &Path) -> usize {
+    let mut last_seq = std::collections::HashMap::new();
+    for p in logs_under(data) {
+        let bytes = std::fs::read(&p).unwrap();
+        let id = snaplog::parse_log_file_name(&p.file_name().unwrap().to_string_lossy()).unwrap();
+        let check = snaplog::check_log(&bytes, Some(id));
+        assert_eq!(check.state, snaplog::LogState::Sealed, "{}", p.display());
+        last_seq.insert(id, check.last_seq);
+    }
+    let text = std::fs::read_to_string(ack).unwrap();
+    let mut lines = 0;
+    for line in text.lines() {
+        let mut it = line.split(' ');
+        let id: u64 = it.next().unwrap().parse().unwrap();
+        let seq: u64 = it.next().unwrap().parse().unwrap();
+        let have = last_seq.get(&id).copied().flatten();
+        assert!(
+            have.is_some_and(|s| s >= seq),
+            "ack {id} {seq} but log has {have:?}"
+        );
+        lines += 1;
+    }
+    lines
+}
+
+macro_rules! ds_every_engine {
+    ($($name:ident => $variant:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            /// The shared writer over this engine: every policy produces sealed, valid logs and
+            /// an ack log that names only frames that exist.
+            #[test]
+            fn ds_logs_sealed_and_acks_valid() {
+                for policy in ["every", "interval:100", "dsync"] {
+                    let tmp = tempfile::tempdir().unwrap();
+                    let data = tmp.path().join("data");
+                    let ack = tmp.path().join("ack.log");
+                    kept_run(
+                        $variant,
+                        &["--durability", policy, "--workers", "2", "--ack-log", ack.to_str().unwrap()],
+                        &data,
+                        &tmp.path().join("out"),
+                    );
+                    let lines = check_ack_log(&ack, &data);
+                    assert!(lines > 0, "{policy}: no acks");
+                    assert_eq!(column(&tmp.path().join("out"), "errors"), vec!["0"]);
+                }
+            }
+        }
+    )*};
+}
+
+ds_every_engine! {
+    buffered => "buffered",
+    buffered_direct => "buffered:direct=true",
+    buffered_threads => "buffered:threads=4",
+    buffered_direct_threads => "buffered:direct=true,threads=4",
+}
+
+#[test]
+fn micro_patterns_run_on_every_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args([
+            "run",
+            "--workload",
+            "micro",
+            "--file-size",
+            "8m",
+            "--bs",
+            "4k",
+            "--iodepth",
+            "4",
+        ])
+        .args(["--duration", "0.5", "--warmup", "0.1"])
+        .args([
+            "--engine",
+            "null",
+            "--engine",
+            "buffered",
+            "--engine",
+            "buffered:direct=true,threads=4",
+        ])
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    for ops in column(&out, "ops") {
+        assert!(ops.parse::<u64>().unwrap() > 0);
+    }
+}
+
+#[test]
+fn engines_lists_and_probes() {
+    snapbench()
+        .args(["engines", "--dir", "/tmp"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("buffered"))
+        .stdout(predicates::str::contains("direct"));
+}
