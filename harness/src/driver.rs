@@ -144,6 +144,7 @@ impl Clock {
 }
 
 /// Per-second accumulation shared by both drivers.
+#[derive(Default)]
 pub struct Ticker {
     second: u64,
     ops: u64,
@@ -152,20 +153,6 @@ pub struct Ticker {
     errors: u64,
     max_lag_ns: u64,
     lat: LatHist,
-}
-
-impl Default for Ticker {
-    fn default() -> Self {
-        Ticker {
-            second: 0,
-            ops: 0,
-            bytes: 0,
-            io_ops: 0,
-            errors: 0,
-            max_lag_ns: 0,
-            lat: LatHist::new(),
-        }
-    }
 }
 
 impl Ticker {

@@ -298,7 +298,7 @@ pub fn dio_align(path: &Path) -> Result<DioAlign, String> {
         });
     }
     let lbs = block_dev_of(&p)
-        .and_then(|b| read_sys_u64(&format!("/sys/block/{}/queue/logical_block_size", b.disk)))
+        .and_then(|b| read_sys_u64(format!("/sys/block/{}/queue/logical_block_size", b.disk)))
         .and_then(|v| u32::try_from(v).ok())
         .filter(|v| *v > 0);
     Ok(match lbs {
@@ -411,7 +411,7 @@ fn rlimit_memlock() -> Value {
         if v == libc::RLIM_INFINITY {
             json!("unlimited")
         } else {
-            json!(v as u64)
+            json!(v)
         }
     };
     json!({ "soft_bytes": lim(rl.rlim_cur), "hard_bytes": lim(rl.rlim_max) })

@@ -875,7 +875,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         ));
     }
     let flush_ms = get_float(m, "flush_ms")?.unwrap_or(20.0);
-    if !(flush_ms > 0.0) {
+    if flush_ms.is_nan() || flush_ms <= 0.0 {
         return bad("field `flush_ms`: must be more than 0");
     }
     let prealloc_bytes = get_size(m, "prealloc_bytes")?.unwrap_or(8 << 20);
@@ -885,7 +885,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         ));
     }
     let lag_limit_ms = get_float(m, "lag_limit_ms")?.unwrap_or(500.0);
-    if !(lag_limit_ms > 0.0) {
+    if lag_limit_ms.is_nan() || lag_limit_ms <= 0.0 {
         return bad("field `lag_limit_ms`: must be more than 0");
     }
     let variant = engine.variant();
