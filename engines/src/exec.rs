@@ -12,9 +12,9 @@ use std::path::Path;
 use crate::buf::AlignedBuf;
 use crate::OpKind;
 
-/// A multiplicative hasher for `u64` file ids (no SipHash cost per op).
+/// A multiplicative hasher for `u64` ids (no SipHash cost per op).
 #[derive(Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -30,8 +30,11 @@ impl Hasher for IdHasher {
     }
 }
 
+/// A hash map keyed by `u64` ids with [`IdHasher`].
+pub type FastMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 /// Open files by id.
-pub(crate) type FdTable = HashMap<u64, RawFd, BuildHasherDefault<IdHasher>>;
+pub(crate) type FdTable = FastMap<RawFd>;
 
 /// An op translated for a blocking executor: files resolved to descriptors, paths built.
 pub(crate) enum Job {

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use buf::{AlignedBuf, BufPool};
+pub use exec::{FastMap, IdHasher};
 pub use knobs::{KnobError, KnobKind, KnobSpec};
 
 /// Identifies one file the engine manages: a match log (`m<16 hex>.snap`) or a micro data file.

@@ -18,9 +18,8 @@
 //! from the snapshot's intended arrival time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
-use std::hash::BuildHasherDefault;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +27,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use snapbench_engines::{file_name, Caps, Completion, FileKind, MatchId, Op, OpKind, Recorder};
+use snapbench_engines::{
+    file_name, Caps, Completion, FastMap, FileKind, MatchId, Op, OpKind, Recorder,
+};
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
 
 use crate::measure::{HistKind, LatHist, Stats};
@@ -227,24 +228,6 @@ pub fn describe_error(
             kind.name()
         ),
         None => format!("engine {engine}: {} {file}: {err}", kind.name()),
-    }
-}
-
-type FastMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -1033,10 +1016,15 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         if m.written_off <= m.synced_off {
             return;
         }
+        self.submit_sync(slot);
+    }
+
+    /// Submit a sync covering exactly the bytes written so far.
+    fn submit_sync(&mut self, slot: u32) {
+        let m = self.log_mut(slot);
         m.sync_busy = true;
         m.sync_wanted = false;
-        let covered = m.written_off;
-        let id = m.id;
+        let (covered, id) = (m.written_off, m.id);
         let submit_ns = self.clock.now_ns();
         self.submit(
             OpRec::Sync {
@@ -1071,18 +1059,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 self.log_mut(slot).final_sync_done = true;
             } else {
                 // The final sync covers every byte of the sealed log, whatever the policy.
-                let m = self.log_mut(slot);
-                m.sync_busy = true;
-                let (covered, id) = (m.written_off, m.id);
-                let submit_ns = self.clock.now_ns();
-                self.submit(
-                    OpRec::Sync {
-                        slot,
-                        covered,
-                        submit_ns,
-                    },
-                    Op::Sync { file: MatchId(id) },
-                );
+                self.submit_sync(slot);
             }
         }
         let m = self.log(slot);
