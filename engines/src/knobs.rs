@@ -15,6 +15,13 @@ pub enum KnobKind {
         /// Largest value.
         max: u64,
     },
+    /// An unsigned integer in `min..=max`, or `none` (unset).
+    OptUint {
+        /// Smallest value.
+        min: u64,
+        /// Largest value.
+        max: u64,
+    },
 }
 
 /// Declaration of one knob.
@@ -37,6 +44,8 @@ pub enum KnobValue {
     Bool(bool),
     /// An unsigned integer.
     Uint(u64),
+    /// No value (`none`).
+    Unset,
 }
 
 /// Why an engine variant could not be parsed.
@@ -182,6 +191,11 @@ fn parse_value(engine: &'static str, spec: &KnobSpec, text: &str) -> Result<Knob
             Ok(v) if (min..=max).contains(&v) => Ok(KnobValue::Uint(v)),
             _ => Err(bad(format!("an integer from {min} to {max}"))),
         },
+        KnobKind::OptUint { min, max } => match text.parse::<u64>() {
+            _ if text == "none" => Ok(KnobValue::Unset),
+            Ok(v) if (min..=max).contains(&v) => Ok(KnobValue::Uint(v)),
+            _ => Err(bad(format!("none or an integer from {min} to {max}"))),
+        },
     }
 }
 
@@ -191,6 +205,14 @@ pub fn get_bool(values: &[(&'static str, KnobValue)], name: &str) -> bool {
         .iter()
         .find(|(n, _)| *n == name)
         .is_some_and(|(_, v)| *v == KnobValue::Bool(true))
+}
+
+/// Look up an optional integer knob (None when `none` or absent).
+pub fn get_opt_uint(values: &[(&'static str, KnobValue)], name: &str) -> Option<u64> {
+    values.iter().find_map(|(n, v)| match v {
+        KnobValue::Uint(u) if *n == name => Some(*u),
+        _ => None,
+    })
 }
 
 /// Look up an integer knob in parsed values (0 when absent).

@@ -36,6 +36,7 @@ pub mod buffered;
 mod exec;
 pub mod knobs;
 pub mod null;
+pub mod uring;
 
 use std::fmt;
 use std::io;
@@ -260,6 +261,15 @@ pub struct EngineConfig {
     pub buf_count: usize,
     /// Direct-I/O alignment of the target (STATX_DIOALIGN, else the logical block size).
     pub dio_align_bytes: usize,
+    /// State shared by the engine instances of one run.
+    pub shared: std::sync::Arc<RunShared>,
+}
+
+/// State shared by the engine instances of one run (the harness makes one per run).
+#[derive(Debug, Default)]
+pub struct RunShared {
+    /// `uring:attach_wq=true`: a duplicate of the first ring's fd, whose io-wq later rings attach to.
+    pub uring_wq_fd: std::sync::Mutex<Option<std::os::fd::OwnedFd>>,
 }
 
 /// The I/O path of a replay recorder, as one worker thread sees it.
@@ -278,8 +288,10 @@ pub struct EngineConfig {
 ///   the operation itself arrive in its completion, never here.
 /// - [`flush`](Recorder::flush): push everything queued to the kernel or device. An `Err` is a
 ///   failure of the engine itself (the ring is gone), not of one op.
-/// - [`reap`](Recorder::reap): append completions to `out` (never clearing it), waiting at most
-///   until `deadline` for at least one when none is ready; a deadline in the past never waits.
+/// - [`reap`](Recorder::reap): first push anything queued to the kernel (as `flush` would, so a
+///   driver that reaps right away need not flush: io_uring then submits and waits in one
+///   syscall), then append completions to `out` (never clearing it), waiting at most until
+///   `deadline` for at least one when none is ready; a deadline in the past never waits.
 ///   Returns the number appended. A busy-polling engine never sleeps here. Completions may come
 ///   in any order.
 /// - [`in_flight`](Recorder::in_flight): ops submitted whose completion has not been reaped.
@@ -356,6 +368,8 @@ pub enum EngineSpec {
     Null(null::NullKnobs),
     /// The `buffered` engine.
     Buffered(buffered::BufferedKnobs),
+    /// The `uring` engine.
+    Uring(uring::UringKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -379,6 +393,11 @@ pub const ENGINES: &[EngineInfo] = &[
         name: "buffered",
         summary: "pwrite/pread/fdatasync, blocking in the worker (or a bounded pool); page cache or O_DIRECT",
         knobs: buffered::KNOBS,
+    },
+    EngineInfo {
+        name: "uring",
+        summary: "io_uring (io-uring crate), O_DIRECT by default; batched submit, CQ reaped without a syscall",
+        knobs: uring::KNOBS,
     },
 ];
 
@@ -411,6 +430,7 @@ impl EngineSpec {
         let values = knobs::parse_knobs(info.name, info.knobs, knob_text)?;
         Ok(match info.name {
             "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
+            "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -420,6 +440,7 @@ impl EngineSpec {
         match self {
             EngineSpec::Null(_) => "null",
             EngineSpec::Buffered(_) => "buffered",
+            EngineSpec::Uring(_) => "uring",
         }
     }
 
@@ -447,6 +468,7 @@ impl EngineSpec {
         match self {
             EngineSpec::Null(k) => k.values(),
             EngineSpec::Buffered(k) => k.values(),
+            EngineSpec::Uring(k) => k.values(),
         }
     }
 
@@ -455,6 +477,7 @@ impl EngineSpec {
         match self {
             EngineSpec::Null(_) => false,
             EngineSpec::Buffered(k) => k.direct,
+            EngineSpec::Uring(k) => k.direct,
         }
     }
 
@@ -484,6 +507,21 @@ impl EngineSpec {
                 .into_iter()
                 .filter(|p| p.what != "direct" || k.direct)
                 .collect(),
+            EngineSpec::Uring(k) => {
+                let used: std::collections::HashSet<&str> = k
+                    .values()
+                    .into_iter()
+                    .zip(uring::KNOBS)
+                    .filter(|((_, v), spec)| *v != spec.default)
+                    .map(|((name, _), _)| name)
+                    .chain(["(engine)"])
+                    .chain(k.direct.then_some("direct"))
+                    .collect();
+                uring::probe(dir)
+                    .into_iter()
+                    .filter(|p| used.contains(p.what.as_str()))
+                    .collect()
+            }
         }
     }
 
@@ -492,6 +530,7 @@ impl EngineSpec {
         match self {
             EngineSpec::Null(k) => v.visit(null::NullFactory(k.clone())),
             EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
+            EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
         }
     }
 }
@@ -507,6 +546,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                     supported: true,
                     detail: "no I/O; always available".into(),
                 }],
+                "uring" => uring::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

@@ -21,6 +21,7 @@ fn config(dir: &Path) -> EngineConfig {
         buf_bytes: BUF_BYTES,
         buf_count: BUF_COUNT,
         dio_align_bytes: 4096,
+        shared: Default::default(),
     }
 }
 
@@ -421,6 +422,13 @@ every_engine! {
     buffered_direct => "buffered:direct=true",
     buffered_threads => "buffered:threads=4",
     buffered_direct_threads => "buffered:direct=true,threads=3",
+    uring => "uring",
+    uring_buffered => "uring:direct=false",
+    uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
+    uring_sqpoll => "uring:sqpoll=true,sqpoll_idle_ms=10",
+    uring_defer => "uring:single_issuer=true,defer_taskrun=true",
+    uring_coop => "uring:coop_taskrun=true,taskrun_flag=true",
+    uring_small_ring => "uring:entries=2,submit_all=true,no_sqarray=true",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not

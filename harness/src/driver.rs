@@ -563,9 +563,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
             self.fire_timers(now);
             self.retry_flushes();
-            self.eng
-                .flush()
-                .map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
+            // No separate flush: reap (below) submits what is queued first.
             let next_due = [self.sched.peek_t_ns(), self.timers.peek().map(|r| r.0 .0)]
                 .into_iter()
                 .flatten()

@@ -396,9 +396,7 @@ fn cmd_engines(m: &ArgMatches) -> ExitCode {
             );
         }
     }
-    println!(
-        "\nnot in this build yet: uring, aio, glommio, poll, tokio (they arrive with later issues)"
-    );
+    println!("\nnot in this build yet: aio, glommio, poll, tokio (they arrive with later issues)");
     ExitCode::SUCCESS
 }
 

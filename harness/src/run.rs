@@ -247,6 +247,7 @@ pub fn run_one(
     let dio_align = machine::dio_align(&run_dir)
         .map(|a| a.offset_align_bytes.max(a.mem_align_bytes) as usize)
         .unwrap_or(4096);
+    let shared = Arc::new(snapbench_engines::RunShared::default());
     let mut starts = Vec::new();
     let mut handles = Vec::new();
     if fatal.is_none() {
@@ -267,6 +268,7 @@ pub fn run_one(
                 buf_bytes,
                 buf_count,
                 dio_align_bytes: dio_align,
+                shared: Arc::clone(&shared),
             };
             let ready = ready_tx.clone();
             let spec = plan.engine.clone();
