@@ -69,6 +69,18 @@ fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(
 /// without any I/O), then sync it. Not measured.
 pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Result<(), String> {
     let file = micro_file(ctx.worker);
+    if ctx.plan.micro_file.is_some() {
+        // A given, fully written file (linked into the run folder under the worker's name).
+        return one_op(
+            eng,
+            Op::Open {
+                file,
+                kind: FileKind::Data,
+                writable: true,
+            },
+            ctx,
+        );
+    }
     one_op(
         eng,
         Op::Create {

@@ -280,6 +280,12 @@ pub const FIELDS: &[Field] = &[
         S::Micro,
         "size of each worker's file [1GiB]",
     ),
+    f(
+        "file_path",
+        K::Text,
+        S::Micro,
+        "an existing, fully written file to use instead of laying one out (shared by all workers; e.g. the file fio reads)",
+    ),
 ];
 
 /// A field value before typing: from TOML as is, from the CLI as text.
@@ -502,6 +508,8 @@ pub struct RunPlan {
     pub keep_files: bool,
     /// DS writer settings (defaults for micro runs, unused there).
     pub writer: WriterSettings,
+    /// Micro: an existing file to use instead of laying one out.
+    pub micro_file: Option<PathBuf>,
 }
 
 impl RunPlan {
@@ -539,6 +547,7 @@ impl RunPlan {
             "prealloc_bytes": self.writer.prealloc_bytes,
             "ack_log": self.writer.ack_log,
             "lag_limit_ms": self.writer.lag_limit_ms,
+            "micro_file": self.micro_file,
         })
     }
 }
@@ -909,6 +918,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
             ack_log: get_text(m, "ack_log")?.map(PathBuf::from),
             lag_limit_ms,
         },
+        micro_file: get_text(m, "file_path")?.map(PathBuf::from),
     })
 }
 

@@ -123,6 +123,22 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
         }
     }
     for r in &plan.runs {
+        if let (Some(f), Workload::Micro(p)) = (&r.micro_file, &r.workload) {
+            let meta = std::fs::metadata(f).map_err(|e| {
+                BadInput(format!(
+                    "--file-path {}: {e}; give an existing, fully written file",
+                    f.display()
+                ))
+            })?;
+            if !meta.is_file() || meta.len() < p.file_size_bytes {
+                return Err(BadInput(format!(
+                    "--file-path {}: must be a regular file of at least file_size ({} bytes); it has {} bytes — lower --file-size or lay out a bigger file",
+                    f.display(),
+                    p.file_size_bytes,
+                    meta.len()
+                )));
+            }
+        }
         if let Some(p) = &r.writer.ack_log {
             let parent = p
                 .parent()
@@ -247,6 +263,23 @@ pub fn run_one(
     let dio_align = machine::dio_align(&run_dir)
         .map(|a| a.offset_align_bytes.max(a.mem_align_bytes) as usize)
         .unwrap_or(4096);
+    if let (None, Some(f)) = (&fatal, &plan.micro_file) {
+        // Every worker opens the given file through its own name in the run folder.
+        for w in 0..plan.workers {
+            let link = run_dir.join(snapbench_engines::file_name(
+                micro::micro_file(w),
+                snapbench_engines::FileKind::Data,
+            ));
+            let target = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+            if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+                fatal = Some(format!(
+                    "cannot link {} to {}: {e}",
+                    link.display(),
+                    target.display()
+                ));
+            }
+        }
+    }
     let shared = Arc::new(snapbench_engines::RunShared::default());
     let mut starts = Vec::new();
     let mut handles = Vec::new();

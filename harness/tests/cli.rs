@@ -308,6 +308,10 @@ ds_every_engine! {
     buffered_direct => "buffered:direct=true",
     buffered_threads => "buffered:threads=4",
     buffered_direct_threads => "buffered:direct=true,threads=4",
+    uring => "uring",
+    uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
+    uring_sqpoll => "uring:sqpoll=true,sqpoll_idle_ms=10",
+    uring_buffered => "uring:direct=false",
 }
 
 #[test]
@@ -354,4 +358,59 @@ fn engines_lists_and_probes() {
         .success()
         .stdout(predicates::str::contains("buffered"))
         .stdout(predicates::str::contains("direct"));
+}
+
+#[test]
+fn micro_uses_a_given_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("given.dat");
+    std::fs::write(&f, vec![7u8; 4 << 20]).unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args([
+            "run",
+            "--workload",
+            "micro",
+            "--file-size",
+            "4m",
+            "--bs",
+            "4k",
+            "--iodepth",
+            "2",
+        ])
+        .args(["--duration", "0.3", "--warmup", "0", "--engine", "uring"])
+        .arg("--file-path")
+        .arg(&f)
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(column(&out, "ops")[0].parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().len(),
+        4 << 20,
+        "the given file is used, not replaced"
+    );
+    // Too small a file is bad input.
+    snapbench()
+        .args([
+            "run",
+            "--workload",
+            "micro",
+            "--file-size",
+            "8m",
+            "--engine",
+            "uring",
+        ])
+        .arg("--file-path")
+        .arg(&f)
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(tmp.path().join("out2"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("at least file_size"));
 }
