@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aio;
 pub mod buf;
 pub mod buffered;
 mod exec;
@@ -370,6 +371,8 @@ pub enum EngineSpec {
     Buffered(buffered::BufferedKnobs),
     /// The `uring` engine.
     Uring(uring::UringKnobs),
+    /// The `aio` engine.
+    Aio(aio::AioKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -398,6 +401,11 @@ pub const ENGINES: &[EngineInfo] = &[
         name: "uring",
         summary: "io_uring (io-uring crate), O_DIRECT by default; batched submit, CQ reaped without a syscall",
         knobs: uring::KNOBS,
+    },
+    EngineInfo {
+        name: "aio",
+        summary: "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default",
+        knobs: aio::KNOBS,
     },
 ];
 
@@ -431,6 +439,7 @@ impl EngineSpec {
         Ok(match info.name {
             "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
             "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
+            "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -441,6 +450,7 @@ impl EngineSpec {
             EngineSpec::Null(_) => "null",
             EngineSpec::Buffered(_) => "buffered",
             EngineSpec::Uring(_) => "uring",
+            EngineSpec::Aio(_) => "aio",
         }
     }
 
@@ -469,6 +479,7 @@ impl EngineSpec {
             EngineSpec::Null(k) => k.values(),
             EngineSpec::Buffered(k) => k.values(),
             EngineSpec::Uring(k) => k.values(),
+            EngineSpec::Aio(k) => k.values(),
         }
     }
 
@@ -478,6 +489,15 @@ impl EngineSpec {
             EngineSpec::Null(_) => false,
             EngineSpec::Buffered(k) => k.direct,
             EngineSpec::Uring(k) => k.direct,
+            EngineSpec::Aio(k) => k.direct,
+        }
+    }
+
+    /// Warnings about a variant that runs but measures something other than it seems.
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            EngineSpec::Aio(k) => aio::warnings(k),
+            _ => Vec::new(),
         }
     }
 
@@ -522,6 +542,12 @@ impl EngineSpec {
                     .filter(|p| used.contains(p.what.as_str()))
                     .collect()
             }
+            EngineSpec::Aio(k) => aio::probe(dir)
+                .into_iter()
+                .filter(|p| {
+                    (p.what != "direct" || k.direct) && (p.what != "user_reap" || k.user_reap)
+                })
+                .collect(),
         }
     }
 
@@ -531,6 +557,7 @@ impl EngineSpec {
             EngineSpec::Null(k) => v.visit(null::NullFactory(k.clone())),
             EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
             EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
+            EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
         }
     }
 }
@@ -547,6 +574,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                     detail: "no I/O; always available".into(),
                 }],
                 "uring" => uring::probe(dir),
+                "aio" => aio::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

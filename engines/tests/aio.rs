@@ -29,6 +29,7 @@ fn config(dir: &Path, queue_depth: usize, buf_count: usize) -> EngineConfig {
         buf_bytes: 64 * 1024,
         buf_count,
         dio_align_bytes: 4096,
+        shared: Default::default(),
     }
 }
 

@@ -429,6 +429,9 @@ every_engine! {
     uring_defer => "uring:single_issuer=true,defer_taskrun=true",
     uring_coop => "uring:coop_taskrun=true,taskrun_flag=true",
     uring_small_ring => "uring:entries=2,submit_all=true,no_sqarray=true",
+    aio => "aio",
+    aio_user_reap => "aio:user_reap=true",
+    aio_buffered => "aio:direct=false",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not

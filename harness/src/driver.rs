@@ -425,7 +425,14 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     ) -> Result<DsWorker<'a, R>, String> {
         let plan = &ctx.plan;
         let caps = eng.caps().clone();
-        let align = (caps.io_align_bytes as u64).max(1);
+        // O_DIRECT writes cover whole 4 KiB SNAPLOG1 blocks even where the device accepts 512:
+        // ext4 serialises a direct write smaller than its block size (exclusive inode lock,
+        // completed inside io_submit), which would measure ext4's locking, not the engine.
+        let align = if caps.io_align_bytes > 1 {
+            (caps.io_align_bytes as u64).max(BLOCK_BYTES as u64)
+        } else {
+            1
+        };
         if align > BLOCK_BYTES as u64 || BLOCK_BYTES as u64 % align != 0 {
             return Err(format!(
                 "engine {} needs {align}-byte alignment, which does not divide the 4096-byte SNAPLOG1 block",

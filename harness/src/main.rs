@@ -300,6 +300,14 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     for why in &plan.skipped {
         eprintln!("note: skipped: {why}");
     }
+    let mut warned = std::collections::BTreeSet::new();
+    for r in &plan.runs {
+        for w in r.engine.warnings() {
+            if warned.insert(w.clone()) {
+                eprintln!("warning: {w}");
+            }
+        }
+    }
     install_signal_handlers();
     let (start_iso, start_compact) = utc_now();
     let out = plan.global.out.clone().unwrap_or_else(|| {
@@ -396,7 +404,7 @@ fn cmd_engines(m: &ArgMatches) -> ExitCode {
             );
         }
     }
-    println!("\nnot in this build yet: aio, glommio, poll, tokio (they arrive with later issues)");
+    println!("\nnot in this build yet: glommio, poll, tokio (they arrive with later issues)");
     ExitCode::SUCCESS
 }
 

@@ -312,6 +312,8 @@ ds_every_engine! {
     uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
     uring_sqpoll => "uring:sqpoll=true,sqpoll_idle_ms=10",
     uring_buffered => "uring:direct=false",
+    aio => "aio",
+    aio_user_reap => "aio:user_reap=true",
 }
 
 #[test]

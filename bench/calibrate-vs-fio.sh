@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Calibration of snapbench's kernel engines against fio, side by side on ONE fully written file:
+# each pair (snapbench variant, fio engine) runs ROUNDS times interleaved (A B A B ...), and the
+# table reports the median with min..max of IOPS, p99 latency (submit -> completion; fio's total
+# `lat` with lat_percentiles=1) and CPU seconds per million I/Os (process user+sys: fio's
+# usr_cpu/sys_cpu from its JSON, snapbench's getrusage over the window), and the ratios.
+# Targets: IOPS ratio >= 1.0 and CPU per I/O <= fio's on every row.
+#
+#   bench/calibrate-vs-fio.sh [ROUNDS=5] [SECONDS=5] [DIR=./snapbench-data/calibrate] [ROWS=regex]
+#
+# Both sides run pinned to CPU 0 (snapbench pins its worker; fio gets --cpus_allowed=0), except
+# the 32-thread psync row, where neither side's 32 I/O threads are pinned.
+set -euo pipefail
+rounds=${1:-5}
+secs=${2:-5}
+dir=${3:-./snapbench-data/calibrate}
+only=${4:-.}
+cd "$(dirname "$0")/.."
+
+if ! command -v fio >/dev/null; then
+  echo "installing fio (apt-get)..." >&2
+  (apt-get update -qq && apt-get install -y -qq fio) >/dev/null
+fi
+command -v python3 >/dev/null || { echo "python3 is needed to read fio's JSON" >&2; exit 2; }
+cargo build --release --quiet
+bin=$PWD/target/release/snapbench
+mkdir -p "$dir"
+file=$dir/calibrate.dat
+size=1g
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -lt $((1 << 30)) ]; then
+  echo "laying out $file ($size, written in full)..." >&2
+  fio --name=layout --filename="$file" --size=$size --rw=write --bs=1m --direct=1 \
+    --ioengine=psync --output-format=terse >/dev/null
+fi
+
+supported() { "$bin" engines --dir "$dir" | awk -v e="$1" '$1==e{f=1} f && /\[UNSUPPORTED\] \(engine\)/{bad=1} END{exit !(f && !bad)}'; }
+
+# rows: label | snapbench variant | rw bs iodepth | fio args
+rows=()
+for pat in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "write 1m 8"; do
+  rows+=("uring|uring|$pat|--ioengine=io_uring")
+  rows+=("uring fixed|uring:fixed_buffers=true|$pat|--ioengine=io_uring --fixedbufs")
+  rows+=("uring sqpoll|uring:sqpoll=true|$pat|--ioengine=io_uring --sqthread_poll=1")
+  if supported aio; then rows+=("aio|aio|$pat|--ioengine=libaio"); fi
+done
+rows+=("psync QD1|buffered:direct=true|randread 4k 1|--ioengine=psync")
+rows+=("psync x32|buffered:direct=true,threads=32|randread 4k 32|--ioengine=psync --numjobs=32")
+
+fio_json() { # rw bs qd args... -> "iops p99_us cpu_s ios"
+  local rw=$1 bs=$2 qd=$3; shift 3
+  local pin="--cpus_allowed=0"
+  case "$*" in *numjobs*) pin=""; qd=1 ;; esac
+  fio --name=cal --filename="$file" --size=$size --rw="$rw" --bs="$bs" --iodepth="$qd" --direct=1 \
+    --time_based --runtime="$secs" --ramp_time=1 --lat_percentiles=1 --group_reporting=0 \
+    $pin "$@" --output-format=json 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+iops = ios = cpu = 0.0; p99 = []
+for job in j["jobs"]:
+    for d in ("read", "write"):
+        s = job[d]
+        if s["total_ios"]:
+            iops += s["iops"]; ios += s["total_ios"]
+            p99.append(s["lat_ns"]["percentile"]["99.000000"] / 1000)
+    cpu += (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
+print(iops, max(p99), cpu, ios)'
+}
+
+sb_run() { # variant rw bs qd -> "iops p99_us cpu_s ios"
+  local out=$work/sb-$RANDOM
+  "$bin" run --engine "$1" --workload micro --rw "$2" --bs "$3" --iodepth "$4" --file-size $size \
+    --file-path "$file" --duration "$secs" --warmup 1 --dir "$work/data" --out "$out" >/dev/null 2>&1
+  python3 -c '
+import csv, sys
+r = next(csv.DictReader(open(sys.argv[1])))
+print(r["ops_per_s"], r["lat_p99_us"], float(r["cpu_user_s"]) + float(r["cpu_sys_s"]), r["ops"])' "$out/summary.csv"
+}
+
+stats() { python3 -c '
+import statistics, sys
+v = [float(x) for x in sys.argv[1:]]
+print(f"{statistics.median(v):.6g} {min(v):.6g} {max(v):.6g}")' "$@"; }
+
+echo "fio: $(fio --version)  snapbench: $("$bin" --version)  file: $file  rounds: $rounds x ${secs}s"
+printf '%-13s %-15s | %-26s %-26s %6s | %9s %9s | %8s %8s %6s\n' row pattern \
+  "snapbench IOPS med(min..max)" "fio IOPS med(min..max)" ratio "sb p99us" "fio p99us" \
+  "sb cpu/M" "fio cpu/M" ratio
+for row in "${rows[@]}"; do
+  IFS='|' read -r label variant pat fioargs <<< "$row"
+  echo "$label $pat" | grep -Eq "$only" || continue
+  read -r rw bs qd <<< "$pat"
+  sb_i=(); sb_p=(); sb_c=(); fi_i=(); fi_p=(); fi_c=()
+  for _ in $(seq 1 "$rounds"); do
+    read -r i p c n < <(sb_run "$variant" "$rw" "$bs" "$qd")
+    sb_i+=("$i"); sb_p+=("$p"); sb_c+=("$(python3 -c "print($c / $n * 1e6)")")
+    # shellcheck disable=SC2086
+    read -r i p c n < <(fio_json "$rw" "$bs" "$qd" $fioargs)
+    fi_i+=("$i"); fi_p+=("$p"); fi_c+=("$(python3 -c "print($c / $n * 1e6)")")
+  done
+  read -r si smin smax < <(stats "${sb_i[@]}")
+  read -r fi fmin fmax < <(stats "${fi_i[@]}")
+  read -r sp _ _ < <(stats "${sb_p[@]}")
+  read -r fp _ _ < <(stats "${fi_p[@]}")
+  read -r sc _ _ < <(stats "${sb_c[@]}")
+  read -r fc _ _ < <(stats "${fi_c[@]}")
+  printf '%-13s %-15s | %-26s %-26s %6.2f | %9.0f %9.0f | %8.2f %8.2f %6.2f\n' "$label" "$pat" \
+    "$(printf '%.0f (%.0f..%.0f)' "$si" "$smin" "$smax")" \
+    "$(printf '%.0f (%.0f..%.0f)' "$fi" "$fmin" "$fmax")" \
+    "$(python3 -c "print($si / $fi)")" "$sp" "$fp" "$sc" "$fc" "$(python3 -c "print($sc / $fc)")"
+done
+echo "targets: IOPS ratio >= 1.00 and CPU ratio (snapbench/fio) <= 1.00 on every row"
