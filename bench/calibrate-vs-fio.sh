@@ -9,7 +9,9 @@
 #   bench/calibrate-vs-fio.sh [ROUNDS=5] [SECONDS=5] [DIR=./snapbench-data/calibrate] [ROWS=regex]
 #
 # Both sides run pinned to CPU 0 (snapbench pins its worker; fio gets --cpus_allowed=0), except
-# the 32-thread psync row, where neither side's 32 I/O threads are pinned.
+# the 32-thread psync row, where neither side's 32 I/O threads are pinned. With SQPOLL both put
+# the kernel's SQ thread on CPU 1 (sqpoll_cpu=1 / --sqthread_poll_cpu=1): left to inherit CPU 0
+# it busy-polls the submitter off its own core (fio then managed 125 IOPS here).
 set -euo pipefail
 rounds=${1:-5}
 secs=${2:-5}
@@ -43,7 +45,7 @@ rows=()
 for pat in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "write 1m 8"; do
   rows+=("uring|uring|$pat|--ioengine=io_uring")
   rows+=("uring fixed|uring:fixed_buffers=true|$pat|--ioengine=io_uring --fixedbufs")
-  rows+=("uring sqpoll|uring:sqpoll=true|$pat|--ioengine=io_uring --sqthread_poll=1")
+  rows+=("uring sqpoll|uring:sqpoll=true,sqpoll_cpu=1|$pat|--ioengine=io_uring --sqthread_poll=1 --sqthread_poll_cpu=1")
   if supported aio; then rows+=("aio|aio|$pat|--ioengine=libaio"); fi
 done
 rows+=("psync QD1|buffered:direct=true|randread 4k 1|--ioengine=psync")

@@ -683,7 +683,11 @@ impl Aio {
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
             files: FdTable::default(),
-            bufs: BufPool::new(cfg.buf_count, cfg.buf_bytes, align.max(64)),
+            bufs: BufPool::new(
+                cfg.buf_count,
+                cfg.buf_bytes,
+                crate::buf::buffer_align_bytes(align),
+            ),
             ready: Vec::with_capacity(depth),
             slots: (0..depth).map(|_| Slot::empty()).collect(),
             iocbs: vec![Iocb::default(); depth].into_boxed_slice(),

@@ -225,7 +225,11 @@ impl Buffered {
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
             files: FdTable::default(),
-            bufs: BufPool::new(cfg.buf_count, cfg.buf_bytes, align.max(64)),
+            bufs: BufPool::new(
+                cfg.buf_count,
+                cfg.buf_bytes,
+                crate::buf::buffer_align_bytes(align),
+            ),
             ready: Vec::with_capacity(queue_depth),
             pool,
             pool_in_flight: 0,

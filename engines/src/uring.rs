@@ -691,7 +691,7 @@ impl Uring {
             fixed_free,
             free_bufs,
             bufs_created,
-            align: align.max(64),
+            align: crate::buf::buffer_align_bytes(align),
             slots: Vec::with_capacity(depth),
             free_slots: Vec::with_capacity(depth),
             kernel_ops: 0,

@@ -1,0 +1,142 @@
+//! Cost of one submit → reap round trip per engine, on a small file in tmpfs (/dev/shm, which
+//! accepts O_DIRECT) so the device is out of the picture: 4 KiB reads, one at a time and in
+//! batches of 32 (one flush, reap until all 32 are back).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use snapbench_engines::{
+    Completion, EngineConfig, EngineSpec, FactoryVisitor, FileKind, MatchId, Op, Recorder,
+    RecorderFactory,
+};
+
+const VARIANTS: &[&str] = &[
+    "null",
+    "buffered",
+    "uring",
+    "uring:fixed_buffers=true,fixed_files=true",
+    "uring:single_issuer=true,defer_taskrun=true",
+    "aio",
+    "aio:user_reap=true",
+];
+
+const FILE: MatchId = MatchId(1);
+const FILE_BYTES: u64 = 1 << 20;
+
+fn wait_all<R: Recorder>(r: &mut R, n: usize, out: &mut Vec<Completion<R::Buf>>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.len() < n {
+        r.reap(out, deadline).expect("reap");
+        assert!(Instant::now() < deadline, "completions never came");
+    }
+}
+
+struct Bench<'a> {
+    c: &'a mut Criterion,
+    variant: &'a str,
+    dir: &'a Path,
+}
+
+impl FactoryVisitor for Bench<'_> {
+    type Out = ();
+    fn visit<F: RecorderFactory + 'static>(self, factory: F) {
+        let cfg = EngineConfig {
+            dir: self.dir.to_path_buf(),
+            worker: 0,
+            queue_depth: 64,
+            buf_bytes: 64 * 1024,
+            buf_count: 64,
+            dio_align_bytes: 4096,
+            shared: Default::default(),
+        };
+        let mut r = factory.build(&cfg).expect("engine builds");
+        let mut out = Vec::with_capacity(64);
+        r.submit(
+            0,
+            Op::Create {
+                file: FILE,
+                kind: FileKind::Data,
+                prealloc_bytes: FILE_BYTES,
+            },
+        )
+        .ok()
+        .expect("room");
+        wait_all(&mut r, 1, &mut out);
+        assert!(out.drain(..).all(|c| c.res.is_ok()));
+        // Write the file in full so reads do real copies.
+        for i in 0..(FILE_BYTES / 65536) {
+            let mut b = r.alloc_buf(65536).expect("buffer");
+            b.as_mut().fill(i as u8);
+            r.submit(
+                i,
+                Op::Write {
+                    file: FILE,
+                    offset: i * 65536,
+                    buf: b,
+                    dsync: false,
+                },
+            )
+            .ok()
+            .expect("room");
+            wait_all(&mut r, 1, &mut out);
+            for c in out.drain(..) {
+                r.release_buf(c.buf.expect("buffer back"));
+            }
+        }
+        let mut g = self.c.benchmark_group("submit_reap_4k_read");
+        for batch in [1usize, 32] {
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_function(BenchmarkId::new(self.variant, batch), |bch| {
+                let mut off = 0u64;
+                bch.iter(|| {
+                    for i in 0..batch {
+                        let buf = r.alloc_buf(4096).expect("buffer");
+                        off = (off + 4096 * 7) % FILE_BYTES;
+                        r.submit(
+                            i as u64,
+                            Op::Read {
+                                file: FILE,
+                                offset: off,
+                                buf,
+                            },
+                        )
+                        .ok()
+                        .expect("room");
+                    }
+                    wait_all(&mut r, batch, &mut out);
+                    for c in out.drain(..) {
+                        r.release_buf(c.buf.expect("buffer back"));
+                    }
+                });
+            });
+        }
+        g.finish();
+        r.drain(&mut out, Instant::now() + Duration::from_secs(10))
+            .expect("drain");
+    }
+}
+
+fn submit_reap(c: &mut Criterion) {
+    let base = if Path::new("/dev/shm").is_dir() {
+        Path::new("/dev/shm")
+    } else {
+        Path::new("/tmp")
+    };
+    for variant in VARIANTS {
+        let spec = EngineSpec::parse(variant).expect("variant parses");
+        let dir = tempfile::tempdir_in(base).expect("temp dir");
+        if let Err(why) = spec.check_supported(dir.path()) {
+            eprintln!("skipping {variant}: {why}");
+            continue;
+        }
+        spec.visit(Bench {
+            c,
+            variant,
+            dir: dir.path(),
+        });
+    }
+}
+
+criterion_group!(benches, submit_reap);
+criterion_main!(benches);
