@@ -113,6 +113,13 @@ fn bad_input_exits_2_before_writing() {
     rejects(&["--engine", "buffered:thread=4"], "did you mean `threads`");
     rejects(&["--engine", "buffered:direct=maybe"], "true or false");
     rejects(
+        &[
+            "--engine",
+            "uring:sqpoll=true,single_issuer=true,defer_taskrun=true",
+        ],
+        "cannot be combined",
+    );
+    rejects(
         &["--engine", "null", "--workload", "fps-64"],
         "unknown workload",
     );
