@@ -52,6 +52,22 @@ pub struct SysCpu {
     pub busy_s: f64,
     /// Seconds all CPUs existed (busy + idle + iowait).
     pub total_s: f64,
+    /// Seconds all CPUs were idle (idle + iowait). Unlike the busy fields, which the kernel
+    /// samples at timer ticks (and so misses work done in short bursts between ticks), idle time
+    /// is measured at idle entry and exit on NOHZ kernels: busy over an interval is best taken
+    /// as `wall * cpus - delta(idle_s)` (see [`SysCpu::busy_between`]).
+    pub idle_s: f64,
+    /// CPUs counted (the `cpuN` lines).
+    pub cpus: usize,
+}
+
+impl SysCpu {
+    /// System-wide busy CPU seconds between two readings `wall_s` apart, from precise idle time
+    /// (never negative).
+    pub fn busy_between(earlier: &SysCpu, later: &SysCpu, wall_s: f64) -> f64 {
+        let cpus = later.cpus.max(1) as f64;
+        (wall_s * cpus - (later.idle_s - earlier.idle_s)).max(0.0)
+    }
 }
 
 /// Clock ticks per second used by /proc/stat (100 when sysconf cannot tell).
@@ -87,9 +103,15 @@ fn parse_proc_stat(text: &str, ticks_per_s: f64) -> Option<SysCpu> {
     // user nice system idle iowait irq softirq steal guest guest_nice
     let busy = f(0) + f(1) + f(2) + f(5) + f(6) + f(7);
     let total = busy + f(3) + f(4);
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
     Some(SysCpu {
         busy_s: busy as f64 / ticks_per_s,
         total_s: total as f64 / ticks_per_s,
+        idle_s: (f(3) + f(4)) as f64 / ticks_per_s,
+        cpus,
     })
 }
 
@@ -863,6 +885,14 @@ mod tests {
             parse_proc_stat("cpu  100 10 50 1000 20 5 5 10 40 0\ncpu0 1 1 1 1\n", 100.0).unwrap();
         assert_eq!(s.busy_s, 1.8);
         assert_eq!(s.total_s, 12.0);
+        assert_eq!(s.idle_s, 10.2);
+        assert_eq!(s.cpus, 1);
+        let later = SysCpu {
+            idle_s: s.idle_s + 1.5,
+            ..s
+        };
+        // 2 s of wall time on one CPU, 1.5 s of it idle: 0.5 s busy.
+        assert!((SysCpu::busy_between(&s, &later, 2.0) - 0.5).abs() < 1e-9);
         assert!(parse_proc_stat("intr 1 2 3\n", 100.0).is_none());
     }
 

@@ -488,10 +488,15 @@ fn summarize(
     };
     let cpu_user = s1.cpu.user_s - s0.cpu.user_s;
     let cpu_sys = s1.cpu.sys_s - s0.cpu.sys_s;
-    let sys_busy = match (s0.sys, s1.sys) {
-        (Some(a), Some(b)) => Some(b.busy_s - a.busy_s),
-        _ => None,
-    };
+    // System-wide busy CPU from precise idle time (the tick-sampled busy fields of /proc/stat
+    // under-count work done in short bursts, such as a driver that sleeps between events).
+    let sys_busy =
+        match (s0.sys, s1.sys, s0.at, s1.at) {
+            (Some(a), Some(b), Some(t0), Some(t1)) if t1 > t0 => Some(
+                machine::SysCpu::busy_between(&a, &b, t1.duration_since(t0).as_secs_f64()),
+            ),
+            _ => None,
+        };
     let disk = match (s0.disk, s1.disk) {
         (Some(a), Some(b)) => Some(b.delta(&a)),
         _ => None,
