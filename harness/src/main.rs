@@ -71,7 +71,7 @@ fn cli() -> Command {
                 .num_args(0..=1)
                 .default_missing_value("true")
                 .value_name("BOOL"),
-            _ => arg.value_name("VALUE"),
+            _ => arg.value_name("VALUE").allow_negative_numbers(true),
         };
         run = run.arg(arg);
     }
@@ -108,10 +108,25 @@ fn cli() -> Command {
 fn main() -> ExitCode {
     let matches = match cli().try_get_matches() {
         Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(2);
+        }
+        Err(e) if e.use_stderr() => {
+            // One line: clap's problem, its tip if it has one, and where the help is.
+            let text = e.render().to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("error: bad arguments");
+            let tip = lines
+                .find(|l| l.starts_with("tip:") && l.contains("similar"))
+                .map(|t| format!("; {t}"))
+                .unwrap_or_default();
+            eprintln!("{first}{tip} (see `snapbench --help`)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
         }
     };
     match matches.subcommand() {

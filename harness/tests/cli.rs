@@ -124,6 +124,11 @@ fn bad_input_exits_2_before_writing() {
         "unknown workload",
     );
     rejects(&["--engine", "null", "--durability", "often"], "durability");
+    rejects(&["--engine", "null", "--duraton", "3"], "'--duration'");
+    rejects(
+        &["--engine", "null", "--seed", "-1"],
+        "non-negative integer",
+    );
     rejects(
         &["--engine", "null", "--segment-bytes", "lots"],
         "segment_bytes",
