@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::measure::{HistKind, LatHist, HIST_KINDS};
+use crate::measure::{HistKind, LatHist};
 
 /// Version of the results layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -245,11 +245,6 @@ impl ResultsDir {
 /// Whether `path` already holds results (meta.json or summary.csv).
 pub fn holds_results(path: &Path) -> bool {
     path.join("meta.json").exists() || path.join("summary.csv").exists()
-}
-
-/// All histogram kinds, for iteration by callers.
-pub fn hist_kinds() -> &'static [HistKind] {
-    &HIST_KINDS
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (and the compact `YYYYMMDDTHHMMSSZ` form).

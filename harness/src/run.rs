@@ -3,7 +3,7 @@
 //! the window, and write results after every run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -349,7 +349,6 @@ pub fn run_one(
     let mut s1: Option<Sample> = None;
     let mut seconds: BTreeMap<u64, (u32, Tick)> = BTreeMap::new();
     let mut last_progress = 0u64;
-    let mut window_ops = 0u64;
     if fatal.is_none() {
         loop {
             let now = Instant::now();
@@ -396,10 +395,6 @@ pub fn run_one(
                     entry.1.lat.merge(&t.lat);
                     if entry.0 == plan.workers && sec >= last_progress {
                         last_progress = sec + 1;
-                        let in_window = (sec as f64) >= plan.warmup_s;
-                        if in_window {
-                            window_ops += entry.1.ops;
-                        }
                         progress.second(sec + 1, entry.1.ops as f64);
                     }
                 }
@@ -411,7 +406,6 @@ pub fn run_one(
             }
         }
     }
-    let _ = window_ops;
     let mut outcomes = Vec::new();
     for h in handles {
         match h.join() {
@@ -647,9 +641,4 @@ pub fn execute(
         }
     }
     Ok(ending)
-}
-
-/// The directory runs write into (for messages).
-pub fn data_dir(plan: &Plan) -> PathBuf {
-    plan.global.dir.clone()
 }
