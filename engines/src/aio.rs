@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use crate::buf::{AlignedBuf, BufPool};
 use crate::buffered::nearest_existing;
-use crate::exec::{self, c_path, Done, FdTable, Job};
+use crate::exec::{self, c_path, FdTable};
 use crate::knobs::{get_bool, KnobError, KnobKind, KnobSpec, KnobValue};
-use crate::{
-    file_name, Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory,
-};
+use crate::{Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory};
 
 /// Knobs of the `aio` engine.
 pub const KNOBS: &[KnobSpec] = &[
@@ -725,97 +723,6 @@ impl Aio {
         }
     }
 
-    fn finish(&mut self, done: Done) -> Completion<AlignedBuf> {
-        if let Some((file, fd)) = done.opened {
-            self.files.insert(file, fd);
-        }
-        Completion {
-            token: done.token,
-            kind: done.kind,
-            res: done.res,
-            buf: done.buf,
-        }
-    }
-
-    /// A metadata op as a blocking job, or its failure.
-    fn metadata_job(
-        &mut self,
-        token: u64,
-        op: Op<AlignedBuf>,
-    ) -> Result<Job, Completion<AlignedBuf>> {
-        let kind = op.kind();
-        let path_of = |dir: &Path, file, fk| {
-            c_path(&dir.join(file_name(file, fk)))
-                .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))
-        };
-        match op {
-            Op::Create {
-                file,
-                kind: fk,
-                prealloc_bytes,
-            } => {
-                if self.files.contains_key(&file.0) {
-                    return Err(Self::fail(token, kind, None, libc::EBUSY));
-                }
-                Ok(Job::Open {
-                    file: file.0,
-                    path: path_of(&self.dir, file, fk)?,
-                    flags: libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | self.open_flags,
-                    prealloc_bytes,
-                    kind,
-                })
-            }
-            Op::Open {
-                file,
-                kind: fk,
-                writable,
-            } => {
-                if self.files.contains_key(&file.0) {
-                    return Err(Self::fail(token, kind, None, libc::EBUSY));
-                }
-                let access = if writable {
-                    libc::O_RDWR
-                } else {
-                    libc::O_RDONLY
-                };
-                Ok(Job::Open {
-                    file: file.0,
-                    path: path_of(&self.dir, file, fk)?,
-                    flags: access | self.open_flags,
-                    prealloc_bytes: 0,
-                    kind,
-                })
-            }
-            Op::Allocate {
-                file,
-                offset,
-                len_bytes,
-            } => match self.files.get(&file.0) {
-                Some(&fd) => Ok(Job::Allocate {
-                    fd,
-                    offset,
-                    len_bytes,
-                }),
-                None => Err(Self::fail(token, kind, None, libc::EBADF)),
-            },
-            Op::SyncDir => Ok(Job::Sync {
-                fd: self.dir_fd,
-                kind,
-            }),
-            Op::Close { file } => match self.files.remove(&file.0) {
-                Some(fd) => Ok(Job::Close { fd }),
-                None => Err(Self::fail(token, kind, None, libc::EBADF)),
-            },
-            Op::Remove { file, kind: fk } => Ok(Job::Remove {
-                path: path_of(&self.dir, file, fk)?,
-                fd: self.files.remove(&file.0),
-            }),
-            Op::Write { .. } | Op::Read { .. } | Op::Sync { .. } => {
-                unreachable!("I/O ops go through AIO")
-            }
-        }
-    }
-
     /// Fill slot `s`'s iocb for the rest of its op (from `done` on).
     fn prepare(&mut self, s: u32) {
         let slot = &mut self.slots[s as usize];
@@ -1058,13 +965,17 @@ impl Recorder for Aio {
             Op::Read { file, offset, buf } => (file, Some(buf), offset, false),
             Op::Sync { file } => (file, None, 0, false),
             meta => {
-                let c = match self.metadata_job(token, meta) {
-                    Ok(job) => {
-                        let done = exec::execute(token, job);
-                        self.finish(done)
-                    }
-                    Err(c) => c,
+                // Metadata ops run synchronously, through the executor `buffered` uses.
+                let target = exec::Target {
+                    dir: &self.dir,
+                    dir_fd: self.dir_fd,
+                    open_flags: self.open_flags,
                 };
+                let done = match exec::translate(&target, &mut self.files, token, meta) {
+                    Ok(job) => exec::execute(token, job),
+                    Err(done) => done,
+                };
+                let c = exec::finish(&mut self.files, done);
                 self.ready.push(c);
                 return Ok(());
             }

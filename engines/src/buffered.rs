@@ -14,9 +14,7 @@ use std::time::Instant;
 use crate::buf::{AlignedBuf, BufPool};
 use crate::exec::{self, c_path, Done, FdTable, Job};
 use crate::knobs::{get_bool, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
-use crate::{
-    file_name, Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory,
-};
+use crate::{Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory};
 
 /// Knobs of the `buffered` engine.
 pub const KNOBS: &[KnobSpec] = &[
@@ -236,125 +234,18 @@ impl Buffered {
         })
     }
 
-    fn fail(token: u64, kind: OpKind, buf: Option<AlignedBuf>, errno: i32) -> Done {
-        Done {
-            token,
-            kind,
-            res: Err(io::Error::from_raw_os_error(errno)),
-            buf,
-            opened: None,
-        }
-    }
-
     /// Resolve files and paths; ops that cannot start (file not open) finish at once.
     fn translate(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<Job, Done> {
-        let kind = op.kind();
-        let fd_of = |files: &FdTable, id: u64| files.get(&id).copied();
-        match op {
-            Op::Create {
-                file,
-                kind: fk,
-                prealloc_bytes,
-            } => {
-                if self.files.contains_key(&file.0) {
-                    return Err(Self::fail(token, kind, None, libc::EBUSY));
-                }
-                let path = c_path(&self.dir.join(file_name(file, fk)))
-                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
-                Ok(Job::Open {
-                    file: file.0,
-                    path,
-                    flags: libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | self.open_flags,
-                    prealloc_bytes,
-                    kind,
-                })
-            }
-            Op::Open {
-                file,
-                kind: fk,
-                writable,
-            } => {
-                if self.files.contains_key(&file.0) {
-                    return Err(Self::fail(token, kind, None, libc::EBUSY));
-                }
-                let path = c_path(&self.dir.join(file_name(file, fk)))
-                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
-                let access = if writable {
-                    libc::O_RDWR
-                } else {
-                    libc::O_RDONLY
-                };
-                Ok(Job::Open {
-                    file: file.0,
-                    path,
-                    flags: access | self.open_flags,
-                    prealloc_bytes: 0,
-                    kind,
-                })
-            }
-            Op::Allocate {
-                file,
-                offset,
-                len_bytes,
-            } => match fd_of(&self.files, file.0) {
-                Some(fd) => Ok(Job::Allocate {
-                    fd,
-                    offset,
-                    len_bytes,
-                }),
-                None => Err(Self::fail(token, kind, None, libc::EBADF)),
-            },
-            Op::Write {
-                file,
-                offset,
-                buf,
-                dsync,
-            } => match fd_of(&self.files, file.0) {
-                Some(fd) => Ok(Job::Write {
-                    fd,
-                    offset,
-                    buf,
-                    dsync,
-                }),
-                None => Err(Self::fail(token, kind, Some(buf), libc::EBADF)),
-            },
-            Op::Read { file, offset, buf } => match fd_of(&self.files, file.0) {
-                Some(fd) => Ok(Job::Read { fd, offset, buf }),
-                None => Err(Self::fail(token, kind, Some(buf), libc::EBADF)),
-            },
-            Op::Sync { file } => match fd_of(&self.files, file.0) {
-                Some(fd) => Ok(Job::Sync { fd, kind }),
-                None => Err(Self::fail(token, kind, None, libc::EBADF)),
-            },
-            Op::SyncDir => Ok(Job::Sync {
-                fd: self.dir_fd,
-                kind,
-            }),
-            Op::Close { file } => match self.files.remove(&file.0) {
-                Some(fd) => Ok(Job::Close { fd }),
-                None => Err(Self::fail(token, kind, None, libc::EBADF)),
-            },
-            Op::Remove { file, kind: fk } => {
-                let path = c_path(&self.dir.join(file_name(file, fk)))
-                    .map_err(|_| Self::fail(token, kind, None, libc::EINVAL))?;
-                Ok(Job::Remove {
-                    path,
-                    fd: self.files.remove(&file.0),
-                })
-            }
-        }
+        let ctx = exec::Target {
+            dir: &self.dir,
+            dir_fd: self.dir_fd,
+            open_flags: self.open_flags,
+        };
+        exec::translate(&ctx, &mut self.files, token, op)
     }
 
     fn finish(&mut self, done: Done) -> Completion<AlignedBuf> {
-        if let Some((file, fd)) = done.opened {
-            self.files.insert(file, fd);
-        }
-        Completion {
-            token: done.token,
-            kind: done.kind,
-            res: done.res,
-            buf: done.buf,
-        }
+        exec::finish(&mut self.files, done)
     }
 }
 
@@ -401,7 +292,7 @@ impl Recorder for Buffered {
                             Job::Write { buf, .. } | Job::Read { buf, .. } => Some(buf),
                             _ => None,
                         };
-                        let c = self.finish(Self::fail(token, OpKind::Write, buf, libc::EIO));
+                        let c = self.finish(exec::fail(token, OpKind::Write, buf, libc::EIO));
                         self.ready.push(c);
                     }
                     None => unreachable!("pool sender only taken in drop"),

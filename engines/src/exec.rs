@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::buf::AlignedBuf;
-use crate::OpKind;
+use crate::{file_name, Completion, Op, OpKind};
 
 /// A multiplicative hasher for `u64` ids (no SipHash cost per op).
 #[derive(Default)]
@@ -275,4 +275,140 @@ pub(crate) fn execute(token: u64, job: Job) -> Done {
         }
     }
     done
+}
+
+/// Where an engine's files live, for [`translate`].
+pub(crate) struct Target<'a> {
+    /// The engine's directory.
+    pub dir: &'a Path,
+    /// Its open descriptor (for SyncDir).
+    pub dir_fd: RawFd,
+    /// Extra open flags (O_DIRECT).
+    pub open_flags: i32,
+}
+
+/// A failed op, finished without reaching the kernel.
+pub(crate) fn fail(token: u64, kind: OpKind, buf: Option<AlignedBuf>, errno: i32) -> Done {
+    Done {
+        token,
+        kind,
+        res: Err(io::Error::from_raw_os_error(errno)),
+        buf,
+        opened: None,
+    }
+}
+
+/// Resolve files and paths of an op for a blocking executor; ops that cannot start (file not
+/// open, already open, bad path) finish at once with their error.
+pub(crate) fn translate(
+    t: &Target<'_>,
+    files: &mut FdTable,
+    token: u64,
+    op: Op<AlignedBuf>,
+) -> Result<Job, Done> {
+    let kind = op.kind();
+    let fd_of = |files: &FdTable, id: u64| files.get(&id).copied();
+    match op {
+        Op::Create {
+            file,
+            kind: fk,
+            prealloc_bytes,
+        } => {
+            if files.contains_key(&file.0) {
+                return Err(fail(token, kind, None, libc::EBUSY));
+            }
+            let path = c_path(&t.dir.join(file_name(file, fk)))
+                .map_err(|_| fail(token, kind, None, libc::EINVAL))?;
+            Ok(Job::Open {
+                file: file.0,
+                path,
+                flags: libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | t.open_flags,
+                prealloc_bytes,
+                kind,
+            })
+        }
+        Op::Open {
+            file,
+            kind: fk,
+            writable,
+        } => {
+            if files.contains_key(&file.0) {
+                return Err(fail(token, kind, None, libc::EBUSY));
+            }
+            let path = c_path(&t.dir.join(file_name(file, fk)))
+                .map_err(|_| fail(token, kind, None, libc::EINVAL))?;
+            let access = if writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            };
+            Ok(Job::Open {
+                file: file.0,
+                path,
+                flags: access | t.open_flags,
+                prealloc_bytes: 0,
+                kind,
+            })
+        }
+        Op::Allocate {
+            file,
+            offset,
+            len_bytes,
+        } => match fd_of(files, file.0) {
+            Some(fd) => Ok(Job::Allocate {
+                fd,
+                offset,
+                len_bytes,
+            }),
+            None => Err(fail(token, kind, None, libc::EBADF)),
+        },
+        Op::Write {
+            file,
+            offset,
+            buf,
+            dsync,
+        } => match fd_of(files, file.0) {
+            Some(fd) => Ok(Job::Write {
+                fd,
+                offset,
+                buf,
+                dsync,
+            }),
+            None => Err(fail(token, kind, Some(buf), libc::EBADF)),
+        },
+        Op::Read { file, offset, buf } => match fd_of(files, file.0) {
+            Some(fd) => Ok(Job::Read { fd, offset, buf }),
+            None => Err(fail(token, kind, Some(buf), libc::EBADF)),
+        },
+        Op::Sync { file } => match fd_of(files, file.0) {
+            Some(fd) => Ok(Job::Sync { fd, kind }),
+            None => Err(fail(token, kind, None, libc::EBADF)),
+        },
+        Op::SyncDir => Ok(Job::Sync { fd: t.dir_fd, kind }),
+        Op::Close { file } => match files.remove(&file.0) {
+            Some(fd) => Ok(Job::Close { fd }),
+            None => Err(fail(token, kind, None, libc::EBADF)),
+        },
+        Op::Remove { file, kind: fk } => {
+            let path = c_path(&t.dir.join(file_name(file, fk)))
+                .map_err(|_| fail(token, kind, None, libc::EINVAL))?;
+            Ok(Job::Remove {
+                path,
+                fd: files.remove(&file.0),
+            })
+        }
+    }
+}
+
+/// Turn a finished job into a completion, recording a newly opened file.
+pub(crate) fn finish(files: &mut FdTable, done: Done) -> Completion<AlignedBuf> {
+    if let Some((file, fd)) = done.opened {
+        files.insert(file, fd);
+    }
+    Completion {
+        token: done.token,
+        kind: done.kind,
+        res: done.res,
+        buf: done.buf,
+    }
 }
