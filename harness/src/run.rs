@@ -465,18 +465,13 @@ fn summarize(
     } else {
         "ok"
     };
-    let measured_s = match (s0.at, s1.at) {
-        (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64(),
+    // A complete run covers its whole window; a run cut short covers what was sampled of it.
+    let sampled_s = match (s0.at, s1.at) {
+        (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64().min(plan.duration_s),
         _ => 0.0,
-    }
-    .min(plan.duration_s)
-    .max(if failed || interrupted {
-        0.0
-    } else {
-        plan.duration_s
-    });
-    let duration_s = if measured_s > 0.0 {
-        measured_s
+    };
+    let duration_s = if (failed || interrupted) && sampled_s > 0.0 {
+        sampled_s
     } else {
         plan.duration_s
     };
