@@ -623,7 +623,11 @@ impl Uring {
             }
             for i in 0..cfg.buf_count {
                 free_bufs.push(UringBuf {
-                    buf: AlignedBuf::new(cfg.buf_bytes, align.max(4096)),
+                    // Registered buffers are page-aligned whatever the I/O alignment.
+                    buf: AlignedBuf::new(
+                        cfg.buf_bytes,
+                        crate::buf::buffer_align_bytes(align).max(4096),
+                    ),
                     index: i as u16,
                 });
             }
