@@ -46,6 +46,7 @@ impl FactoryVisitor for Bench<'_> {
         let cfg = EngineConfig {
             dir: self.dir.to_path_buf(),
             worker: 0,
+            workers: 1,
             queue_depth: 64,
             buf_bytes: 64 * 1024,
             buf_count: 64,

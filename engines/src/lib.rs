@@ -254,6 +254,8 @@ pub struct EngineConfig {
     pub dir: PathBuf,
     /// Worker index (0-based).
     pub worker: usize,
+    /// Workers in the run (every worker builds its own instance).
+    pub workers: usize,
     /// Most ops in flight for this worker.
     pub queue_depth: usize,
     /// Largest buffer the harness will ask for.

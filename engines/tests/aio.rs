@@ -25,6 +25,7 @@ fn config(dir: &Path, queue_depth: usize, buf_count: usize) -> EngineConfig {
     EngineConfig {
         dir: dir.to_path_buf(),
         worker: 0,
+        workers: 1,
         queue_depth,
         buf_bytes: 64 * 1024,
         buf_count,

@@ -17,6 +17,7 @@ fn config(dir: &Path) -> EngineConfig {
     EngineConfig {
         dir: dir.to_path_buf(),
         worker: 0,
+        workers: 1,
         queue_depth: QD,
         buf_bytes: BUF_BYTES,
         buf_count: BUF_COUNT,

@@ -583,7 +583,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             if n >= 256 {
                 // More events are due: take what has completed, do not wait.
                 self.reap(Instant::now())?;
-            } else if self.eng.in_flight() == 0 {
+            } else if self.eng.in_flight() == 0 && !self.caps.polls {
+                // A busy-polling engine spins in `reap` instead (its reactor never sleeps).
                 let now = self.clock.now_ns();
                 if wake > now {
                     std::thread::sleep(Duration::from_nanos((wake - now).min(50_000_000)));

@@ -297,6 +297,7 @@ pub fn run_one(
             let cfg = EngineConfig {
                 dir: run_dir.clone(),
                 worker: w as usize,
+                workers: plan.workers as usize,
                 queue_depth: plan.queue_depth as usize,
                 buf_bytes,
                 buf_count,
