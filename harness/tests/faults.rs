@@ -2,66 +2,16 @@
 //! `--ignored` as root): a run that hits ENOSPC fails with exit 1, names the operation, file
 //! and error, and keeps the results of the runs before it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command as Std;
-
 use assert_cmd::Command;
 
-/// A small ext4 filesystem on a loop device, mounted on a temp dir; undone on drop.
-struct ScratchExt4 {
-    _tmp: tempfile::TempDir,
-    mnt: PathBuf,
-    dev: String,
-}
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Std::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl ScratchExt4 {
-    fn new(size_mib: u64) -> ScratchExt4 {
-        let tmp = tempfile::tempdir().unwrap();
-        let img = tmp.path().join("fs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(size_mib << 20)
-            .unwrap();
-        sh("mkfs.ext4", &["-q", "-F", img.to_str().unwrap()]);
-        let dev = sh("losetup", &["-f", "--show", img.to_str().unwrap()]);
-        let mnt = tmp.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        sh("mount", &[&dev, mnt.to_str().unwrap()]);
-        ScratchExt4 {
-            _tmp: tmp,
-            mnt,
-            dev,
-        }
-    }
-    fn path(&self) -> &Path {
-        &self.mnt
-    }
-}
-
-impl Drop for ScratchExt4 {
-    fn drop(&mut self) {
-        let _ = Std::new("umount").arg(&self.mnt).status();
-        let _ = Std::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
+#[path = "../../engines/tests/support/scratch.rs"]
+mod scratch;
+use scratch::ScratchExt4;
 
 #[test]
 #[ignore = "needs root"]
 fn enospc_fails_the_run_and_keeps_earlier_results() {
-    let fs = ScratchExt4::new(48);
+    let fs = ScratchExt4::new(48, "");
     let out = tempfile::tempdir().unwrap();
     let out = out.path().join("results");
     let suite = out.parent().unwrap().join("suite.toml");
