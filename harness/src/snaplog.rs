@@ -24,7 +24,10 @@
 //!   end frame's counts disagree, a non-zero byte follows the end frame, or an *intact frame*
 //!   exists at or after the bad spot;
 //! * **torn**: otherwise (no end frame, and the non-zero bytes after the last valid frame form no
-//!   intact frame: what a crash in the middle of a write leaves).
+//!   intact frame: what a crash in the middle of a write leaves). A file with no header whose
+//!   bytes are all zero (none at all, or a preallocated range) is torn too: a crash after the
+//!   log was created and before its header was written leaves exactly that, and nothing in it
+//!   contradicts the format.
 //!
 //! An *intact frame* is a frame magic at any byte offset (not only at block starts) whose header
 //! does not cross a block boundary, whose kind and length are legal, whose payload fits in the
@@ -270,7 +273,8 @@ pub enum LogState {
     Sealed,
     /// No end frame; every byte after the last valid frame is zero.
     Open,
-    /// No end frame; non-zero bytes after the last valid frame that form no intact frame.
+    /// No end frame; non-zero bytes after the last valid frame that form no intact frame (or a
+    /// file of zeros only, with no header yet).
     Torn,
     /// Anything else: bad header, a bad spot followed by an intact frame, wrong end-frame counts,
     /// non-zero bytes after the end frame, a header that disagrees with the file name.
@@ -513,7 +517,19 @@ fn scan(
     let match_id = match check_file_header(view) {
         Ok((match_id, _created_unix_ns)) => match_id,
         Err(problem) => {
-            check.problem = Some(problem);
+            if first_nonzero(view).is_none() {
+                // Created (and maybe preallocated), then a crash before the header landed.
+                check.state = LogState::Torn;
+                check.problem = Some((
+                    0,
+                    format!(
+                        "no file header: all {n} bytes are zero (a crash after create, before \
+                         the header was written)"
+                    ),
+                ));
+            } else {
+                check.problem = Some(problem);
+            }
             return check;
         }
     };
@@ -1283,6 +1299,36 @@ mod tests {
         let check = check_log(&skip.bytes, None);
         assert_eq!(check.state, LogState::Damaged);
         assert_eq!(check.problem.map(|p| p.0), Some(BLOCK_U64 + 100));
+    }
+
+    #[test]
+    fn a_file_of_zeros_is_torn_anything_else_without_header_damaged() {
+        // A crash after create (and preallocation), before the header was written.
+        for len in [0, 1, 100, BLOCK_BYTES, 3 * BLOCK_BYTES + 7, 256 << 10] {
+            let check = check_log(&vec![0u8; len], Some(MATCH));
+            assert_eq!(check.state, LogState::Torn, "{len} zero bytes");
+            assert_eq!(check.frames, 0);
+            assert_eq!(check.match_id, None);
+            let (at, why) = check.problem.unwrap();
+            assert_eq!(at, 0);
+            assert!(why.contains("no file header"), "{why}");
+        }
+        // One non-zero byte anywhere, with no valid header: damaged.
+        for at in [0, 31, 32, BLOCK_BYTES - 1, BLOCK_BYTES, 2 * BLOCK_BYTES + 5] {
+            let mut bytes = vec![0u8; 3 * BLOCK_BYTES];
+            bytes[at] = 1;
+            assert_eq!(
+                check_log(&bytes, None).state,
+                LogState::Damaged,
+                "byte at {at}"
+            );
+        }
+        // A valid log whose header block was lost (zeros) while its frames remain: damaged.
+        let mut log = varied_log(&mut Rng(3), 10, 500);
+        log.bytes[..BLOCK_BYTES].fill(0);
+        let check = check_log(&log.bytes, Some(MATCH));
+        assert_eq!(check.state, LogState::Damaged);
+        assert_eq!(check.problem.map(|p| p.0), Some(0));
     }
 
     #[test]
