@@ -1,9 +1,12 @@
 //! CLI tests: real runs on temp dirs (short windows), bad input, verify, ack log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
-use snapbench::snaplog;
+
+#[path = "support/acks.rs"]
+mod acks;
+use acks::{check_ack_log, logs_under};
 
 fn snapbench() -> Command {
     Command::cargo_bin("snapbench").unwrap()
@@ -218,19 +221,6 @@ fn kept_run(engine: &str, extra: &[&str], data: &Path, out: &Path) {
         .success();
 }
 
-fn logs_under(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for run in std::fs::read_dir(dir).unwrap() {
-        for f in std::fs::read_dir(run.unwrap().path()).unwrap() {
-            let p = f.unwrap().path();
-            if p.extension().is_some_and(|x| x == "snap") {
-                v.push(p);
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn verify_passes_written_logs_and_catches_a_flipped_byte() {
     let tmp = tempfile::tempdir().unwrap();
@@ -260,32 +250,6 @@ fn verify_passes_written_logs_and_catches_a_flipped_byte() {
         .args(["verify", "/nonexistent"])
         .assert()
         .code(2);
-}
-
-/// Every (match, seq) the ack log names is present and valid in that match's log.
-fn check_ack_log(ack: &Path, data: &Path) -> usize {
-    let mut last_seq = std::collections::HashMap::new();
-    for p in logs_under(data) {
-        let bytes = std::fs::read(&p).unwrap();
-        let id = snaplog::parse_log_file_name(&p.file_name().unwrap().to_string_lossy()).unwrap();
-        let check = snaplog::check_log(&bytes, Some(id));
-        assert_eq!(check.state, snaplog::LogState::Sealed, "{}", p.display());
-        last_seq.insert(id, check.last_seq);
-    }
-    let text = std::fs::read_to_string(ack).unwrap();
-    let mut lines = 0;
-    for line in text.lines() {
-        let mut it = line.split(' ');
-        let id: u64 = it.next().unwrap().parse().unwrap();
-        let seq: u64 = it.next().unwrap().parse().unwrap();
-        let have = last_seq.get(&id).copied().flatten();
-        assert!(
-            have.is_some_and(|s| s >= seq),
-            "ack {id} {seq} but log has {have:?}"
-        );
-        lines += 1;
-    }
-    lines
 }
 
 macro_rules! ds_every_engine {
