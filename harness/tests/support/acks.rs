@@ -74,6 +74,12 @@ pub fn check_logs(data: &Path) -> Vec<(PathBuf, u64, snaplog::LogCheck)> {
 /// and checks each acknowledged frame against the valid prefix of its log under `data`. Counts
 /// instead of panicking, so that a crash test can report how many frames were lost.
 pub fn ack_report(ack: &Path, data: &Path) -> AckReport {
+    ack_report_prefix(ack, data, u64::MAX)
+}
+
+/// [`ack_report`] over the first `limit_bytes` of the ack log only (its length at some moment:
+/// the lines written before it).
+pub fn ack_report_prefix(ack: &Path, data: &Path, limit_bytes: u64) -> AckReport {
     let mut r = AckReport::default();
     let mut valid_frames: HashMap<u64, u64> = HashMap::new();
     for (p, id, check) in check_logs(data) {
@@ -97,7 +103,8 @@ pub fn ack_report(ack: &Path, data: &Path) -> AckReport {
         };
         valid_frames.insert(id, n);
     }
-    let text = std::fs::read(ack).unwrap_or_default();
+    let mut text = std::fs::read(ack).unwrap_or_default();
+    text.truncate(usize::try_from(limit_bytes).unwrap_or(usize::MAX));
     let text = String::from_utf8(text).expect("the ack log is ASCII");
     let complete = match text.rfind('\n') {
         Some(i) => &text[..=i],
