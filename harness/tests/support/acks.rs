@@ -44,6 +44,10 @@ pub struct AckReport {
     pub problems: Vec<String>,
     /// Valid data frames in all logs (their valid prefixes).
     pub frames_on_disk: u64,
+    /// Damaged logs whose damage is a hole of zero blocks after the valid prefix, with data
+    /// after it (see [`LogOnDisk::hole`]), and one line per such log.
+    pub holes: u64,
+    pub hole_logs: Vec<String>,
 }
 
 /// Index of a state in [`AckReport::states`].
@@ -56,16 +60,65 @@ pub fn state_index(state: LogState) -> usize {
     }
 }
 
-/// Every log under `data`: match id (from the file name) → its check.
-pub fn check_logs(data: &Path) -> Vec<(PathBuf, u64, snaplog::LogCheck)> {
+/// One log of a data dir, checked.
+pub struct LogOnDisk {
+    pub path: PathBuf,
+    /// Match id from the file name.
+    pub id: u64,
+    pub check: snaplog::LogCheck,
+    /// For a damaged log: the first run of whole zero blocks after its valid prefix that is
+    /// followed by non-zero bytes, `(start, end)` in bytes. A hole like that is what a crash
+    /// leaves when a later write of the log reached the disk and an earlier one did not.
+    pub hole: Option<(u64, u64)>,
+}
+
+/// The first run of whole zero blocks at or after `from` that has a non-zero byte after it.
+fn hole_after(bytes: &[u8], from: u64) -> Option<(u64, u64)> {
+    const B: usize = snaplog::BLOCK_BYTES;
+    let zero = |k: usize| {
+        bytes[k * B..((k + 1) * B).min(bytes.len())]
+            .iter()
+            .all(|&x| x == 0)
+    };
+    let blocks = bytes.len().div_ceil(B);
+    let mut k = (from as usize).div_ceil(B);
+    while k < blocks {
+        if zero(k) {
+            let start = k;
+            while k < blocks && zero(k) {
+                k += 1;
+            }
+            if k < blocks {
+                return Some(((start * B) as u64, (k * B) as u64));
+            }
+            return None;
+        }
+        k += 1;
+    }
+    None
+}
+
+/// Every log under `data`, checked (the match id from its file name must match its header).
+pub fn check_logs(data: &Path) -> Vec<LogOnDisk> {
     logs_under(data)
         .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
             let id = snaplog::parse_log_file_name(&name).unwrap();
             let check = snaplog::check_log(&bytes, Some(id));
-            (p, id, check)
+            let hole = match check.state {
+                LogState::Damaged if check.match_id == Some(id) => {
+                    hole_after(&bytes, check.valid_end_offset)
+                }
+                _ => None,
+            };
+            LogOnDisk {
+                path,
+                id,
+                check,
+                hole,
+            }
         })
         .collect()
 }
@@ -82,7 +135,12 @@ pub fn ack_report(ack: &Path, data: &Path) -> AckReport {
 pub fn ack_report_prefix(ack: &Path, data: &Path, limit_bytes: u64) -> AckReport {
     let mut r = AckReport::default();
     let mut valid_frames: HashMap<u64, u64> = HashMap::new();
-    for (p, id, check) in check_logs(data) {
+    let logs = check_logs(data);
+    for LogOnDisk {
+        path: p, id, check, ..
+    } in &logs
+    {
+        let id = *id;
         r.states[state_index(check.state)] += 1;
         r.frames_on_disk += check.frames;
         if matches!(check.state, LogState::Torn | LogState::Damaged) {
@@ -120,6 +178,22 @@ pub fn ack_report_prefix(ack: &Path, data: &Path, limit_bytes: u64) -> AckReport
         let e = acked.entry(id).or_insert(seq);
         *e = (*e).max(seq);
         r.lines += 1;
+    }
+    for log in &logs {
+        if let Some((start, end)) = log.hole {
+            r.holes += 1;
+            r.hole_logs.push(format!(
+                "{}: {} valid frames (to offset {}), acknowledged {}, then zero blocks \
+                 {start}..{end} and data after them; verify: {}",
+                log.path.display(),
+                log.check.frames,
+                log.check.valid_end_offset,
+                acked
+                    .get(&log.id)
+                    .map_or("none".to_string(), |s| format!("up to seq {s}")),
+                log.check.problem.as_ref().map_or("", |p| p.1.as_str())
+            ));
+        }
     }
     let mut ids: Vec<_> = acked.into_iter().collect();
     ids.sort();
