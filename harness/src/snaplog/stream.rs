@@ -93,6 +93,7 @@ pub struct FrameStream {
     crc: u32,
     got: u32,
     head: [u8; 16],
+    first: Option<StreamFrame>,
     last: Option<StreamFrame>,
     frames: u64,
 }
@@ -129,6 +130,7 @@ impl FrameStream {
             crc: 0,
             got: 0,
             head: [0; 16],
+            first: None,
             last: None,
             frames: 0,
         }
@@ -147,6 +149,11 @@ impl FrameStream {
     /// Whether a valid end frame was read.
     pub fn ended(&self) -> bool {
         self.state == State::Ended
+    }
+
+    /// The first valid data frame, if any.
+    pub fn first_frame(&self) -> Option<StreamFrame> {
+        self.first
     }
 
     /// The last valid data frame, if any.
@@ -313,12 +320,14 @@ impl FrameStream {
                     *payload += u64::from(self.len);
                 }
                 self.frames += 1;
-                self.last = Some(StreamFrame {
+                let frame = StreamFrame {
                     offset: at,
                     seq: self.seq,
                     t_ns: self.t_ns,
                     kind: self.kind,
-                });
+                };
+                self.first.get_or_insert(frame);
+                self.last = Some(frame);
                 self.next_seq += 1;
                 self.state = State::Between;
             }
