@@ -147,7 +147,10 @@ struct Sess {
 /// The read side of one DS worker.
 pub(crate) struct ReadSide {
     sched: ReadSchedule,
+    /// Finished matches, append-only (sessions and ops hold indices into it).
     cat: Vec<CatEntry>,
+    /// Indices into `cat` in finish order (oldest first).
+    by_finish: Vec<u32>,
     sess: Vec<Option<Sess>>,
     free: Vec<u32>,
     one_shot: usize,
@@ -189,6 +192,11 @@ impl ReadSide {
                 0,
                 clock.window_end_ns,
             ),
+            by_finish: {
+                let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+                order.sort_by_key(|&i| entries[i as usize].finish_ns);
+                order
+            },
             cat: entries,
             sess: Vec::with_capacity(MAX_READ_SESSIONS + viewers as usize),
             free: Vec::with_capacity(MAX_READ_SESSIONS + viewers as usize),
@@ -318,11 +326,14 @@ impl<R: Recorder> DsWorker<'_, R> {
             }
             ReadPattern::Full | ReadPattern::Seek => {
                 let rd = self.rd();
-                let n = rd.cat.len();
+                let n = rd.by_finish.len();
                 let since = ev.t_ns.saturating_sub(rd.recent_window_ns);
-                let n_recent = n - rd.cat.partition_point(|e| e.finish_ns < since);
+                let cat = &rd.cat;
+                let n_recent = n - rd
+                    .by_finish
+                    .partition_point(|&i| cat[i as usize].finish_ns < since);
                 ev.pick_finished(n_recent, n).map(|back| {
-                    let ci = n - 1 - back;
+                    let ci = rd.by_finish[n - 1 - back] as usize;
                     let e = &rd.cat[ci];
                     let (start, seq, end) = if ev.pattern == ReadPattern::Full {
                         (B, 0, e.data_end)
@@ -567,9 +578,12 @@ impl<R: Recorder> DsWorker<'_, R> {
                 match &c.res {
                     Ok(_) => {
                         self.rd().cat[cat as usize].fstate = FState::Open;
-                        for si in self.sessions_of(Target::Cat(cat)) {
-                            let s = self.rd().s(si);
-                            if s.waiting_open {
+                        let n = self.rd().sess.len() as u32;
+                        for si in 0..n {
+                            let Some(s) = self.rd().sess[si as usize].as_mut() else {
+                                continue;
+                            };
+                            if s.target == Target::Cat(cat) && s.waiting_open {
                                 s.waiting_open = false;
                                 self.pump(si, now);
                             }
@@ -586,9 +600,15 @@ impl<R: Recorder> DsWorker<'_, R> {
                         );
                         self.io_error(msg);
                         self.rd().cat[cat as usize].fstate = FState::Closed;
-                        for si in self.sessions_of(Target::Cat(cat)) {
-                            self.rd().s(si).waiting_open = false;
-                            self.end_session(si, now);
+                        let n = self.rd().sess.len() as u32;
+                        for si in 0..n {
+                            let Some(s) = self.rd().sess[si as usize].as_mut() else {
+                                continue;
+                            };
+                            if s.target == Target::Cat(cat) && s.waiting_open {
+                                s.waiting_open = false;
+                                self.end_session(si, now);
+                            }
                         }
                     }
                 }
@@ -622,17 +642,6 @@ impl<R: Recorder> DsWorker<'_, R> {
             } => self.on_read_io(sess, offset, len, submit_ns, c, now),
             _ => unreachable!("not a read op"),
         }
-    }
-
-    fn sessions_of(&mut self, target: Target) -> Vec<u32> {
-        // Rare (a file opened for several readers at once); the list is small.
-        self.rd()
-            .sess
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.as_ref().is_some_and(|s| s.target == target))
-            .map(|(i, _)| i as u32)
-            .collect()
     }
 
     fn io_error(&mut self, msg: String) {
@@ -984,8 +993,12 @@ impl<R: Recorder> DsWorker<'_, R> {
             std::mem::take(&mut m.keys),
         );
         let rd = self.rd();
-        let at = rd.cat.partition_point(|x| x.finish_ns <= e.finish_ns);
-        rd.cat.insert(at, e);
+        let cat = &rd.cat;
+        let at = rd
+            .by_finish
+            .partition_point(|&i| cat[i as usize].finish_ns <= e.finish_ns);
+        rd.by_finish.insert(at, rd.cat.len() as u32);
+        rd.cat.push(e);
     }
 
     /// End of the window: no new reads; viewers stop; one-shot reads already requested finish.
