@@ -31,10 +31,17 @@ use snapbench_engines::{
     file_name, Caps, Completion, FastMap, FileKind, MatchId, Op, OpKind, Recorder,
 };
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
+use snapbench_workloads::reads::ReadParams;
 
 use crate::measure::{HistKind, LatHist, Stats};
 use crate::plan::{Durability, RunPlan};
-use crate::snaplog::{self, FrameKind, BLOCK_BYTES};
+use crate::snaplog::{self, FrameKind, KeyEntry, BLOCK_BYTES};
+
+mod prefill;
+mod replay;
+
+pub use prefill::{prefill, scan_corpus, Corpus};
+use replay::ReadSide;
 
 /// Set by SIGINT/SIGTERM handlers: workers stop, seal what they can and report.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -81,7 +88,18 @@ pub struct WorkerOutcome {
     pub offered: u64,
     /// The engine's declared capabilities.
     pub caps: Option<Caps>,
+    /// Prefilled (or adopted corpus) matches this worker owns.
+    pub prefill_matches: u64,
+    /// Bytes of those logs (up to their end frames).
+    pub prefill_bytes: u64,
+    /// Seconds the prefill (or the corpus scan) took.
+    pub prefill_s: f64,
+    /// The first few read verification failures, each with file and offset.
+    pub read_error_msgs: Vec<String>,
 }
+
+/// Most read verification failures a worker keeps the message of (all are counted).
+pub const MAX_READ_ERROR_MSGS: usize = 10;
 
 /// What every worker of a run shares.
 pub struct WorkerCtx {
@@ -288,6 +306,49 @@ struct MatchLog {
     frames: u64,
     payload_sum: u64,
     last_t_ns: u64,
+    /// Keyframe index (bounded: thinned to every other entry when full).
+    keys: Vec<KeyEntry>,
+    /// Index every `key_stride`-th keyframe (doubles at each thinning).
+    key_stride: u64,
+    /// Keyframes seen.
+    key_count: u64,
+    /// Replay reads using this log's open file (the writer closes it only when none is left).
+    readers: u32,
+    /// Of those, live viewers to notify when more bytes are written.
+    followers: u32,
+    /// Intended time of the match's end (the seal), ns.
+    end_t_ns: u64,
+    /// Sealed with its final sync (not failed): it joins the finished replays when closed.
+    sealed_ok: bool,
+}
+
+/// Most keyframes indexed per match; beyond it the index keeps every other one.
+pub const MAX_KEYS_PER_MATCH: usize = 1024;
+
+/// Index the keyframe about to be appended at `m.next_off` (bounded: when the index is full,
+/// every other entry is dropped and only every `key_stride`-th keyframe is indexed from then on).
+fn index_keyframe(m: &mut MatchLog, seq: u64, t_ns: u64) {
+    let k = m.key_count;
+    m.key_count += 1;
+    if k % m.key_stride != 0 {
+        return;
+    }
+    if m.keys.len() == MAX_KEYS_PER_MATCH {
+        let mut i = 0;
+        m.keys.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+        m.key_stride *= 2;
+        if k % m.key_stride != 0 {
+            return;
+        }
+    }
+    m.keys.push(KeyEntry {
+        offset: m.next_off + snaplog::padding_bytes(m.next_off),
+        seq,
+        t_ns,
+    });
 }
 
 /// What an in-flight op was, by token.
@@ -318,6 +379,21 @@ enum OpRec {
     Close {
         slot: u32,
     },
+    /// Opening a finished log for replay reads.
+    ReadOpen {
+        cat: u32,
+    },
+    /// A replay read I/O of session `sess`.
+    Read {
+        sess: u32,
+        offset: u64,
+        len: u32,
+        submit_ns: u64,
+    },
+    /// Closing a finished log after its last reader.
+    ReadClose {
+        cat: u32,
+    },
     Free,
 }
 
@@ -330,7 +406,9 @@ impl OpRec {
             | OpRec::Write { slot, .. }
             | OpRec::Sync { slot, .. }
             | OpRec::Close { slot } => Some(slot),
-            OpRec::Free => None,
+            OpRec::ReadOpen { .. } | OpRec::Read { .. } | OpRec::ReadClose { .. } | OpRec::Free => {
+                None
+            }
         }
     }
 }
@@ -371,6 +449,10 @@ impl Slab {
 enum TimerKind {
     Flush,
     Sync,
+    /// A paced read session is due (slot = session, id = its generation).
+    Read,
+    /// A live viewer looks again for a running match (id = its intended start time).
+    Viewer,
 }
 
 /// The DS worker: schedule → log writer → engine → completions → histograms.
@@ -400,11 +482,25 @@ pub struct DsWorker<'a, R: Recorder> {
     out: WorkerOutcome,
     ticker: Ticker,
     open_matches: usize,
+    /// The read side (replays), when the run has one.
+    rd: Option<ReadSide>,
 }
 
-/// Buffer size the DS writer asks the engine for (a segment plus its tail block, rounded).
-pub fn ds_buf_bytes(plan: &RunPlan) -> usize {
+/// Largest write of the DS writer: a segment plus its tail block.
+pub fn ds_write_bytes(plan: &RunPlan) -> usize {
     plan.writer.segment_bytes as usize + BLOCK_BYTES
+}
+
+/// Buffer size a DS run asks the engine's pool for: the largest write, or the replay read size
+/// when the run reads and that is larger.
+pub fn ds_buf_bytes(plan: &RunPlan) -> usize {
+    let reads = match &plan.workload {
+        crate::plan::Workload::Ds { params, reads, .. } if reads.active(params) => {
+            reads.read_bytes as usize
+        }
+        _ => 0,
+    };
+    ds_write_bytes(plan).max(reads)
 }
 
 /// Open the ack log for appending (whole lines are written with single `write` calls).
@@ -416,11 +512,15 @@ pub fn open_ack_log(path: &Path) -> std::io::Result<File> {
 }
 
 impl<'a, R: Recorder> DsWorker<'a, R> {
-    /// A worker over `eng`, with the schedule of `params` for this worker.
+    /// A worker over `eng`, with the schedule of `params` for this worker and, when `reads` is
+    /// active, its replay reads over `corpus` (the finished matches it owns, from [`prefill`]
+    /// or [`scan_corpus`]) and the matches it finishes.
     pub fn new(
         ctx: &'a WorkerCtx,
         eng: R,
         params: &DsParams,
+        reads: &ReadParams,
+        corpus: Corpus,
         clock: Clock,
     ) -> Result<DsWorker<'a, R>, String> {
         let plan = &ctx.plan;
@@ -451,7 +551,29 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             None => None,
         };
         let qd = caps.max_in_flight;
-        let max_write_bytes = (caps.buf_bytes as u64 / align) * align;
+        // The same writes whether or not the pool's buffers were enlarged for reads.
+        let max_write_bytes = (caps.buf_bytes.min(ds_write_bytes(plan)) as u64 / align) * align;
+        let mut out = WorkerOutcome {
+            prefill_matches: corpus.matches,
+            prefill_bytes: corpus.bytes,
+            prefill_s: corpus.secs,
+            ..WorkerOutcome::default()
+        };
+        out.stats.read_errors = corpus.errors.len() as u64;
+        out.read_error_msgs = corpus.errors.clone();
+        out.read_error_msgs.truncate(MAX_READ_ERROR_MSGS);
+        let rd = reads.active(params).then(|| {
+            ReadSide::new(
+                reads,
+                params,
+                plan.seed,
+                ctx.worker,
+                plan.workers,
+                &clock,
+                caps.stores_data,
+                corpus.entries,
+            )
+        });
         Ok(DsWorker {
             ctx,
             caps,
@@ -475,9 +597,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             durability: plan.writer.durability,
             ack_file,
             ack_buf: Vec::with_capacity(4096),
-            out: WorkerOutcome::default(),
+            out,
             ticker: Ticker::default(),
             open_matches: 0,
+            rd,
         })
     }
 
@@ -568,13 +691,21 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 self.on_event(ev);
                 n += 1;
             }
+            if self.rd.is_some() {
+                self.read_events(now);
+            }
             self.fire_timers(now);
             self.retry_flushes();
+            self.retry_reads(now);
             // No separate flush: reap (below) submits what is queued first.
-            let next_due = [self.sched.peek_t_ns(), self.timers.peek().map(|r| r.0 .0)]
-                .into_iter()
-                .flatten()
-                .min();
+            let next_due = [
+                self.sched.peek_t_ns(),
+                self.timers.peek().map(|r| r.0 .0),
+                self.rd.as_ref().and_then(|rd| rd.next_due_ns()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if self.sched.peek_t_ns().is_none() && now >= self.clock.window_end_ns {
                 // The schedule is over; sealing takes care of what is still staged.
                 return Ok(());
@@ -613,12 +744,14 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         for slot in slots {
             self.seal(slot, now);
         }
+        self.stop_reads(now);
         let deadline = Instant::now() + Duration::from_secs(120);
-        while self.open_matches > 0 {
+        while self.open_matches > 0 || self.reads_busy() {
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{} logs still not sealed 120 s after the run ended",
-                    self.open_matches
+                    "{} logs still not sealed ({} replay reads unfinished) 120 s after the run ended",
+                    self.open_matches,
+                    self.rd.as_ref().map_or(0, |rd| rd.live_sessions())
                 ));
             }
             if self.ctx.stop.load(Ordering::Relaxed)
@@ -629,10 +762,17 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
             self.resubmit_backlog();
             self.retry_flushes();
+            let now = self.clock.now_ns();
+            self.retry_reads(now);
             self.eng
                 .flush()
                 .map_err(|e| format!("engine {}: flush: {e}", self.caps.name))?;
-            if self.eng.in_flight() == 0 && self.backlog.is_empty() && self.retry.is_empty() {
+            let reads_waiting = self.rd.as_ref().is_some_and(|rd| rd.has_retries());
+            if self.eng.in_flight() == 0
+                && self.backlog.is_empty()
+                && self.retry.is_empty()
+                && !reads_waiting
+            {
                 // Nothing can progress: every remaining log failed.
                 let stuck: Vec<u32> = (0..self.matches.len() as u32)
                     .filter(|s| self.matches[*s as usize].is_some())
@@ -736,6 +876,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             frames: 0,
             payload_sum: 0,
             last_t_ns: t_ns,
+            keys: Vec::with_capacity(8),
+            key_stride: 1,
+            key_count: 0,
+            readers: 0,
+            followers: 0,
+            end_t_ns: 0,
+            sealed_ok: false,
         });
         self.by_id.insert(id, slot);
         self.open_matches += 1;
@@ -771,6 +918,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             SnapKind::Keyframe => FrameKind::Keyframe,
         };
         let payload = snaplog::clamp_payload_bytes(payload_bytes);
+        if fk == FrameKind::Keyframe {
+            index_keyframe(m, seq, t_ns);
+        }
         m.next_off =
             snaplog::append_frame(&mut m.staging, m.next_off, m.id, seq, t_ns, fk, payload);
         m.pending.push_back(SnapRec {
@@ -802,6 +952,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             return;
         }
         m.sealing = true;
+        m.end_t_ns = t_ns.max(m.last_t_ns);
         if m.phase != Phase::Failed {
             m.next_off = snaplog::append_end_frame(
                 &mut m.staging,
@@ -822,6 +973,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 break;
             }
             self.timers.pop();
+            if matches!(kind, TimerKind::Read | TimerKind::Viewer) {
+                self.on_read_timer(kind, slot, id, now);
+                continue;
+            }
             let alive = matches!(&self.matches.get(slot as usize), Some(Some(m)) if m.id == id);
             if !alive {
                 continue;
@@ -847,6 +1002,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                         .push(Reverse((t + (ms * 1e6) as u64, TimerKind::Sync, slot, id)));
                     self.request_sync(slot);
                 }
+                TimerKind::Read | TimerKind::Viewer => {}
             }
         }
     }
@@ -1071,11 +1227,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         let m = self.log(slot);
         let closable = (m.phase == Phase::Open && m.final_sync_done)
             || (m.phase == Phase::Failed && m.sealing);
-        if closable && !m.close_sent && m.ops_in_flight == 0 {
+        // Replay readers share the writer's open file: it is closed after the last of them.
+        if closable && !m.close_sent && m.ops_in_flight == 0 && m.readers == 0 {
             let (failed, opened, id) = (m.phase == Phase::Failed, m.opened, m.id);
             let m = self.log_mut(slot);
             m.close_sent = true;
             m.phase = Phase::Closing;
+            m.sealed_ok = !failed;
             if !failed {
                 self.out.matches_sealed += 1;
             }
@@ -1111,6 +1269,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
 
     fn on_completion(&mut self, c: Completion<R::Buf>, now: u64) {
         let rec = self.ops.take(c.token);
+        if matches!(
+            rec,
+            OpRec::ReadOpen { .. } | OpRec::Read { .. } | OpRec::ReadClose { .. }
+        ) {
+            self.on_read_completion(rec, c, now);
+            return;
+        }
         if let Some(b) = c.buf {
             self.eng.release_buf(b);
         }
@@ -1199,6 +1364,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 }
                 if advanced {
                     self.on_written(slot, now);
+                    if self.matches[slot as usize]
+                        .as_ref()
+                        .is_some_and(|m| m.followers > 0)
+                    {
+                        self.on_published(slot, now);
+                    }
                 }
             }
             OpRec::Sync {
@@ -1219,10 +1390,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 self.apply_durable(slot, now);
             }
             OpRec::Close { slot } => {
+                self.log_finished(slot);
                 self.free_slot(slot);
                 return;
             }
-            OpRec::Free => {}
+            OpRec::ReadOpen { .. } | OpRec::Read { .. } | OpRec::ReadClose { .. } | OpRec::Free => {
+            }
         }
         if self.matches[slot as usize].is_some() {
             self.advance(slot);

@@ -146,14 +146,30 @@ pub enum HistKind {
     IoWrite = 2,
     /// Engine-level sync (fdatasync), submit to completion.
     IoSync = 3,
+    /// Engine-level read I/O (replays), submit to completion.
+    IoRead = 4,
+    /// Replay read: time to first byte, from the read's intended request time.
+    ReadTtfb = 5,
+    /// Replay read: time to the whole replay (or, for a live tail, to the edge published at
+    /// the request), from the intended request time.
+    ReadFull = 6,
+    /// Live viewers: from the writer publishing new bytes to the viewer having read them.
+    ReadTail = 7,
 }
 
+/// Number of histogram kinds.
+pub const N_HISTS: usize = 8;
+
 /// Every histogram kind, in order.
-pub const HIST_KINDS: [HistKind; 4] = [
+pub const HIST_KINDS: [HistKind; N_HISTS] = [
     HistKind::Lat,
     HistKind::Ack,
     HistKind::IoWrite,
     HistKind::IoSync,
+    HistKind::IoRead,
+    HistKind::ReadTtfb,
+    HistKind::ReadFull,
+    HistKind::ReadTail,
 ];
 
 impl HistKind {
@@ -164,6 +180,10 @@ impl HistKind {
             HistKind::Ack => "ack",
             HistKind::IoWrite => "io_write",
             HistKind::IoSync => "io_sync",
+            HistKind::IoRead => "io_read",
+            HistKind::ReadTtfb => "read_ttfb",
+            HistKind::ReadFull => "read_full",
+            HistKind::ReadTail => "read_tail",
         }
     }
 }
@@ -172,7 +192,7 @@ impl HistKind {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     /// Histograms indexed by [`HistKind`].
-    pub hists: [LatHist; 4],
+    pub hists: [LatHist; N_HISTS],
     /// Snapshots written (DS) or I/Os completed (micro) in the window.
     pub ops: u64,
     /// Their payload bytes.
@@ -187,6 +207,21 @@ pub struct Stats {
     pub errors: u64,
     /// Largest lag behind schedule seen, ns.
     pub max_lag_ns: u64,
+    /// Replay reads completed whose intended time lies in the window (one-shot reads and live
+    /// viewers' catch-ups to the edge of a match).
+    pub reads: u64,
+    /// Bytes of those reads delivered to the reader (the requested ranges, not the padded I/O).
+    pub read_bytes: u64,
+    /// Live viewers' follow-up reads in the window (after catching up).
+    pub tail_reads: u64,
+    /// Their bytes.
+    pub tail_read_bytes: u64,
+    /// Reads whose data failed verification (any time in the run).
+    pub read_errors: u64,
+    /// Reads dropped because the worker's queue of waiting reads was full.
+    pub reads_dropped: u64,
+    /// Reads that found no match to read (nothing finished, or nothing running for a live tail).
+    pub reads_no_target: u64,
 }
 
 impl Stats {
@@ -202,6 +237,13 @@ impl Stats {
         self.io_syncs += other.io_syncs;
         self.errors += other.errors;
         self.max_lag_ns = self.max_lag_ns.max(other.max_lag_ns);
+        self.reads += other.reads;
+        self.read_bytes += other.read_bytes;
+        self.tail_reads += other.tail_reads;
+        self.tail_read_bytes += other.tail_read_bytes;
+        self.read_errors += other.read_errors;
+        self.reads_dropped += other.reads_dropped;
+        self.reads_no_target += other.reads_no_target;
     }
 
     /// The histogram of `kind`.

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use snapbench_engines::{knobs::nearest, EngineSpec};
 use snapbench_workloads::ds::{Arrivals, DsParams, PRESETS};
 use snapbench_workloads::micro::{MicroParams, Rw};
+use snapbench_workloads::reads::{Pacing, ReadMix, ReadParams};
 
 use crate::units::{parse_duration_s, parse_size};
 
@@ -262,6 +263,55 @@ pub const FIELDS: &[Field] = &[
         "snapshot sizes shrink as players die (battle royale) [preset]",
     ),
     f(
+        "reads_per_match",
+        K::Float,
+        S::Ds,
+        "one-shot replay reads per finished match [0.1; replay-heavy 2]",
+    ),
+    f(
+        "reads_per_s",
+        K::Float,
+        S::Ds,
+        "one-shot replay reads per second over all workers, overriding reads_per_match",
+    ),
+    f(
+        "read_mix",
+        K::Text,
+        S::Ds,
+        "full/seek/live-tail shares in % [70/25/5; replay-heavy 60/30/10]",
+    ),
+    f("read_bytes", K::Size, S::Ds, "I/O size of replay reads [256KiB]"),
+    f(
+        "read_pacing",
+        K::Text,
+        S::Ds,
+        "afap (as fast as possible) | 1x (playback speed) [afap]",
+    ),
+    f(
+        "live_viewers",
+        K::Uint,
+        S::Ds,
+        "viewers following running matches continuously [0; replay-heavy 20]",
+    ),
+    f(
+        "prefill_matches",
+        K::Uint,
+        S::Ds,
+        "finished matches written before the window when the run reads [200; --quick 32]",
+    ),
+    f(
+        "prefill_match_bytes",
+        K::Size,
+        S::Ds,
+        "each prefilled log ends at the first snapshot reaching this size [1MiB; --quick 256KiB]",
+    ),
+    f(
+        "corpus",
+        K::Text,
+        S::Ds,
+        "folder of prefilled logs kept by an earlier --keep-files run: read them instead of writing a prefill",
+    ),
+    f(
         "rw",
         K::Text,
         S::Micro,
@@ -449,6 +499,8 @@ pub enum Workload {
         preset: String,
         /// Effective parameters.
         params: DsParams,
+        /// Effective parameters of the read side.
+        reads: ReadParams,
     },
     /// A closed-loop micro pattern.
     Micro(MicroParams),
@@ -510,6 +562,8 @@ pub struct RunPlan {
     pub writer: WriterSettings,
     /// Micro: an existing file to use instead of laying one out.
     pub micro_file: Option<PathBuf>,
+    /// DS: a folder of prefilled logs from an earlier run, read instead of writing a prefill.
+    pub corpus: Option<PathBuf>,
 }
 
 impl RunPlan {
@@ -522,9 +576,16 @@ impl RunPlan {
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
             .collect();
         let workload = match &self.workload {
-            Workload::Ds { preset, params } => serde_json::json!({
+            Workload::Ds {
+                preset,
+                params,
+                reads,
+            } => serde_json::json!({
                 "kind": "ds", "preset": preset, "params": params,
                 "offered_snapshots_per_s": params.snapshots_per_s(),
+                "reads": reads,
+                "read_side_active": reads.active(params),
+                "offered_reads_per_s": reads.one_shot_reads_per_s(params),
             }),
             Workload::Micro(p) => serde_json::json!({ "kind": "micro", "params": p }),
         };
@@ -548,6 +609,7 @@ impl RunPlan {
             "ack_log": self.writer.ack_log,
             "lag_limit_ms": self.writer.lag_limit_ms,
             "micro_file": self.micro_file,
+            "corpus": self.corpus,
         })
     }
 }
@@ -582,6 +644,12 @@ pub struct Plan {
 
 /// Total budget of `--quick`, seconds.
 pub const QUICK_BUDGET_S: f64 = 60.0;
+
+/// Most prefilled matches per run under `--quick`.
+pub const QUICK_PREFILL_MATCHES: u32 = 32;
+
+/// Largest prefilled log under `--quick`, bytes (256 KiB).
+pub const QUICK_PREFILL_MATCH_BYTES: u64 = 256 << 10;
 
 // ---- typed access to raw fields ----
 
@@ -812,6 +880,39 @@ fn ds_params(preset: &str, m: &RawFields) -> Result<DsParams, BadInput> {
     Ok(p)
 }
 
+fn read_params(preset: &str, m: &RawFields) -> Result<ReadParams, BadInput> {
+    let mut r = ReadParams::preset(preset).unwrap_or_default();
+    if let Some(v) = get_float(m, "reads_per_match")? {
+        r.reads_per_match = v;
+    }
+    if let Some(v) = get_float(m, "reads_per_s")? {
+        r.reads_per_s = Some(v);
+    }
+    if let Some(t) = get_text(m, "read_mix")? {
+        r.mix = ReadMix::parse(&t).map_err(|e| BadInput(format!("field `read_mix`: {e}")))?;
+    }
+    if let Some(v) = get_size(m, "read_bytes")? {
+        r.read_bytes = v.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(t) = get_text(m, "read_pacing")? {
+        r.pacing = t
+            .parse::<Pacing>()
+            .map_err(|e| BadInput(format!("field `read_pacing`: {e}")))?;
+    }
+    if let Some(v) = get_uint(m, "live_viewers")? {
+        r.live_viewers = v.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(v) = get_uint(m, "prefill_matches")? {
+        r.prefill_matches = v.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(v) = get_size(m, "prefill_match_bytes")? {
+        r.prefill_match_bytes = v;
+    }
+    r.validate()
+        .map_err(|e| BadInput(format!("workload `{preset}`: {e}")))?;
+    Ok(r)
+}
+
 fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
     let mut p = MicroParams::default();
     if let Some(rw) = get_text(m, "rw")? {
@@ -844,6 +945,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
     } else {
         Workload::Ds {
             params: ds_params(&wl_name, m)?,
+            reads: read_params(&wl_name, m)?,
             preset: wl_name.clone(),
         }
     };
@@ -919,6 +1021,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
             lag_limit_ms,
         },
         micro_file: get_text(m, "file_path")?.map(PathBuf::from),
+        corpus: get_text(m, "corpus")?.map(PathBuf::from),
     })
 }
 
@@ -993,8 +1096,13 @@ pub fn apply_quick(runs: &mut [RunPlan]) {
     for r in runs {
         r.warmup_s = r.warmup_s.min(window * 0.2);
         r.duration_s = r.duration_s.min(window - r.warmup_s);
-        if let Workload::Micro(p) = &mut r.workload {
-            p.file_size_bytes = p.file_size_bytes.min(256 << 20);
+        match &mut r.workload {
+            Workload::Micro(p) => p.file_size_bytes = p.file_size_bytes.min(256 << 20),
+            Workload::Ds { reads, .. } => {
+                reads.prefill_matches = reads.prefill_matches.min(QUICK_PREFILL_MATCHES);
+                reads.prefill_match_bytes =
+                    reads.prefill_match_bytes.min(QUICK_PREFILL_MATCH_BYTES);
+            }
         }
     }
 }
@@ -1108,5 +1216,53 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn read_side_fields_and_presets() {
+        let runs = runs_of(
+            "[[run]]\nengine = \"null\"\nworkload = \"replay-heavy\"\nread_bytes = \"64k\"\nread_pacing = \"1x\"\nprefill_matches = 10",
+        )
+        .unwrap();
+        let Workload::Ds { reads, params, .. } = &runs[0].workload else {
+            panic!("a DS run")
+        };
+        assert_eq!(reads.reads_per_match, 2.0);
+        assert_eq!(reads.live_viewers, 20);
+        assert_eq!(reads.mix.live_pct, 10.0);
+        assert_eq!(reads.read_bytes, 64 << 10);
+        assert_eq!(reads.pacing, Pacing::Playback);
+        assert_eq!(reads.prefill_matches, 10);
+        assert!(reads.active(params));
+        let opts = runs[0].options_json();
+        assert_eq!(opts["workload"]["reads"]["live_viewers"], 20);
+        let e = runs_of("[[run]]\nengine = \"null\"\nread_mix = \"1/2/3\"").unwrap_err();
+        assert!(e.0.contains("read_mix"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nprefill_match_bytes = 12").unwrap_err();
+        assert!(e.0.contains("prefill_match_bytes"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nworkload = \"micro\"\nreads_per_s = 3")
+            .unwrap_err();
+        assert!(e.0.contains("does not apply"), "{e}");
+    }
+
+    #[test]
+    fn quick_shrinks_the_prefill() {
+        let mut runs = expand(&Suite::embedded(), &RawFields::new(), &[]).unwrap();
+        let Workload::Ds { reads, .. } = &runs[0].workload else {
+            panic!("a DS run")
+        };
+        assert_eq!(
+            u64::from(reads.prefill_matches) * reads.prefill_match_bytes,
+            200 << 20,
+            "200 MiB by default"
+        );
+        apply_quick(&mut runs);
+        for r in &runs {
+            let Workload::Ds { reads, .. } = &r.workload else {
+                panic!("a DS run")
+            };
+            assert_eq!(reads.prefill_matches, QUICK_PREFILL_MATCHES);
+            assert_eq!(reads.prefill_match_bytes, QUICK_PREFILL_MATCH_BYTES);
+        }
     }
 }

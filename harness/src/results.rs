@@ -97,6 +97,43 @@ pub struct SummaryRow {
     pub matches_started: u64,
     /// Logs sealed and closed.
     pub matches_sealed: u64,
+    /// Replay reads completed whose intended time lies in the window (DS with a read side):
+    /// one-shot reads and live viewers' catch-ups.
+    pub reads: u64,
+    /// Bytes those reads delivered (their ranges, without block padding).
+    pub read_bytes: u64,
+    /// Replay reads per second of the window.
+    pub reads_per_s: f64,
+    /// Time to first byte of replay reads, from their intended time, µs.
+    pub read_ttfb_p50_us: Option<f64>,
+    /// 99th percentile.
+    pub read_ttfb_p99_us: Option<f64>,
+    /// Time to the whole replay (live: to the edge published at the request), µs.
+    pub read_full_p50_us: Option<f64>,
+    /// 99th percentile.
+    pub read_full_p99_us: Option<f64>,
+    /// Maximum.
+    pub read_full_max_us: Option<f64>,
+    /// Engine read latency p99 (submit → completion), µs.
+    pub io_read_p99_us: Option<f64>,
+    /// Live viewers' follow-up reads in the window.
+    pub tail_reads: u64,
+    /// Live viewers: publish → read p99, µs.
+    pub read_tail_p99_us: Option<f64>,
+    /// Reads whose data failed verification (each named with file and offset in summary.json).
+    pub read_errors: u64,
+    /// Whether read data was verified (false for engines that do not store data, e.g. null).
+    pub reads_verified: bool,
+    /// Reads dropped because a worker's queue of waiting reads was full.
+    pub reads_dropped: u64,
+    /// Reads that found no match to read.
+    pub reads_no_target: u64,
+    /// Finished matches written before the window (prefill), or adopted from a corpus.
+    pub prefill_matches: u64,
+    /// Their bytes.
+    pub prefill_bytes: u64,
+    /// Seconds the prefill took (longest worker).
+    pub prefill_s: f64,
     /// First error or fatal problem, if any.
     pub error: String,
 }

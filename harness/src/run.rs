@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use snapbench_engines::{EngineConfig, FactoryVisitor, Recorder, RecorderFactory};
 
-use crate::driver::{self, Clock, DsWorker, Tick, WorkerCtx, WorkerOutcome, INTERRUPTED};
+use crate::driver::{self, Clock, Corpus, DsWorker, Tick, WorkerCtx, WorkerOutcome, INTERRUPTED};
 use crate::machine;
 use crate::measure::{HistKind, LatHist, Stats, HIST_KINDS};
 use crate::micro;
@@ -139,6 +139,37 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
                 )));
             }
         }
+        if let Some(c) = &r.corpus {
+            let active =
+                matches!(&r.workload, Workload::Ds { params, reads, .. } if reads.active(params));
+            if !active {
+                return Err(BadInput(format!(
+                    "--corpus {}: run {} has no read side (reads_per_match, reads_per_s and live_viewers are 0)",
+                    c.display(),
+                    r.run_id
+                )));
+            }
+            let n = corpus_logs(c).map(|v| v.len()).map_err(|e| {
+                BadInput(format!(
+                    "--corpus {}: {e}; give the run folder of an earlier run kept with --keep-files",
+                    c.display()
+                ))
+            })?;
+            if n == 0 {
+                return Err(BadInput(format!(
+                    "--corpus {}: holds no prefilled logs (m01…….snap); give the run folder of an earlier run that read, kept with --keep-files",
+                    c.display()
+                )));
+            }
+            let canon = std::fs::canonicalize(c).unwrap_or_else(|_| c.clone());
+            let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            if plan_run_dirs(&root, &plan.runs).any(|d| canon.starts_with(d)) {
+                return Err(BadInput(format!(
+                    "--corpus {} lies in a run folder this invocation clears first; copy it elsewhere or use another --dir",
+                    c.display()
+                )));
+            }
+        }
         if let Some(p) = &r.writer.ack_log {
             let parent = p
                 .parent()
@@ -154,6 +185,13 @@ pub fn prepare(plan: &mut Plan) -> Result<(), BadInput> {
         }
     }
     Ok(())
+}
+
+fn plan_run_dirs<'a>(
+    root: &'a Path,
+    runs: &'a [RunPlan],
+) -> impl Iterator<Item = std::path::PathBuf> + 'a {
+    runs.iter().map(move |r| root.join(&r.run_id))
 }
 
 struct WorkerVisitor {
@@ -193,6 +231,25 @@ impl FactoryVisitor for WorkerVisitor {
                 return fail(format!("laying out the micro file: {e}"), &self.ready);
             }
         }
+        // The finished matches readers start from: adopted from a corpus, or prefilled through
+        // this engine, before the clock starts (not measured).
+        let mut corpus = Corpus::empty();
+        if let Workload::Ds { params, reads, .. } = &plan.workload {
+            if reads.active(params) {
+                if plan.corpus.is_some() {
+                    corpus = driver::scan_corpus(&self.ctx);
+                } else {
+                    match driver::prefill(&mut eng, &self.ctx, params, reads) {
+                        Ok(c) => corpus = c,
+                        Err(e) => {
+                            let mut rest = Vec::new();
+                            let _ = eng.drain(&mut rest, Instant::now() + Duration::from_secs(30));
+                            return fail(format!("prefill: {e}"), &self.ready);
+                        }
+                    }
+                }
+            }
+        }
         let _ = self.ready.send(Ok(()));
         let Ok(Some(start)) = self.start.recv() else {
             return WorkerOutcome::default();
@@ -200,15 +257,47 @@ impl FactoryVisitor for WorkerVisitor {
         let clock = Clock::new(start, plan.warmup_s, plan.duration_s);
         match &plan.workload {
             Workload::Micro(p) => micro::run(eng, p, &self.ctx, clock),
-            Workload::Ds { params, .. } => match DsWorker::new(&self.ctx, eng, params, clock) {
-                Ok(w) => w.run(),
-                Err(e) => WorkerOutcome {
-                    fatal: Some(e),
-                    ..Default::default()
-                },
-            },
+            Workload::Ds { params, reads, .. } => {
+                match DsWorker::new(&self.ctx, eng, params, reads, corpus, clock) {
+                    Ok(w) => w.run(),
+                    Err(e) => WorkerOutcome {
+                        fatal: Some(e),
+                        ..Default::default()
+                    },
+                }
+            }
         }
     }
+}
+
+/// The prefilled logs (ids from `PREFILL_ID_BASE`) of a corpus folder.
+pub fn corpus_logs(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| {
+            crate::snaplog::parse_log_file_name(&e.file_name().to_string_lossy())
+                .is_some_and(|id| id >= snapbench_workloads::reads::PREFILL_ID_BASE)
+        })
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn link_corpus(corpus: &Path, run_dir: &Path) -> Result<(), String> {
+    let logs = corpus_logs(corpus).map_err(|e| format!("corpus {}: {e}", corpus.display()))?;
+    for log in logs {
+        let target = std::fs::canonicalize(&log).unwrap_or(log.clone());
+        let link = run_dir.join(log.file_name().expect("a file"));
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| {
+            format!(
+                "cannot link {} to {}: {e}",
+                link.display(),
+                target.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Samples taken at the window's edges.
@@ -278,6 +367,12 @@ pub fn run_one(
                     target.display()
                 ));
             }
+        }
+    }
+    if let (None, Some(c)) = (&fatal, &plan.corpus) {
+        // Each worker opens the corpus logs through their own names in the run folder.
+        if let Err(e) = link_corpus(c, &run_dir) {
+            fatal = Some(e);
         }
     }
     let shared = Arc::new(snapbench_engines::RunShared::default());
@@ -440,8 +535,14 @@ fn summarize(
     let mut error = fatal.clone();
     let mut failed = fatal.is_some();
     let (mut started, mut sealed, mut offered) = (0, 0, 0);
+    let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
+    let mut read_error_msgs: Vec<String> = Vec::new();
     let mut caps = None;
     for o in &outcomes {
+        prefill_matches += o.prefill_matches;
+        prefill_bytes += o.prefill_bytes;
+        prefill_s = prefill_s.max(o.prefill_s);
+        read_error_msgs.extend(o.read_error_msgs.iter().cloned());
         stats.merge(&o.stats);
         saturated |= o.saturated;
         interrupted |= o.interrupted;
@@ -457,6 +558,17 @@ fn summarize(
         }
     }
     failed |= stats.errors > plan.max_errors;
+    // A replay that reads back wrong data is a verification failure: the run fails (exit 1).
+    if stats.read_errors > 0 {
+        failed = true;
+        if error.is_none() {
+            error = Some(format!(
+                "{} replay read(s) failed verification; first: {}",
+                stats.read_errors,
+                read_error_msgs.first().map_or("", String::as_str)
+            ));
+        }
+    }
     let status = if failed {
         "failed"
     } else if interrupted {
@@ -494,6 +606,11 @@ fn summarize(
     let lat = stats.hists[HistKind::Lat as usize].summary();
     let ack = stats.hists[HistKind::Ack as usize].summary();
     let is_ds = matches!(plan.workload, Workload::Ds { .. });
+    let reads_active =
+        matches!(&plan.workload, Workload::Ds { params, reads, .. } if reads.active(params));
+    let verified = reads_active && caps.as_ref().is_some_and(|c| c.stores_data);
+    let ttfb = stats.hists[HistKind::ReadTtfb as usize].summary();
+    let full = stats.hists[HistKind::ReadFull as usize].summary();
     let row = SummaryRow {
         run_id: plan.run_id.clone(),
         engine: plan.engine.name().to_string(),
@@ -540,6 +657,24 @@ fn summarize(
         seed: plan.seed,
         matches_started: started,
         matches_sealed: sealed,
+        reads: stats.reads,
+        read_bytes: stats.read_bytes,
+        reads_per_s: stats.reads as f64 / duration_s,
+        read_ttfb_p50_us: ttfb.p50_us,
+        read_ttfb_p99_us: ttfb.p99_us,
+        read_full_p50_us: full.p50_us,
+        read_full_p99_us: full.p99_us,
+        read_full_max_us: full.max_us,
+        io_read_p99_us: stats.hists[HistKind::IoRead as usize].quantile_us(0.99),
+        tail_reads: stats.tail_reads,
+        read_tail_p99_us: stats.hists[HistKind::ReadTail as usize].quantile_us(0.99),
+        read_errors: stats.read_errors,
+        reads_verified: verified,
+        reads_dropped: stats.reads_dropped,
+        reads_no_target: stats.reads_no_target,
+        prefill_matches,
+        prefill_bytes,
+        prefill_s,
         error: error.clone().unwrap_or_default(),
     };
     let timeseries = seconds
@@ -579,8 +714,39 @@ fn summarize(
             plan.writer.lag_limit_ms
         ));
     }
+    if reads_active && !verified {
+        notes.push(format!(
+            "replay reads not verified: engine {} does not store data (its reads return the buffer untouched)",
+            plan.engine.name()
+        ));
+    }
+    if stats.reads_dropped > 0 {
+        notes.push(format!(
+            "{} replay reads dropped: a worker's queue of waiting reads was full",
+            stats.reads_dropped
+        ));
+    }
+    if reads_active && plan.engine.name() == "buffered" && !plan.engine.direct() {
+        notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
+    }
     let detail = serde_json::json!({
         "options": plan.options_json(),
+        "reads": {
+            "active": reads_active,
+            "verified": verified,
+            "read_errors": read_error_msgs,
+            "prefill": {
+                "matches": prefill_matches,
+                "bytes": prefill_bytes,
+                "seconds": prefill_s,
+                "from_corpus": plan.corpus,
+            },
+            "ttfb_us": ttfb,
+            "full_us": full,
+            "tail_us": stats.hists[HistKind::ReadTail as usize].summary(),
+            "io_read_us": stats.hists[HistKind::IoRead as usize].summary(),
+            "tail_read_bytes": stats.tail_read_bytes,
+        },
         "caps": caps,
         "latency_us": {
             "lat": lat,

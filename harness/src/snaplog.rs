@@ -57,6 +57,12 @@ pub const END_PAYLOAD_BYTES: u32 = 16;
 /// block is zero.
 pub const FILE_HEADER_USED_BYTES: usize = 32;
 
+mod stream;
+pub use stream::{
+    check_header_block, index_log, FrameStream, KeyEntry, LogIndex, StreamError, StreamFrame,
+    StreamStatus,
+};
+
 const BLOCK_U64: u64 = BLOCK_BYTES as u64;
 const HEADER_U64: u64 = FRAME_HEADER_BYTES as u64;
 const FRAME_MAGIC_BYTES: [u8; 4] = FRAME_MAGIC.to_le_bytes();

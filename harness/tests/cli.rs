@@ -392,3 +392,203 @@ fn micro_uses_a_given_file() {
         .code(2)
         .stderr(predicates::str::contains("at least file_size"));
 }
+
+/// The value of column `name` in every row, parsed.
+fn column_u64(out: &Path, name: &str) -> Vec<u64> {
+    column(out, name)
+        .iter()
+        .map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{name}: {v}")))
+        .collect()
+}
+
+/// Every engine variant the writer tests cover.
+const READ_VARIANTS: &[&str] = &[
+    "null",
+    "buffered",
+    "buffered:direct=true",
+    "buffered:threads=4",
+    "buffered:direct=true,threads=4",
+    "uring",
+    "uring:fixed_buffers=true,fixed_files=true",
+    "uring:sqpoll=true,sqpoll_idle_ms=10",
+    "uring:direct=false",
+    "aio",
+    "aio:user_reap=true",
+];
+
+/// A quick run of `workload` over every variant: the prefill is written, replays are read and
+/// verified, and no read fails.
+fn reads_over_every_variant(workload: &str, extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut cmd = snapbench();
+    cmd.args(["run", "--quick", "--workload", workload])
+        .args(["--duration", "1", "--warmup", "0.3"])
+        .args(extra);
+    for v in READ_VARIANTS {
+        cmd.args(["--engine", v]);
+    }
+    let a = cmd
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert();
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    a.success();
+    assert_eq!(summary_rows(&out).len(), READ_VARIANTS.len());
+    let variants = column(&out, "variant");
+    for (i, (reads, errors)) in column_u64(&out, "reads")
+        .into_iter()
+        .zip(column_u64(&out, "read_errors"))
+        .enumerate()
+    {
+        assert!(reads > 0, "{}: no reads ({stderr})", variants[i]);
+        assert_eq!(errors, 0, "{}: read errors", variants[i]);
+    }
+    assert!(column_u64(&out, "prefill_matches").iter().all(|&m| m == 32));
+    assert!(column_u64(&out, "read_bytes").iter().all(|&b| b > 0));
+    let verified = column(&out, "reads_verified");
+    assert_eq!(verified[0], "false", "null's reads are not verified");
+    assert!(verified[1..].iter().all(|v| v == "true"));
+    assert!(column(&out, "status").iter().all(|s| s != "failed"));
+    for h in ["read_ttfb", "read_full"] {
+        assert!(out.join(format!("hist/02-buffered-{h}.hgrm")).exists());
+    }
+}
+
+#[test]
+fn replay_heavy_reads_verify_on_every_engine() {
+    // The preset's 2 reads per finished match is about one read every 4 s here (its 20 live
+    // viewers read from the start): ask for a rate so that every pattern of its 60/30/10 mix
+    // is exercised in a short window.
+    reads_over_every_variant("replay-heavy", &["--reads-per-s", "20"]);
+}
+
+#[test]
+fn fps_reads_verify_on_every_engine() {
+    // 0.1 reads per finished match is about one read a minute here: ask for a rate.
+    reads_over_every_variant(
+        "fps-128tick",
+        &["--reads-per-s", "40", "--read-bytes", "64k"],
+    );
+}
+
+#[test]
+fn live_viewers_follow_running_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--engine", "buffered", "--workload", "fps-128tick"])
+        .args(["--duration", "1.5", "--warmup", "0.2", "--matches", "16"])
+        .args(["--live-viewers", "4", "--reads-per-match", "0"])
+        .args(["--prefill-matches", "4", "--prefill-match-bytes", "64k"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(
+        column_u64(&out, "reads"),
+        vec![4],
+        "one catch-up per viewer"
+    );
+    assert!(column_u64(&out, "tail_reads")[0] > 10);
+    assert_eq!(column_u64(&out, "read_errors"), vec![0]);
+    assert!(!column(&out, "read_tail_p99_us")[0].is_empty());
+}
+
+/// Corrupt every log of a kept prefill and read it as the corpus of a second run: the run
+/// fails (exit 1) and names the file and the offset of the bad frame.
+#[test]
+fn corrupted_corpus_fails_reads_with_file_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    snapbench()
+        .args([
+            "run",
+            "--quick",
+            "--engine",
+            "buffered:direct=true,threads=2",
+        ])
+        .args(["--duration", "0.5", "--warmup", "0", "--reads-per-s", "5"])
+        .args(["--prefill-matches", "6", "--keep-files"])
+        .arg("--dir")
+        .arg(&first)
+        .arg("--out")
+        .arg(tmp.path().join("out1"))
+        .assert()
+        .success();
+    let corpus = first.join("01-buffered_direct_true_threads_2");
+    let logs: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            snaplog::parse_log_file_name(&p.file_name().unwrap().to_string_lossy())
+                .is_some_and(|id| id >= 1 << 56)
+        })
+        .collect();
+    assert_eq!(logs.len(), 6, "the prefill is kept");
+    let second = |engine: &str, out: &str| {
+        let mut c = snapbench();
+        c.args(["run", "--quick", "--engine", engine])
+            .args(["--duration", "0.5", "--warmup", "0", "--reads-per-s", "100"])
+            .args(["--read-mix", "100/0/0", "--corpus"])
+            .arg(&corpus)
+            .arg("--dir")
+            .arg(tmp.path().join("second"))
+            .arg("--out")
+            .arg(tmp.path().join(out));
+        c
+    };
+    // Read intact by another engine: clean.
+    second("uring", "out2").assert().success();
+    let out2 = tmp.path().join("out2");
+    assert_eq!(column_u64(&out2, "prefill_matches"), vec![6], "adopted");
+    assert!(column_u64(&out2, "reads")[0] > 10);
+    assert_eq!(column_u64(&out2, "read_errors"), vec![0]);
+    // Flip one payload byte of the first frame of every log.
+    for l in &logs {
+        let mut b = std::fs::read(l).unwrap();
+        b[4096 + 40] ^= 0x01;
+        std::fs::write(l, &b).unwrap();
+    }
+    let a = second("buffered", "out3").assert().code(1);
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("read verification")
+            && stderr.contains("at offset 4096")
+            && stderr.contains(".snap"),
+        "{stderr}"
+    );
+    let out3 = tmp.path().join("out3");
+    assert!(column_u64(&out3, "read_errors")[0] > 0);
+    assert_eq!(column(&out3, "status"), vec!["failed"]);
+    let named = logs
+        .iter()
+        .any(|l| stderr.contains(&l.file_name().unwrap().to_string_lossy().to_string()));
+    assert!(named, "{stderr}");
+}
+
+#[test]
+fn bad_read_fields_exit_2() {
+    rejects(&["--engine", "null", "--read-mix", "50/50/50"], "read_mix");
+    rejects(&["--engine", "null", "--read-bytes", "1000"], "read_bytes");
+    rejects(&["--engine", "null", "--read-pacing", "2x"], "read_pacing");
+    rejects(
+        &["--engine", "null", "--corpus", "/nonexistent"],
+        "--corpus",
+    );
+    rejects(
+        &[
+            "--engine",
+            "null",
+            "--reads-per-match",
+            "0",
+            "--corpus",
+            "/tmp",
+        ],
+        "no read side",
+    );
+}

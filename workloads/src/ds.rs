@@ -740,6 +740,94 @@ impl DsSchedule {
     }
 }
 
+/// One snapshot of a [`MatchSnapshots`] sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchSnapshot {
+    /// 0, 1, 2, … within the match.
+    pub seq: u64,
+    /// Generation time, ns since the match started.
+    pub t_ns: u64,
+    /// Delta or keyframe.
+    pub kind: SnapKind,
+    /// Payload length, `16..=MAX_PAYLOAD_BYTES`.
+    pub payload_bytes: u32,
+}
+
+/// The snapshots of one fresh match (age 0), generated without a run clock: what the prefill
+/// writes ahead of a run as a finished log. The same model as [`DsSchedule`] (sizes, bursts,
+/// shrinking, keyframe spacing, duration), with the match's own random stream
+/// [`seed::rng_for`]`(seed, match_id)`; times are generation times since the match started (a
+/// batching DS would deliver them later, which a finished log does not show). Ends at the
+/// match's end; no allocation per snapshot.
+#[derive(Clone, Debug)]
+pub struct MatchSnapshots {
+    model: Model,
+    rng: Pcg64Mcg,
+    next_seq: u64,
+    first_snap_ns: f64,
+    duration_ns: f64,
+}
+
+impl MatchSnapshots {
+    /// The snapshots of match `match_id` under `seed`; an error for invalid parameters.
+    pub fn new(params: &DsParams, seed: u64, match_id: u64) -> Result<MatchSnapshots, String> {
+        params.validate()?;
+        let model = Model::new(params);
+        let mut rng = seed::rng_for(seed, match_id);
+        // The same draws, in the same order, as a match of the schedule.
+        let z: f64 = rng.sample(StandardNormal);
+        let minutes = (model.dur_mu + model.dur_sigma * z)
+            .exp()
+            .clamp(model.dur_min_min, model.dur_max_min);
+        let duration_ns = minutes * model.ns_per_match_minute;
+        let _age: f64 = rng.random();
+        let snap_phase: f64 = rng.random();
+        let _send_phase: f64 = rng.random();
+        Ok(MatchSnapshots {
+            first_snap_ns: snap_phase * model.period_ns,
+            model,
+            rng,
+            next_seq: 0,
+            duration_ns,
+        })
+    }
+
+    /// Length of the match, ns (compressed by `time_scale`).
+    pub fn duration_ns(&self) -> u64 {
+        self.duration_ns as u64
+    }
+}
+
+impl Iterator for MatchSnapshots {
+    type Item = MatchSnapshot;
+
+    fn next(&mut self) -> Option<MatchSnapshot> {
+        let md = &self.model;
+        let seq = self.next_seq;
+        let gen_ns = self.first_snap_ns + seq as f64 * md.period_ns;
+        if gen_ns >= self.duration_ns {
+            return None;
+        }
+        self.next_seq += 1;
+        let (kind, payload_bytes) = if seq % md.keyframe_every == 0 {
+            (SnapKind::Keyframe, md.keyframe_bytes)
+        } else {
+            let progress = if md.shrink {
+                gen_ns / self.duration_ns
+            } else {
+                0.0
+            };
+            (SnapKind::Delta, md.delta_bytes(&mut self.rng, progress))
+        };
+        Some(MatchSnapshot {
+            seq,
+            t_ns: gen_ns as u64,
+            kind,
+            payload_bytes,
+        })
+    }
+}
+
 impl Iterator for DsSchedule {
     type Item = DsEvent;
 

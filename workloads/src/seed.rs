@@ -8,6 +8,7 @@
 //! | [`STREAM_ARRIVALS`] (0) | the DS model's match-arrival process |
 //! | `match_id` (1, 2, …) | everything random about one DS match |
 //! | [`STREAM_MICRO_BASE`] `+ worker` | the offsets of one micro-pattern worker |
+//! | [`STREAM_READS_BASE`] `+ worker` | the one-shot replay reads of one DS worker |
 
 use rand_pcg::Pcg64Mcg;
 
@@ -16,6 +17,9 @@ pub const STREAM_ARRIVALS: u64 = 0;
 
 /// First stream number of the micro patterns: worker `w` uses `STREAM_MICRO_BASE + w`.
 pub const STREAM_MICRO_BASE: u64 = 1 << 63;
+
+/// First stream number of the DS read side: worker `w` uses `STREAM_READS_BASE + w`.
+pub const STREAM_READS_BASE: u64 = (1 << 63) + (1 << 62);
 
 /// One step of SplitMix64 (Steele, Lea and Flood, 2014): a bijective 64-bit mixer.
 #[inline]

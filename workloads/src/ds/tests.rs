@@ -733,3 +733,47 @@ fn event_accessors() {
     assert_eq!((e.t_ns(), e.match_id()), (9, 8));
     assert_eq!(SnapKind::Keyframe as u32, 1);
 }
+
+#[test]
+fn match_snapshots_follow_the_model() {
+    let p = DsParams::preset("fps-128tick").unwrap();
+    let a: Vec<MatchSnapshot> = MatchSnapshots::new(&p, 3, 77)
+        .unwrap()
+        .take(20_000)
+        .collect();
+    let b: Vec<MatchSnapshot> = MatchSnapshots::new(&p, 3, 77)
+        .unwrap()
+        .take(20_000)
+        .collect();
+    assert_eq!(a, b, "seeded");
+    let every = (p.keyframe_s * p.record_hz).round() as u64;
+    for (i, s) in a.iter().enumerate() {
+        assert_eq!(s.seq, i as u64);
+        let key = s.seq % every == 0;
+        assert_eq!(s.kind == SnapKind::Keyframe, key);
+        if key {
+            assert_eq!(s.payload_bytes, p.keyframe_bytes);
+        }
+    }
+    let period = 1e9 / p.record_hz;
+    assert!(a[0].t_ns < period as u64);
+    let span = (a[19_999].t_ns - a[0].t_ns) as f64;
+    assert!((span - 19_999.0 * period).abs() < 2.0, "{span}");
+    let mean = a
+        .iter()
+        .filter(|s| s.kind == SnapKind::Delta)
+        .map(|s| f64::from(s.payload_bytes))
+        .sum::<f64>()
+        / a.iter().filter(|s| s.kind == SnapKind::Delta).count() as f64;
+    // 800 B mean with 2 % bursts × 8 (≈ ×1.14), loosely.
+    assert!((800.0..1100.0).contains(&mean), "{mean}");
+    // A compressed match ends: every snapshot lies before its duration.
+    let short = DsParams {
+        time_scale: 600.0,
+        ..p
+    };
+    let m = MatchSnapshots::new(&short, 3, 77).unwrap();
+    let d = m.duration_ns();
+    let all: Vec<MatchSnapshot> = m.collect();
+    assert!(!all.is_empty() && all.iter().all(|s| s.t_ns < d));
+}
