@@ -8,8 +8,9 @@
 //! offset `staged_off`, and flushes it with engine writes when `segment_bytes` are unflushed or
 //! `flush_ms` after the oldest unflushed snapshot. Engines that need aligned I/O (O_DIRECT) get
 //! whole blocks: the partial tail block stays in staging and is rewritten, zero-padded, by the
-//! next flush; a flush never starts while a write of that tail block is in flight, so two
-//! writes of one block are never in flight together. Logs are preallocated in
+//! next flush. At most one write per log is in flight (a flush bigger than one write goes out
+//! chunk by chunk as each completes), so a later write can never become durable before an
+//! earlier one and a power cut leaves a log torn, never with a hole before valid frames. Logs are preallocated in
 //! `prealloc_bytes` chunks (fallocate) before a write reaches past the allocated end.
 //!
 //! A snapshot is *written* when every byte up to its end has been written (writes complete out
@@ -1053,100 +1054,102 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 m.oldest_unflushed_t = None;
                 return;
             }
-            if m.tail_busy || m.alloc_busy {
+            // One write per log in flight: a later write must never become durable before an
+            // earlier one (dsync, or another log's sync committing the shared journal), or a
+            // power cut leaves a hole followed by valid frames.
+            if m.tail_busy || m.alloc_busy || !m.writes.is_empty() {
                 m.flush_wanted = true;
                 return;
             }
         }
-        loop {
-            // `staging` holds the file's bytes from `base` to `next_off`; it is only trimmed
-            // after the loop, while `staged_off` moves forward chunk by chunk.
-            let (start, data_end, alloc_end, base) = {
-                let m = self.log(slot);
-                (
-                    m.staged_off,
-                    m.next_off,
-                    m.alloc_end,
-                    m.next_off - m.staging.len() as u64,
-                )
-            };
-            let mut end = data_end.div_ceil(align) * align;
-            if end - start > max_write {
-                end = start + max_write;
-            }
-            let chunk_data_end = end.min(data_end);
-            if end > alloc_end {
-                let grow = (end - alloc_end).div_ceil(self.prealloc_bytes) * self.prealloc_bytes;
-                let m = self.log_mut(slot);
-                m.alloc_busy = true;
-                m.flush_wanted = true;
-                self.submit(
-                    OpRec::Allocate { slot, len: grow },
-                    Op::Allocate {
-                        file: MatchId(self.log(slot).id),
-                        offset: alloc_end,
-                        len_bytes: grow,
-                    },
-                );
-                return;
-            }
-            if !self.has_room() {
-                self.defer(slot);
-                return;
-            }
-            let len = (end - start) as usize;
-            let Some(mut buf) = self.eng.alloc_buf(len) else {
-                self.defer(slot);
-                return;
-            };
-            let id;
-            {
-                let m = self.log_mut(slot);
-                id = m.id;
-                let data_len = (chunk_data_end - start) as usize;
-                let from = (start - base) as usize;
-                let b = buf.as_mut();
-                b[..data_len].copy_from_slice(&m.staging[from..from + data_len]);
-                b[data_len..].fill(0);
-                let tail = end > chunk_data_end;
-                m.writes.push_back((chunk_data_end, false));
-                m.submitted_off = chunk_data_end;
-                if tail {
-                    m.tail_busy = true;
-                    m.staged_off = chunk_data_end / align * align;
-                } else {
-                    m.staged_off = end;
-                }
-            }
-            let submit_ns = self.clock.now_ns();
-            self.note_flush_lag(slot, submit_ns);
-            let dsync = self.durability == Durability::Dsync;
+        // `staging` holds the file's bytes from `base` to `next_off`; it is only trimmed
+        // below, after `staged_off` has moved past the chunk written now.
+        let (start, data_end, alloc_end, base) = {
+            let m = self.log(slot);
+            (
+                m.staged_off,
+                m.next_off,
+                m.alloc_end,
+                m.next_off - m.staging.len() as u64,
+            )
+        };
+        let mut end = data_end.div_ceil(align) * align;
+        if end - start > max_write {
+            end = start + max_write;
+        }
+        let chunk_data_end = end.min(data_end);
+        if end > alloc_end {
+            let grow = (end - alloc_end).div_ceil(self.prealloc_bytes) * self.prealloc_bytes;
+            let m = self.log_mut(slot);
+            m.alloc_busy = true;
+            m.flush_wanted = true;
             self.submit(
-                OpRec::Write {
-                    slot,
-                    offset: start,
-                    data_end: chunk_data_end,
-                    tail: end > chunk_data_end,
-                    submit_ns,
-                },
-                Op::Write {
-                    file: MatchId(id),
-                    offset: start,
-                    buf,
-                    dsync,
+                OpRec::Allocate { slot, len: grow },
+                Op::Allocate {
+                    file: MatchId(self.log(slot).id),
+                    offset: alloc_end,
+                    len_bytes: grow,
                 },
             );
-            let m = self.log(slot);
-            if m.tail_busy || m.submitted_off == m.next_off {
-                break;
+            return;
+        }
+        if !self.has_room() {
+            self.defer(slot);
+            return;
+        }
+        let len = (end - start) as usize;
+        let Some(mut buf) = self.eng.alloc_buf(len) else {
+            self.defer(slot);
+            return;
+        };
+        let id;
+        {
+            let m = self.log_mut(slot);
+            id = m.id;
+            let data_len = (chunk_data_end - start) as usize;
+            let from = (start - base) as usize;
+            let b = buf.as_mut();
+            b[..data_len].copy_from_slice(&m.staging[from..from + data_len]);
+            b[data_len..].fill(0);
+            let tail = end > chunk_data_end;
+            m.writes.push_back((chunk_data_end, false));
+            m.submitted_off = chunk_data_end;
+            if tail {
+                m.tail_busy = true;
+                m.staged_off = chunk_data_end / align * align;
+            } else {
+                m.staged_off = end;
             }
         }
+        let submit_ns = self.clock.now_ns();
+        self.note_flush_lag(slot, submit_ns);
+        let dsync = self.durability == Durability::Dsync;
+        self.submit(
+            OpRec::Write {
+                slot,
+                offset: start,
+                data_end: chunk_data_end,
+                tail: end > chunk_data_end,
+                submit_ns,
+            },
+            Op::Write {
+                file: MatchId(id),
+                offset: start,
+                buf,
+                dsync,
+            },
+        );
         // Drop what no later write needs (kept: the partial tail block, for its rewrite).
         let m = self.log_mut(slot);
         let drop_bytes = (m.staged_off - (m.next_off - m.staging.len() as u64)) as usize;
         m.staging.drain(..drop_bytes);
-        m.flush_wanted = false;
-        m.oldest_unflushed_t = None;
+        if m.submitted_off == m.next_off {
+            m.flush_wanted = false;
+            m.oldest_unflushed_t = None;
+        } else {
+            // The rest goes out when this write completes (`advance`).
+            m.flush_wanted = true;
+        }
     }
 
     /// A flush that goes out after its deadline (the engine pushed back, or its pool ran dry)

@@ -1,8 +1,9 @@
 //! CLI tests: real runs on temp dirs (short windows), bad input, verify, ack log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use snapbench::snaplog;
 
 #[path = "support/acks.rs"]
 mod acks;

@@ -1,10 +1,10 @@
 //! Crash safety of the log writer, end to end through the CLI: a DS run with `--ack-log` is
 //! stopped at seeded random moments, then every frame the ack log names must be in its log and
-//! valid, and `snapbench verify --recover` must pass the data dir (holes aside, see below).
+//! valid, and `snapbench verify --recover` must pass the data dir.
 //!
 //! * **Process crash** (any user): SIGKILL. The page cache survives a killed process, so this
 //!   proves the writer never acknowledges a frame before its write completed, and that what a
-//!   killed writer leaves is sealed, open or torn, never damaged (holes aside). It cannot catch
+//!   killed writer leaves is sealed, open or torn, never damaged. It cannot catch
 //!   a missing fdatasync.
 //! * **Power cut** (root; `.ci/run` runs `--ignored` as root): the run writes to a scratch ext4
 //!   mounted with `commit=60` (only explicit syncs commit its journal), the ack log lives on
@@ -21,14 +21,12 @@
 //!   started, none from one that returned before it. Late acks are counted and printed
 //!   (`acked_after_cut_began`, `of_those_lost`), not judged.
 //!
-//! **Holes.** The writer can have several writes of one log in flight (a flush larger than a
-//! write buffer, or a page-cache engine with a thread pool), so a crash can leave a later write
-//! on disk and an earlier one not: zero blocks after the durable prefix, then valid frames.
-//! SNAPLOG1 calls that damaged (a bad spot followed by an intact frame), and verify says so. Seen
-//! after power cuts with uring (a handful of logs in ~200 cuts with 32 KiB snapshots and 8 KiB
-//! segments), never after SIGKILL so far. Until DESIGN.md or the writer settles it, such logs
-//! are printed (`crash-hole`) and counted (`holes=`) but do not fail the test, provided every
-//! acknowledged frame lies in the valid prefix before the hole; any other damaged log fails.
+//! **Holes.** A crash must never leave zero blocks after a log's durable prefix followed by
+//! valid frames (SNAPLOG1 calls that damaged). It happened when the writer had several writes of
+//! one log in flight (a later one became durable first: seen after uring power cuts with 32 KiB
+//! snapshots and 8 KiB segments); the writer now keeps one write per log in flight, and any
+//! damaged log fails the test. Such logs are still printed (`crash-hole`) and counted (`holes=`)
+//! to say what went wrong.
 //!
 //! Each test prints one `crash-table` line per policy (cuts, frames acknowledged, frames lost,
 //! log states) and one `crash-log` line per torn or damaged log to stderr;
@@ -287,13 +285,12 @@ fn judge(cut: &Cut, r: &AckReport, verify: &(i32, String), failures: &mut Vec<St
             r.frames_lost, r.losses
         ));
     }
-    // Damaged logs that hold a hole past their valid prefix (every acknowledged frame before
-    // it, checked above) are reported, not failed: see the module documentation.
-    let only_holes = verify.0 == 1 && r.states[3] > 0 && r.states[3] == r.holes;
+    // A hole past the valid prefix means a later write became durable before an earlier one:
+    // named here, and failed below like any other damaged log.
     for h in &r.hole_logs {
         eprintln!("crash-hole {what}: {h}");
     }
-    if verify.0 != 0 && !only_holes {
+    if verify.0 != 0 {
         failures.push(format!(
             "{what}: verify --recover exited {}:\n{}",
             verify.0, verify.1
