@@ -37,6 +37,7 @@ pub mod buffered;
 mod exec;
 pub mod knobs;
 pub mod null;
+pub mod spsc;
 pub mod uring;
 
 use std::fmt;
