@@ -27,8 +27,8 @@
 //!   work — the one syscall a completion costs (without the flag check, COOP_TASKRUN alone
 //!   would leave completions until the next 4 ms tick). With `sqpoll=true` the ring is
 //!   `SQPOLL | SINGLE_ISSUER` instead: a kernel thread submits and completes, the reactor makes no
-//!   syscall at all (the kernel forbids the taskrun flags with SQPOLL), and that thread spins on
-//!   a second core. IOPOLL (SPDK's true completion polling) needs NVMe poll queues: the probe
+//!   syscall while that thread is awake (the kernel forbids the taskrun flags with SQPOLL), and
+//!   that thread spins on a second core. IOPOLL (SPDK's true completion polling) needs NVMe poll queues: the probe
 //!   reports whether the device has them and the engine never enables it.
 //! - **spdk_thread_send_msg** — [`Poll::send_msg`]: a function pointer and three argument words
 //!   ([`Msg`]) put on a bounded single-producer single-consumer ring ([`crate::spsc`]) to the
