@@ -37,6 +37,8 @@ pub mod buffered;
 mod exec;
 pub mod knobs;
 pub mod null;
+pub mod poll;
+pub mod spsc;
 pub mod uring;
 
 use std::fmt;
@@ -273,6 +275,9 @@ pub struct EngineConfig {
 pub struct RunShared {
     /// `uring:attach_wq=true`: a duplicate of the first ring's fd, whose io-wq later rings attach to.
     pub uring_wq_fd: std::sync::Mutex<Option<std::os::fd::OwnedFd>>,
+    /// `poll`: the message rings between the run's reactors, built by the first reactor to
+    /// start; each reactor takes its own ends once.
+    pub poll_mesh: std::sync::Mutex<Option<poll::Mesh>>,
 }
 
 /// The I/O path of a replay recorder, as one worker thread sees it.
@@ -375,6 +380,8 @@ pub enum EngineSpec {
     Uring(uring::UringKnobs),
     /// The `aio` engine.
     Aio(aio::AioKnobs),
+    /// The `poll` engine.
+    Poll(poll::PollKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -409,6 +416,11 @@ pub const ENGINES: &[EngineInfo] = &[
         summary: "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default",
         knobs: aio::KNOBS,
     },
+    EngineInfo {
+        name: "poll",
+        summary: "SPDK's execution model over io_uring (real SPDK needs NVMe bound to vfio + hugepages): each worker a pinned reactor that never sleeps, pollers, its own ring, message passing; one busy core per worker",
+        knobs: poll::KNOBS,
+    },
 ];
 
 /// Result of probing one engine or knob on this machine and target.
@@ -442,6 +454,7 @@ impl EngineSpec {
             "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
             "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
             "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
+            "poll" => EngineSpec::Poll(poll::PollKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -453,6 +466,7 @@ impl EngineSpec {
             EngineSpec::Buffered(_) => "buffered",
             EngineSpec::Uring(_) => "uring",
             EngineSpec::Aio(_) => "aio",
+            EngineSpec::Poll(_) => "poll",
         }
     }
 
@@ -482,6 +496,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.values(),
             EngineSpec::Uring(k) => k.values(),
             EngineSpec::Aio(k) => k.values(),
+            EngineSpec::Poll(k) => k.values(),
         }
     }
 
@@ -492,6 +507,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.direct,
             EngineSpec::Uring(k) => k.direct,
             EngineSpec::Aio(k) => k.direct,
+            EngineSpec::Poll(k) => k.direct,
         }
     }
 
@@ -499,6 +515,7 @@ impl EngineSpec {
     pub fn warnings(&self) -> Vec<String> {
         match self {
             EngineSpec::Aio(k) => aio::warnings(k),
+            EngineSpec::Poll(k) => poll::warnings(k),
             _ => Vec::new(),
         }
     }
@@ -550,6 +567,10 @@ impl EngineSpec {
                     (p.what != "direct" || k.direct) && (p.what != "user_reap" || k.user_reap)
                 })
                 .collect(),
+            EngineSpec::Poll(k) => poll::probe(dir)
+                .into_iter()
+                .filter(|p| k.uses(&p.what))
+                .collect(),
         }
     }
 
@@ -560,6 +581,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
             EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
             EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
+            EngineSpec::Poll(k) => v.visit(poll::PollFactory(k.clone())),
         }
     }
 }
@@ -577,6 +599,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                 }],
                 "uring" => uring::probe(dir),
                 "aio" => aio::probe(dir),
+                "poll" => poll::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

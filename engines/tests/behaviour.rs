@@ -444,6 +444,9 @@ every_engine! {
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
     aio_buffered => "aio:direct=false",
+    poll => "poll",
+    poll_sqpoll => "poll:sqpoll=true,sqpoll_idle_ms=10",
+    poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not
