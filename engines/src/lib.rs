@@ -37,6 +37,7 @@ pub mod buffered;
 mod exec;
 pub mod knobs;
 pub mod null;
+pub mod tokio_engine;
 pub mod uring;
 
 use std::fmt;
@@ -375,6 +376,8 @@ pub enum EngineSpec {
     Uring(uring::UringKnobs),
     /// The `aio` engine.
     Aio(aio::AioKnobs),
+    /// The `tokio` engine.
+    Tokio(tokio_engine::TokioKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -409,6 +412,11 @@ pub const ENGINES: &[EngineInfo] = &[
         summary: "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default",
         knobs: aio::KNOBS,
     },
+    EngineInfo {
+        name: "tokio",
+        summary: "tokio's blocking pool doing positioned I/O (what tokio::fs does inside); page cache by default",
+        knobs: tokio_engine::KNOBS,
+    },
 ];
 
 /// Result of probing one engine or knob on this machine and target.
@@ -442,6 +450,7 @@ impl EngineSpec {
             "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
             "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
             "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
+            "tokio" => EngineSpec::Tokio(tokio_engine::TokioKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -453,6 +462,7 @@ impl EngineSpec {
             EngineSpec::Buffered(_) => "buffered",
             EngineSpec::Uring(_) => "uring",
             EngineSpec::Aio(_) => "aio",
+            EngineSpec::Tokio(_) => "tokio",
         }
     }
 
@@ -482,6 +492,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.values(),
             EngineSpec::Uring(k) => k.values(),
             EngineSpec::Aio(k) => k.values(),
+            EngineSpec::Tokio(k) => k.values(),
         }
     }
 
@@ -492,6 +503,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.direct,
             EngineSpec::Uring(k) => k.direct,
             EngineSpec::Aio(k) => k.direct,
+            EngineSpec::Tokio(k) => k.direct,
         }
     }
 
@@ -550,6 +562,12 @@ impl EngineSpec {
                     (p.what != "direct" || k.direct) && (p.what != "user_reap" || k.user_reap)
                 })
                 .collect(),
+            EngineSpec::Tokio(k) => tokio_engine::probe(dir)
+                .into_iter()
+                .filter(|p| {
+                    (p.what != "direct" || k.direct) && p.what != tokio_engine::IO_URING_WHAT
+                })
+                .collect(),
         }
     }
 
@@ -560,6 +578,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
             EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
             EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
+            EngineSpec::Tokio(k) => v.visit(tokio_engine::TokioFactory(k.clone())),
         }
     }
 }
@@ -577,6 +596,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                 }],
                 "uring" => uring::probe(dir),
                 "aio" => aio::probe(dir),
+                "tokio" => tokio_engine::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

@@ -444,6 +444,10 @@ every_engine! {
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
     aio_buffered => "aio:direct=false",
+    tokio => "tokio",
+    tokio_multi => "tokio:flavor=multi",
+    tokio_direct => "tokio:direct=true",
+    tokio_small_pool => "tokio:max_blocking_threads=2",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not
