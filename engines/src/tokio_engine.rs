@@ -1,16 +1,32 @@
 //! `tokio`: the baseline of a typical Rust service — positioned I/O on tokio's blocking pool,
 //! which is what `tokio::fs` does inside (`asyncify`: `spawn_blocking(f).await`).
 //!
-//! ## What one I/O costs
+//! ## What one I/O costs: the bridge
 //!
-//! `submit` spawns one async task on the worker's runtime; that task awaits
-//! `tokio::task::spawn_blocking` running the op's blocking syscalls (the op and its buffer move
-//! into the job) and then sends the result into a bounded `tokio::sync::mpsc` channel that
-//! `reap` drains. That is the shape of a service in which each write is awaited by a task, and
-//! it is paid in full here: **two task allocations per I/O** (the async task and the blocking
-//! task; tokio allocates a task cell for each, a service pays the same), one hand-off to a pool
-//! thread, one wake of the awaiting task and one channel send. No buffer is allocated per I/O:
-//! buffers come from the engine's bounded [`BufPool`](crate::BufPool).
+//! `submit` moves the op (and its buffer) into a job on the worker's runtime; the job's blocking
+//! syscalls run on a thread of tokio's blocking pool. How the completion comes back is the
+//! `bridge` knob, and both are paid in full:
+//!
+//! - `bridge=channel` (default): the job is `Runtime::spawn_blocking`; when its syscalls return
+//!   it puts the completion into a bounded `tokio::sync::mpsc` channel (capacity = the queue
+//!   depth, more than can be outstanding, so it never waits). `reap` takes what is there and,
+//!   when nothing is, awaits the channel on the runtime: `Runtime::block_on` of
+//!   `tokio::time::timeout_at(deadline, recv())`, so the worker sleeps in tokio's driver until a
+//!   completion or the deadline. **One task allocation per I/O** (the blocking task's cell;
+//!   `spawn_blocking` allocates it, a tokio service pays the same), one hand-off to a pool
+//!   thread, one wake of the worker.
+//! - `bridge=task`: the shape of `tokio::fs` (`asyncify`): each I/O is an async task spawned on
+//!   the runtime that awaits `spawn_blocking(..)`'s `JoinHandle` and then sends the completion.
+//!   **Two task allocations per I/O** and one more wake and poll: the blocking thread wakes the
+//!   task, the task wakes the worker.
+//!
+//! Measured on the 2-core VM (4 KiB page-cache reads, CPU time per op, three rounds, under heavy
+//! load from parallel builds, so only the ratios mean anything): in batches of 32, `channel`
+//! cost 6–10 µs, `task` 10–16 µs (current-thread) and 28–37 µs (multi-thread); a third bridge,
+//! the job sending into a `std::sync::mpsc` channel that `reap` waits on with `recv_timeout`
+//! (tokio reduced to a thread pool), cost the same as `channel` (7–8 µs), so the bridge that keeps
+//! tokio's own wait on the path was kept. No buffer is allocated per I/O: buffers come from the
+//! engine's bounded [`BufPool`](crate::BufPool).
 //!
 //! The blocking job issues the same syscalls as `std::os::unix::fs::FileExt::write_all_at` /
 //! `read_at` (`pwrite`/`pread`, short transfers completed, EINTR and EAGAIN retried) plus
@@ -22,18 +38,17 @@
 //!
 //! ## Runtimes
 //!
-//! Each harness worker builds its own runtime in the factory's `build`, on the worker thread:
+//! Each harness worker builds its own runtime in the factory's `build`, on the worker thread
+//! (share-nothing: one runtime per harness worker, not one per process):
 //!
-//! - `flavor=current` (default): a current-thread runtime. Its tasks run only while the worker is
-//!   inside `reap`, which drives it with `Runtime::block_on` (`tokio::time::timeout_at` over the
-//!   channel's `recv`, so the worker sleeps in tokio's driver until a completion or the
-//!   deadline). A reap whose deadline has passed still runs the ready tasks once
-//!   (`block_on(yield_now())`), so it never waits but never misses a finished I/O either.
-//! - `flavor=multi`: a multi-thread runtime with `workers` worker threads (default 2); the tasks
-//!   run there and the harness worker only waits on the channel (through `block_on` with a
-//!   deadline, or `try_recv`). This adds a cross-thread wake per I/O, as in a service on
-//!   `#[tokio::main]`. The runtime is still one per harness worker (share-nothing), not one per
-//!   process.
+//! - `flavor=current` (default): a current-thread runtime. Its tasks and timers run only while
+//!   the worker is inside `reap` (`block_on`). With `bridge=task`, a reap whose deadline has
+//!   passed still runs the ready tasks once (`block_on(yield_now())`): it never waits but never
+//!   misses a finished I/O either.
+//! - `flavor=multi`: a multi-thread runtime with `workers` worker threads (default 2), as in a
+//!   service on `#[tokio::main]`. With `bridge=task` the per-I/O tasks run on those workers, a
+//!   cross-thread hop per I/O; with `bridge=channel` the workers only run tokio's timer driver
+//!   (the worker's `block_on` parks its own thread), so it costs about what `current` does.
 //! - `max_blocking_threads` bounds the runtime's blocking pool. The default, 0, means the
 //!   worker's queue depth (at most 512, tokio's own default): every op the harness may have in
 //!   flight gets a thread, as tokio's default of 512 gives a service at these depths, so no op
@@ -98,6 +113,12 @@ pub const KNOBS: &[KnobSpec] = &[
         help: "worker threads of the multi-thread runtime (flavor=multi only)",
     },
     KnobSpec {
+        name: "bridge",
+        kind: KnobKind::Choice(&["channel", "task"]),
+        default: "channel",
+        help: "channel = the blocking job sends its completion to a channel reap awaits; task = a task per I/O awaits spawn_blocking (tokio::fs's shape)",
+    },
+    KnobSpec {
         name: "max_blocking_threads",
         kind: KnobKind::Uint { min: 0, max: 4096 },
         default: "0",
@@ -125,6 +146,26 @@ impl Flavor {
     }
 }
 
+/// How a completion gets from tokio's blocking pool back to the worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Bridge {
+    /// The blocking job sends its completion into a bounded channel that `reap` awaits.
+    #[default]
+    Channel,
+    /// An async task per I/O awaits `spawn_blocking`'s handle, then sends (tokio::fs's shape).
+    Task,
+}
+
+impl Bridge {
+    /// The knob word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bridge::Channel => "channel",
+            Bridge::Task => "task",
+        }
+    }
+}
+
 /// Parsed knobs of the `tokio` engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokioKnobs {
@@ -134,6 +175,8 @@ pub struct TokioKnobs {
     pub flavor: Flavor,
     /// Worker threads of a multi-thread runtime.
     pub workers: u32,
+    /// How completions come back.
+    pub bridge: Bridge,
     /// Blocking pool size (0 = the worker's queue depth, capped at 512).
     pub max_blocking_threads: u32,
 }
@@ -144,6 +187,7 @@ impl Default for TokioKnobs {
             direct: false,
             flavor: Flavor::Current,
             workers: 2,
+            bridge: Bridge::Channel,
             max_blocking_threads: 0,
         }
     }
@@ -170,6 +214,10 @@ impl TokioKnobs {
             direct: get_bool(v, "direct"),
             flavor,
             workers,
+            bridge: match get_choice(v, "bridge") {
+                "task" => Bridge::Task,
+                _ => Bridge::Channel,
+            },
             max_blocking_threads: get_uint(v, "max_blocking_threads") as u32,
         })
     }
@@ -180,6 +228,7 @@ impl TokioKnobs {
             ("direct", self.direct.to_string()),
             ("flavor", self.flavor.name().to_string()),
             ("workers", self.workers.to_string()),
+            ("bridge", self.bridge.name().to_string()),
             (
                 "max_blocking_threads",
                 self.max_blocking_threads.to_string(),
@@ -262,6 +311,7 @@ impl RecorderFactory for TokioFactory {
 pub struct TokioEngine {
     caps: Caps,
     flavor: Flavor,
+    bridge: Bridge,
     dir: PathBuf,
     /// The engine's directory, open for `SyncDir`.
     dir_file: File,
@@ -322,6 +372,7 @@ impl TokioEngine {
                 stores_data: true,
             },
             flavor: knobs.flavor,
+            bridge: knobs.bridge,
             dir: cfg.dir.clone(),
             dir_file,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
@@ -394,24 +445,26 @@ impl Recorder for TokioEngine {
         };
         let tx = self.done_tx.clone();
         let rt = self.rt.as_ref().expect("runtime lives until drop");
-        // One async task per I/O awaiting the blocking job: tokio::fs's `asyncify`.
-        drop(rt.spawn(async move {
-            let done = match tokio::task::spawn_blocking(move || exec::execute(token, job)).await {
-                Ok(done) => done,
-                // The job panicked (or the runtime is shutting down): the op failed and its
-                // buffer is gone with the job.
-                Err(e) => Done {
-                    token,
-                    kind,
-                    res: Err(io::Error::other(format!("tokio: blocking job failed: {e}"))),
-                    buf: None,
-                    opened: None,
-                },
-            };
-            // The channel holds `max_in_flight` completions, more than can be outstanding, so
-            // this never waits; it fails only when the engine is gone.
-            let _ = tx.send(done).await;
-        }));
+        // The JoinHandles are dropped: the completion travels through the channel instead.
+        match self.bridge {
+            Bridge::Channel => drop(rt.spawn_blocking(move || {
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    exec::execute(token, job)
+                }))
+                .unwrap_or_else(|_| failed(token, kind, "blocking job panicked"));
+                // Capacity `max_in_flight` is more than can be outstanding, so this never
+                // finds the channel full; it fails only when the engine is gone.
+                let _ = tx.try_send(done);
+            })),
+            Bridge::Task => drop(rt.spawn(async move {
+                let done =
+                    match tokio::task::spawn_blocking(move || exec::execute(token, job)).await {
+                        Ok(done) => done,
+                        Err(e) => failed(token, kind, &e.to_string()),
+                    };
+                let _ = tx.send(done).await;
+            })),
+        }
         self.spawned += 1;
         Ok(())
     }
@@ -448,7 +501,7 @@ impl Recorder for TokioEngine {
                 Ok(None) => return Err(io::Error::other("tokio: completion channel closed")),
                 Err(_elapsed) => {}
             }
-        } else if self.flavor == Flavor::Current {
+        } else if self.flavor == Flavor::Current && self.bridge == Bridge::Task {
             // Past the deadline: never wait, but run the tasks whose blocking jobs finished
             // (a current-thread runtime runs them only inside `block_on`).
             rt.block_on(tokio::task::yield_now());
@@ -462,10 +515,21 @@ impl Recorder for TokioEngine {
     }
 }
 
+/// The completion of a job that panicked: the op failed, and its buffer went with the job.
+fn failed(token: u64, kind: crate::OpKind, why: &str) -> Done {
+    Done {
+        token,
+        kind,
+        res: Err(io::Error::other(format!("tokio: {why}"))),
+        buf: None,
+        opened: None,
+    }
+}
+
 impl Drop for TokioEngine {
     fn drop(&mut self) {
-        // Dropping the runtime waits for blocking jobs already running (tokio cannot cancel
-        // them), so no job still uses a descriptor closed below.
+        // Dropping the runtime waits for the blocking jobs already running (tokio cannot
+        // cancel them) and drops those not started, so no job uses a descriptor closed below.
         drop(self.rt.take());
         for (_, fd) in self.files.drain() {
             let _ = exec::execute(0, Job::Close { fd });
@@ -485,8 +549,10 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         assert_eq!(knobs("").unwrap(), TokioKnobs::default());
-        let k = knobs("flavor=multi,workers=4,max_blocking_threads=8,direct=true").unwrap();
+        let k =
+            knobs("flavor=multi,workers=4,max_blocking_threads=8,direct=true,bridge=task").unwrap();
         assert_eq!(k.flavor, Flavor::Multi);
+        assert_eq!(k.bridge, Bridge::Task);
         assert_eq!(k.workers, 4);
         assert!(k.direct);
         assert_eq!(k.blocking_threads(256), 8);

@@ -446,6 +446,8 @@ every_engine! {
     aio_buffered => "aio:direct=false",
     tokio => "tokio",
     tokio_multi => "tokio:flavor=multi",
+    tokio_task => "tokio:bridge=task",
+    tokio_multi_task => "tokio:flavor=multi,workers=1,bridge=task",
     tokio_direct => "tokio:direct=true",
     tokio_small_pool => "tokio:max_blocking_threads=2",
 }
