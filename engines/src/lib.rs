@@ -14,8 +14,9 @@
 //!
 //! - `null`, `buffered` (inline): synchronous — `submit` runs the operation and parks the
 //!   completion in a bounded vector that `reap` hands over; `caps().synchronous` is set.
-//! - `buffered:threads=N`, `tokio`: `submit` moves the op (and its owned buffer) through a
-//!   bounded channel to a blocking pool; `reap` waits on the completion channel until the deadline.
+//! - `buffered:threads=N`, `tokio`: `submit` moves the op (and its owned buffer) to a blocking
+//!   pool (through a bounded channel; tokio's `spawn_blocking`); `reap` waits on a bounded
+//!   completion channel until the deadline.
 //! - `uring`, `poll`: `submit` fills SQEs (back-pressure when the SQ or the fixed-buffer pool is
 //!   full), `flush` is one `io_uring_enter`, `reap` walks the CQ; buffers are registered slots
 //!   and the kernel owns them from submit until the CQE returns them; `poll` sets `caps().polls`.

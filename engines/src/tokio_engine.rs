@@ -20,13 +20,19 @@
 //!   **Two task allocations per I/O** and one more wake and poll: the blocking thread wakes the
 //!   task, the task wakes the worker.
 //!
-//! Measured on the 2-core VM (4 KiB page-cache reads, CPU time per op, three rounds, under heavy
-//! load from parallel builds, so only the ratios mean anything): in batches of 32, `channel`
-//! cost 6–10 µs, `task` 10–16 µs (current-thread) and 28–37 µs (multi-thread); a third bridge,
-//! the job sending into a `std::sync::mpsc` channel that `reap` waits on with `recv_timeout`
-//! (tokio reduced to a thread pool), cost the same as `channel` (7–8 µs), so the bridge that keeps
-//! tokio's own wait on the path was kept. No buffer is allocated per I/O: buffers come from the
-//! engine's bounded [`BufPool`](crate::BufPool).
+//! No buffer is allocated per I/O: buffers come from the engine's bounded
+//! [`BufPool`].
+//!
+//! Measured on the 2-core VM while parallel builds kept its load average at 11–15, so only
+//! ratios inside one run mean anything (4 KiB page-cache reads at queue depth 64, process CPU
+//! time per op, three rounds; `cargo bench --bench submit_reap` gives wall times). In batches of
+//! 32: `bridge=channel` 6–14 µs per op, `bridge=task` 10–20 µs (current-thread) and 19–36 µs
+//! (multi-thread), `buffered:threads=4` 2.4–2.9 µs. Most of tokio's extra cost over buffered's
+//! pool is the pool's size: by default a burst of 32 ops starts (and wakes) up to 32 threads;
+//! with `max_blocking_threads=4` tokio cost 2.5–3.5 µs, as `buffered:threads=4` does. A third
+//! bridge, the job sending into a `std::sync::mpsc` channel that `reap` waits on with
+//! `recv_timeout` (tokio reduced to a thread pool), cost the same as `channel` (7–8 µs against
+//! 6–10 µs in that run), so the bridge that keeps tokio's own wait on the path was kept.
 //!
 //! The blocking job issues the same syscalls as `std::os::unix::fs::FileExt::write_all_at` /
 //! `read_at` (`pwrite`/`pread`, short transfers completed, EINTR and EAGAIN retried) plus
