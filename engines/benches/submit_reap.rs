@@ -21,6 +21,11 @@ const VARIANTS: &[&str] = &[
     "uring:direct=false,single_issuer=true,defer_taskrun=true",
     "aio:direct=false",
     "aio:direct=false,user_reap=true",
+    "buffered:threads=4",
+    "tokio",
+    "tokio:flavor=multi",
+    "tokio:bridge=task",
+    "tokio:max_blocking_threads=4",
 ];
 
 const FILE: MatchId = MatchId(1);

@@ -22,6 +22,8 @@ pub enum KnobKind {
         /// Largest value.
         max: u64,
     },
+    /// One of a fixed list of words (`flavor=current|multi`).
+    Choice(&'static [&'static str]),
 }
 
 /// Declaration of one knob.
@@ -46,6 +48,8 @@ pub enum KnobValue {
     Uint(u64),
     /// No value (`none`).
     Unset,
+    /// One word of a [`KnobKind::Choice`].
+    Choice(&'static str),
 }
 
 /// Why an engine variant could not be parsed.
@@ -196,6 +200,10 @@ fn parse_value(engine: &'static str, spec: &KnobSpec, text: &str) -> Result<Knob
             Ok(v) if (min..=max).contains(&v) => Ok(KnobValue::Uint(v)),
             _ => Err(bad(format!("none or an integer from {min} to {max}"))),
         },
+        KnobKind::Choice(words) => match words.iter().find(|w| **w == text) {
+            Some(w) => Ok(KnobValue::Choice(w)),
+            None => Err(bad(format!("one of {}", words.join(", ")))),
+        },
     }
 }
 
@@ -224,6 +232,17 @@ pub fn get_uint(values: &[(&'static str, KnobValue)], name: &str) -> u64 {
             _ => None,
         })
         .unwrap_or(0)
+}
+
+/// Look up a choice knob in parsed values (`""` when absent).
+pub fn get_choice(values: &[(&'static str, KnobValue)], name: &str) -> &'static str {
+    values
+        .iter()
+        .find_map(|(n, v)| match v {
+            KnobValue::Choice(w) if *n == name => Some(*w),
+            _ => None,
+        })
+        .unwrap_or("")
 }
 
 #[cfg(test)]
@@ -277,6 +296,24 @@ mod tests {
             parse_knobs("x", SPECS, "direct"),
             Err(KnobError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn choice_knob() {
+        const C: &[KnobSpec] = &[KnobSpec {
+            name: "flavor",
+            kind: KnobKind::Choice(&["current", "multi"]),
+            default: "current",
+            help: "",
+        }];
+        assert_eq!(
+            get_choice(&parse_knobs("x", C, "").unwrap(), "flavor"),
+            "current"
+        );
+        let v = parse_knobs("x", C, "flavor=multi").unwrap();
+        assert_eq!(get_choice(&v, "flavor"), "multi");
+        let e = parse_knobs("x", C, "flavor=many").unwrap_err().to_string();
+        assert!(e.contains("one of current, multi"), "{e}");
     }
 
     #[test]

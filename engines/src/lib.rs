@@ -14,8 +14,9 @@
 //!
 //! - `null`, `buffered` (inline): synchronous — `submit` runs the operation and parks the
 //!   completion in a bounded vector that `reap` hands over; `caps().synchronous` is set.
-//! - `buffered:threads=N`, `tokio`: `submit` moves the op (and its owned buffer) through a
-//!   bounded channel to a blocking pool; `reap` waits on the completion channel until the deadline.
+//! - `buffered:threads=N`, `tokio`: `submit` moves the op (and its owned buffer) to a blocking
+//!   pool (through a bounded channel; tokio's `spawn_blocking`); `reap` waits on a bounded
+//!   completion channel until the deadline.
 //! - `uring`, `poll`: `submit` fills SQEs (back-pressure when the SQ or the fixed-buffer pool is
 //!   full), `flush` is one `io_uring_enter`, `reap` walks the CQ; buffers are registered slots
 //!   and the kernel owns them from submit until the CQE returns them; `poll` sets `caps().polls`.
@@ -39,6 +40,7 @@ pub mod knobs;
 pub mod null;
 pub mod poll;
 pub mod spsc;
+pub mod tokio_engine;
 pub mod uring;
 
 use std::fmt;
@@ -382,6 +384,8 @@ pub enum EngineSpec {
     Aio(aio::AioKnobs),
     /// The `poll` engine.
     Poll(poll::PollKnobs),
+    /// The `tokio` engine.
+    Tokio(tokio_engine::TokioKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -421,6 +425,11 @@ pub const ENGINES: &[EngineInfo] = &[
         summary: "SPDK's execution model over io_uring (real SPDK needs NVMe bound to vfio + hugepages): each worker a pinned reactor that never sleeps, pollers, its own ring, message passing; one busy core per worker",
         knobs: poll::KNOBS,
     },
+    EngineInfo {
+        name: "tokio",
+        summary: "tokio's blocking pool doing positioned I/O (what tokio::fs does inside); page cache by default",
+        knobs: tokio_engine::KNOBS,
+    },
 ];
 
 /// Result of probing one engine or knob on this machine and target.
@@ -455,6 +464,7 @@ impl EngineSpec {
             "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
             "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
             "poll" => EngineSpec::Poll(poll::PollKnobs::from_values(&values)?),
+            "tokio" => EngineSpec::Tokio(tokio_engine::TokioKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -467,6 +477,7 @@ impl EngineSpec {
             EngineSpec::Uring(_) => "uring",
             EngineSpec::Aio(_) => "aio",
             EngineSpec::Poll(_) => "poll",
+            EngineSpec::Tokio(_) => "tokio",
         }
     }
 
@@ -497,6 +508,7 @@ impl EngineSpec {
             EngineSpec::Uring(k) => k.values(),
             EngineSpec::Aio(k) => k.values(),
             EngineSpec::Poll(k) => k.values(),
+            EngineSpec::Tokio(k) => k.values(),
         }
     }
 
@@ -508,6 +520,7 @@ impl EngineSpec {
             EngineSpec::Uring(k) => k.direct,
             EngineSpec::Aio(k) => k.direct,
             EngineSpec::Poll(k) => k.direct,
+            EngineSpec::Tokio(k) => k.direct,
         }
     }
 
@@ -571,6 +584,12 @@ impl EngineSpec {
                 .into_iter()
                 .filter(|p| k.uses(&p.what))
                 .collect(),
+            EngineSpec::Tokio(k) => tokio_engine::probe(dir)
+                .into_iter()
+                .filter(|p| {
+                    (p.what != "direct" || k.direct) && p.what != tokio_engine::IO_URING_WHAT
+                })
+                .collect(),
         }
     }
 
@@ -582,6 +601,7 @@ impl EngineSpec {
             EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
             EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
             EngineSpec::Poll(k) => v.visit(poll::PollFactory(k.clone())),
+            EngineSpec::Tokio(k) => v.visit(tokio_engine::TokioFactory(k.clone())),
         }
     }
 }
@@ -600,6 +620,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                 "uring" => uring::probe(dir),
                 "aio" => aio::probe(dir),
                 "poll" => poll::probe(dir),
+                "tokio" => tokio_engine::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

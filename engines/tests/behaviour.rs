@@ -447,6 +447,12 @@ every_engine! {
     poll => "poll",
     poll_sqpoll => "poll:sqpoll=true,sqpoll_idle_ms=10",
     poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",
+    tokio => "tokio",
+    tokio_multi => "tokio:flavor=multi",
+    tokio_task => "tokio:bridge=task",
+    tokio_multi_task => "tokio:flavor=multi,workers=1,bridge=task",
+    tokio_direct => "tokio:direct=true",
+    tokio_small_pool => "tokio:max_blocking_threads=2",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not

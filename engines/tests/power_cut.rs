@@ -243,4 +243,8 @@ power_cut_every_engine! {
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
     aio_buffered => "aio:direct=false",
+    poll => "poll",
+    poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",
+    tokio => "tokio",
+    tokio_direct => "tokio:direct=true",
 }

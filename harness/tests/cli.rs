@@ -213,6 +213,8 @@ fn kept_run(engine: &str, extra: &[&str], data: &Path, out: &Path) {
             "0.2",
         ])
         .args(["--time-scale", "300", "--matches", "32", "--keep-files"])
+        // Reads stay on (matches finish at this time scale), over a small prefill.
+        .args(["--prefill-matches", "16"])
         .args(extra)
         .arg("--dir")
         .arg(data)
@@ -292,6 +294,7 @@ ds_every_engine! {
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
     poll => "poll",
+    tokio => "tokio",
 }
 
 #[test]
@@ -416,6 +419,9 @@ const READ_VARIANTS: &[&str] = &[
     "uring:direct=false",
     "aio",
     "aio:user_reap=true",
+    "poll",
+    "tokio",
+    "tokio:direct=true",
 ];
 
 /// A quick run of `workload` over every variant: the prefill is written, replays are read and

@@ -133,6 +133,8 @@ impl Cut<'_> {
             .args(["--duration", "30", "--warmup", &WARMUP_S.to_string()])
             .args(["--time-scale", &self.time_scale.to_string()])
             .args(["--matches", "32", "--workers", "2"])
+            // No replay reads: their prefill would delay the window past the cut.
+            .args(["--reads-per-match", "0"])
             .args(["--prealloc-bytes", "256k", "--keep-files"])
             .args(["--seed", &self.workload_seed.to_string()])
             .args(extra_args())
@@ -487,4 +489,6 @@ crash_every_engine! {
     uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
+    poll => "poll",
+    tokio => "tokio",
 }
