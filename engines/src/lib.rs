@@ -35,6 +35,7 @@ pub mod aio;
 pub mod buf;
 pub mod buffered;
 mod exec;
+pub mod glommio;
 pub mod knobs;
 pub mod null;
 pub mod uring;
@@ -375,6 +376,8 @@ pub enum EngineSpec {
     Uring(uring::UringKnobs),
     /// The `aio` engine.
     Aio(aio::AioKnobs),
+    /// The `glommio` engine.
+    Glommio(glommio::GlommioKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -409,6 +412,11 @@ pub const ENGINES: &[EngineInfo] = &[
         summary: "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default",
         knobs: aio::KNOBS,
     },
+    EngineInfo {
+        name: "glommio",
+        summary: "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor",
+        knobs: glommio::KNOBS,
+    },
 ];
 
 /// Result of probing one engine or knob on this machine and target.
@@ -442,6 +450,7 @@ impl EngineSpec {
             "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
             "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
             "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
+            "glommio" => EngineSpec::Glommio(glommio::GlommioKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -453,6 +462,7 @@ impl EngineSpec {
             EngineSpec::Buffered(_) => "buffered",
             EngineSpec::Uring(_) => "uring",
             EngineSpec::Aio(_) => "aio",
+            EngineSpec::Glommio(_) => "glommio",
         }
     }
 
@@ -482,6 +492,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.values(),
             EngineSpec::Uring(k) => k.values(),
             EngineSpec::Aio(k) => k.values(),
+            EngineSpec::Glommio(k) => k.values(),
         }
     }
 
@@ -492,6 +503,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => k.direct,
             EngineSpec::Uring(k) => k.direct,
             EngineSpec::Aio(k) => k.direct,
+            EngineSpec::Glommio(_) => true,
         }
     }
 
@@ -550,6 +562,7 @@ impl EngineSpec {
                     (p.what != "direct" || k.direct) && (p.what != "user_reap" || k.user_reap)
                 })
                 .collect(),
+            EngineSpec::Glommio(_) => glommio::probe(dir),
         }
     }
 
@@ -560,6 +573,7 @@ impl EngineSpec {
             EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
             EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
             EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
+            EngineSpec::Glommio(k) => v.visit(glommio::GlommioFactory(k.clone())),
         }
     }
 }
@@ -577,6 +591,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                 }],
                 "uring" => uring::probe(dir),
                 "aio" => aio::probe(dir),
+                "glommio" => glommio::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)
