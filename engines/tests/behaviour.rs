@@ -444,6 +444,7 @@ every_engine! {
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
     aio_buffered => "aio:direct=false",
+    glommio => "glommio",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not

@@ -326,6 +326,7 @@ ds_every_engine! {
     uring_buffered => "uring:direct=false",
     aio => "aio",
     aio_user_reap => "aio:user_reap=true",
+    glommio => "glommio",
 }
 
 #[test]
