@@ -22,8 +22,8 @@
 //! - `aio`: iocbs queued by `submit`, one `io_submit` per `flush`, `io_getevents` (or the
 //!   user-space AIO ring) in `reap`.
 //! - `glommio`: `Buf` is a `DmaBuffer`; a write consumes it (the completion returns `buf: None`),
-//!   a read returns glommio's buffer; `reap` re-enters the executor until a completion or the
-//!   deadline (a sync `reap` drives the executor by awaiting a local channel, see MACHINE.md).
+//!   a read copies glommio's own buffer into the caller's; `reap` re-enters the executor until a
+//!   completion or the deadline (it awaits the completions or a glommio timer, see MACHINE.md).
 //!
 //! Syncs: a `Sync` covers exactly the writes that had completed before it was submitted. The
 //! harness only submits a sync after the writes it must cover completed, so an engine that
