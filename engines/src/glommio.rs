@@ -28,7 +28,14 @@
 //! `Source` per I/O, one `Rc` per write (`write_rc_at`, so a short write can be completed from
 //! the same bytes), and per `reap` one more task for the reap future plus its `Timer`. Every
 //! `run` re-arms glommio's preemption timers and flushes its rings (a few `io_uring_enter`s).
-//! The `submit_reap` bench measures this against the `null` and `uring` paths.
+//! The `submit_reap` bench measures this against the `null` and `uring` paths: on the
+//! development VM, an O_DIRECT 4 KiB read at end of file (completed by the kernel inline, no
+//! device I/O) took 22.5 µs per round trip through glommio against 1.6 µs through `uring`
+//! (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per op in
+//! batches of 32.
+//!
+//! Known glommio limit: glommio 0.9 keeps one eventfd open for every executor that ever ran
+//! (its issue #448), so each engine instance and each probe leaves one descriptor behind.
 //!
 //! ## Buffers
 //!
