@@ -23,8 +23,8 @@
 //! - `aio`: iocbs queued by `submit`, one `io_submit` per `flush`, `io_getevents` (or the
 //!   user-space AIO ring) in `reap`.
 //! - `glommio`: `Buf` is a `DmaBuffer`; a write consumes it (the completion returns `buf: None`),
-//!   a read returns glommio's buffer; `reap` re-enters the executor until a completion or the
-//!   deadline (a sync `reap` drives the executor by awaiting a local channel, see MACHINE.md).
+//!   a read copies glommio's own buffer into the caller's; `reap` re-enters the executor until a
+//!   completion or the deadline (it awaits the completions or a glommio timer, see MACHINE.md).
 //!
 //! Syncs: a `Sync` covers exactly the writes that had completed before it was submitted. The
 //! harness only submits a sync after the writes it must cover completed, so an engine that
@@ -36,6 +36,7 @@ pub mod aio;
 pub mod buf;
 pub mod buffered;
 mod exec;
+pub mod glommio;
 pub mod knobs;
 pub mod null;
 pub mod poll;
@@ -386,6 +387,8 @@ pub enum EngineSpec {
     Poll(poll::PollKnobs),
     /// The `tokio` engine.
     Tokio(tokio_engine::TokioKnobs),
+    /// The `glommio` engine.
+    Glommio(glommio::GlommioKnobs),
 }
 
 /// Static description of one engine, for `snapbench engines` and for parsing.
@@ -430,6 +433,11 @@ pub const ENGINES: &[EngineInfo] = &[
         summary: "tokio's blocking pool doing positioned I/O (what tokio::fs does inside); page cache by default",
         knobs: tokio_engine::KNOBS,
     },
+    EngineInfo {
+        name: "glommio",
+        summary: "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor",
+        knobs: glommio::KNOBS,
+    },
 ];
 
 /// Result of probing one engine or knob on this machine and target.
@@ -465,6 +473,7 @@ impl EngineSpec {
             "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
             "poll" => EngineSpec::Poll(poll::PollKnobs::from_values(&values)?),
             "tokio" => EngineSpec::Tokio(tokio_engine::TokioKnobs::from_values(&values)?),
+            "glommio" => EngineSpec::Glommio(glommio::GlommioKnobs::from_values(&values)?),
             _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
         })
     }
@@ -478,6 +487,7 @@ impl EngineSpec {
             EngineSpec::Aio(_) => "aio",
             EngineSpec::Poll(_) => "poll",
             EngineSpec::Tokio(_) => "tokio",
+            EngineSpec::Glommio(_) => "glommio",
         }
     }
 
@@ -509,6 +519,7 @@ impl EngineSpec {
             EngineSpec::Aio(k) => k.values(),
             EngineSpec::Poll(k) => k.values(),
             EngineSpec::Tokio(k) => k.values(),
+            EngineSpec::Glommio(k) => k.values(),
         }
     }
 
@@ -521,6 +532,7 @@ impl EngineSpec {
             EngineSpec::Aio(k) => k.direct,
             EngineSpec::Poll(k) => k.direct,
             EngineSpec::Tokio(k) => k.direct,
+            EngineSpec::Glommio(_) => true,
         }
     }
 
@@ -590,6 +602,7 @@ impl EngineSpec {
                     (p.what != "direct" || k.direct) && p.what != tokio_engine::IO_URING_WHAT
                 })
                 .collect(),
+            EngineSpec::Glommio(_) => glommio::probe(dir),
         }
     }
 
@@ -602,6 +615,7 @@ impl EngineSpec {
             EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
             EngineSpec::Poll(k) => v.visit(poll::PollFactory(k.clone())),
             EngineSpec::Tokio(k) => v.visit(tokio_engine::TokioFactory(k.clone())),
+            EngineSpec::Glommio(k) => v.visit(glommio::GlommioFactory(k.clone())),
         }
     }
 }
@@ -621,6 +635,7 @@ pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
                 "aio" => aio::probe(dir),
                 "poll" => poll::probe(dir),
                 "tokio" => tokio_engine::probe(dir),
+                "glommio" => glommio::probe(dir),
                 _ => buffered::probe(dir),
             };
             (info, found)

@@ -453,6 +453,7 @@ every_engine! {
     tokio_multi_task => "tokio:flavor=multi,workers=1,bridge=task",
     tokio_direct => "tokio:direct=true",
     tokio_small_pool => "tokio:max_blocking_threads=2",
+    glommio => "glommio",
 }
 
 /// A reap whose deadline has passed still returns completions that are ready (it only does not

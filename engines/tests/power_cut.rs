@@ -247,4 +247,5 @@ power_cut_every_engine! {
     poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",
     tokio => "tokio",
     tokio_direct => "tokio:direct=true",
+    glommio => "glommio",
 }

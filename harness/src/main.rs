@@ -419,7 +419,6 @@ fn cmd_engines(m: &ArgMatches) -> ExitCode {
             );
         }
     }
-    println!("\nnot in this build yet: glommio, poll, tokio (they arrive with later issues)");
     ExitCode::SUCCESS
 }
 

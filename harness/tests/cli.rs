@@ -295,6 +295,7 @@ ds_every_engine! {
     aio_user_reap => "aio:user_reap=true",
     poll => "poll",
     tokio => "tokio",
+    glommio => "glommio",
 }
 
 #[test]
@@ -422,6 +423,7 @@ const READ_VARIANTS: &[&str] = &[
     "poll",
     "tokio",
     "tokio:direct=true",
+    "glommio",
 ];
 
 /// A quick run of `workload` over every variant: the prefill is written, replays are read and

@@ -491,4 +491,5 @@ crash_every_engine! {
     aio_user_reap => "aio:user_reap=true",
     poll => "poll",
     tokio => "tokio",
+    glommio => "glommio",
 }
