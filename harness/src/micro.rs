@@ -173,6 +173,8 @@ pub fn run<R: Recorder>(
     let mut ticker = Ticker::default();
     let end_ns = clock.window_end_ns;
     let mut stats = Stats::default();
+    let batch = p.iodepth_batch as usize;
+    let mut queued = 0usize;
     'run: loop {
         if ctx.should_stop() {
             break;
@@ -201,7 +203,19 @@ pub fn run<R: Recorder>(
             };
             submit_ns[slot as usize] = now;
             offset_of[slot as usize] = offset;
-            if let Err(op) = eng.submit(u64::from(slot), op) {
+            let submitted = eng.submit(u64::from(slot), op);
+            if submitted.is_ok() && batch > 0 {
+                queued += 1;
+                if queued >= batch {
+                    // fio's iodepth_batch_submit: this many I/Os per submit call.
+                    queued = 0;
+                    if let Err(e) = eng.flush() {
+                        outcome.fatal = Some(format!("engine {}: submit: {e}", eng.caps().name));
+                        break 'run;
+                    }
+                }
+            }
+            if let Err(op) = submitted {
                 free.push(slot);
                 if let Op::Read { buf, .. } | Op::Write { buf, .. } = op {
                     eng.release_buf(buf);

@@ -325,6 +325,12 @@ pub const FIELDS: &[Field] = &[
         "I/Os in flight per worker [32]",
     ),
     f(
+        "iodepth_batch",
+        K::Uint,
+        S::Micro,
+        "I/Os per submit call, as fio's iodepth_batch_submit; 0 = all free slots at once [1]",
+    ),
+    f(
         "file_size",
         K::Size,
         S::Micro,
@@ -929,6 +935,9 @@ fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
     }
     if let Some(s) = get_size(m, "file_size")? {
         p.file_size_bytes = s;
+    }
+    if let Some(b) = get_uint(m, "iodepth_batch")? {
+        p.iodepth_batch = b.min(u32::MAX as u64) as u32;
     }
     p.validate()
         .map_err(|e| BadInput(format!("workload `micro`: {e}")))?;

@@ -581,6 +581,71 @@ fn corrupted_corpus_fails_reads_with_file_and_offset() {
     assert!(named, "{stderr}");
 }
 
+/// Logs written by each engine are read back, verified, through every other engine: one run per
+/// engine keeps its prefill, then each kept prefill is the `--corpus` of a run of every other
+/// engine (full downloads and seeks), with no read error.
+#[test]
+fn logs_written_by_one_engine_read_through_every_other() {
+    const ENGINES: &[&str] = &[
+        "buffered",
+        "buffered:direct=true",
+        "uring",
+        "aio",
+        "poll",
+        "tokio",
+        "glommio",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let written = tmp.path().join("written");
+    let mut w = snapbench();
+    w.args(["run", "--quick", "--duration", "0.3", "--warmup", "0"])
+        .args(["--reads-per-s", "5", "--keep-files"])
+        .args(["--prefill-matches", "4", "--prefill-match-bytes", "128k"]);
+    for e in ENGINES {
+        w.args(["--engine", e]);
+    }
+    w.arg("--dir")
+        .arg(&written)
+        .arg("--out")
+        .arg(tmp.path().join("out-w"))
+        .assert()
+        .success();
+    for (i, writer) in ENGINES.iter().enumerate() {
+        let corpus = written.join(format!(
+            "{:02}-{}",
+            i + 1,
+            snapbench::plan::sanitize(writer)
+        ));
+        assert!(corpus.is_dir(), "{} is kept", corpus.display());
+        let out = tmp.path().join(format!("out-r{i}"));
+        let mut r = snapbench();
+        r.args(["run", "--quick", "--duration", "0.4", "--warmup", "0"])
+            .args(["--reads-per-s", "60", "--read-mix", "60/40/0", "--corpus"])
+            .arg(&corpus);
+        let readers: Vec<&str> = ENGINES.iter().copied().filter(|e| e != writer).collect();
+        for e in &readers {
+            r.args(["--engine", e]);
+        }
+        r.arg("--dir")
+            .arg(tmp.path().join(format!("read-{i}")))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let variants = column(&out, "variant");
+        assert_eq!(variants.len(), readers.len());
+        for (j, (reads, errors)) in column_u64(&out, "reads")
+            .into_iter()
+            .zip(column_u64(&out, "read_errors"))
+            .enumerate()
+        {
+            assert!(reads > 0, "{writer} -> {}: no reads", variants[j]);
+            assert_eq!(errors, 0, "{writer} -> {}: read errors", variants[j]);
+        }
+        assert!(column_u64(&out, "prefill_matches").iter().all(|&m| m == 4));
+    }
+}
+
 #[test]
 fn bad_read_fields_exit_2() {
     rejects(&["--engine", "null", "--read-mix", "50/50/50"], "read_mix");

@@ -89,6 +89,10 @@ pub struct MicroParams {
     pub iodepth: u32,
     /// Size of the file the I/Os address, a multiple of `bs_bytes`.
     pub file_size_bytes: u64,
+    /// I/Os handed to the kernel per submit call (fio's `iodepth_batch_submit`, default 1 like
+    /// fio's: each I/O is submitted as soon as its slot frees); 0 submits every free slot in one
+    /// call, together with the wait for completions (fewer syscalls, later first submission).
+    pub iodepth_batch: u32,
 }
 
 impl Default for MicroParams {
@@ -99,6 +103,7 @@ impl Default for MicroParams {
             bs_bytes: 4096,
             iodepth: 32,
             file_size_bytes: 1 << 30,
+            iodepth_batch: 1,
         }
     }
 }
@@ -117,6 +122,12 @@ impl MicroParams {
             return Err(format!(
                 "iodepth {} is out of range; it must be in 1..={MAX_IODEPTH}",
                 self.iodepth
+            ));
+        }
+        if self.iodepth_batch > self.iodepth {
+            return Err(format!(
+                "iodepth_batch {} is larger than iodepth {}; it must be in 0..=iodepth",
+                self.iodepth_batch, self.iodepth
             ));
         }
         let bs = u64::from(self.bs_bytes);
@@ -212,6 +223,7 @@ mod tests {
             bs_bytes: bs,
             iodepth: 8,
             file_size_bytes: size,
+            iodepth_batch: 1,
         }
     }
 
@@ -256,7 +268,7 @@ mod tests {
     fn validate_rejects_bad_values_naming_the_field() {
         let ok = params(Rw::Write, 4096, 1 << 20);
         assert_eq!(ok.validate(), Ok(()));
-        let cases: [(MicroParams, &str); 5] = [
+        let cases: [(MicroParams, &str); 6] = [
             (
                 MicroParams {
                     bs_bytes: 0,
@@ -277,6 +289,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "iodepth",
+            ),
+            (
+                MicroParams {
+                    iodepth_batch: ok.iodepth + 1,
+                    ..ok.clone()
+                },
+                "iodepth_batch",
             ),
             (
                 MicroParams {
