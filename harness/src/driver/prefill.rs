@@ -44,15 +44,31 @@ struct Blocking<'e, R: Recorder> {
     token: u64,
     pending: usize,
     error: Option<String>,
+    /// The folder of the logs, for error messages.
+    dir: &'e std::path::Path,
+    /// File and offset of each op in flight, by token, so that an error names them.
+    targets: snapbench_engines::FastMap<(Option<MatchId>, Option<u64>)>,
 }
 
 impl<R: Recorder> Blocking<'_, R> {
     fn submit(&mut self, mut op: Op<R::Buf>) -> Result<(), String> {
         loop {
             self.token += 1;
+            let target = match &op {
+                Op::Create { file, .. }
+                | Op::Open { file, .. }
+                | Op::Sync { file }
+                | Op::Close { file }
+                | Op::Remove { file, .. } => (Some(*file), None),
+                Op::Allocate { file, offset, .. }
+                | Op::Write { file, offset, .. }
+                | Op::Read { file, offset, .. } => (Some(*file), Some(*offset)),
+                Op::SyncDir => (None, None),
+            };
             match self.eng.submit(self.token, op) {
                 Ok(()) => {
                     self.pending += 1;
+                    self.targets.insert(self.token, target);
                     return Ok(());
                 }
                 Err(back) => {
@@ -70,9 +86,17 @@ impl<R: Recorder> Blocking<'_, R> {
             .map_err(|e| format!("engine {name}: prefill: reap: {e}"))?;
         for c in self.comps.drain(..) {
             self.pending -= 1;
+            let (file, offset) = self.targets.remove(&c.token).unwrap_or((None, None));
             if let Err(e) = &c.res {
-                self.error
-                    .get_or_insert(format!("engine {name}: prefill: {}: {e}", c.kind.name()));
+                let what = super::describe_error(
+                    name,
+                    c.kind,
+                    file.map(|f| (f, FileKind::Log)),
+                    offset,
+                    self.dir,
+                    e,
+                );
+                self.error.get_or_insert(format!("prefill: {what}"));
             }
             if let Some(b) = c.buf {
                 self.eng.release_buf(b);
@@ -119,6 +143,8 @@ pub fn prefill<R: Recorder>(
         token: 0,
         pending: 0,
         error: None,
+        dir: &ctx.dir,
+        targets: Default::default(),
     };
     let mut corpus = Corpus::empty();
     let mut bytes = Vec::with_capacity(reads.prefill_match_bytes as usize + (1 << 20));
