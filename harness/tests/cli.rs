@@ -485,6 +485,17 @@ fn fps_reads_verify_on_every_engine() {
 }
 
 #[test]
+fn moba_reads_verify_on_every_engine() {
+    // The preset's 0.1 reads per finished match is about one read a minute here: ask for a rate.
+    reads_over_every_variant("moba-30tick", &["--reads-per-s", "20"]);
+}
+
+#[test]
+fn battle_royale_reads_verify_on_every_engine() {
+    reads_over_every_variant("battle-royale-100p", &["--reads-per-s", "20"]);
+}
+
+#[test]
 fn live_viewers_follow_running_matches() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
