@@ -113,6 +113,19 @@ fn ok(
     c
 }
 
+/// Create the log `M` with 1 MiB preallocated (token `token`), which must succeed.
+fn create_log(r: &mut Glommio, token: u64) {
+    ok(
+        r,
+        token,
+        Op::Create {
+            file: M,
+            kind: FileKind::Log,
+            prealloc_bytes: 1 << 20,
+        },
+    );
+}
+
 /// A SNAPLOG1-like header block: magic, match id, then zeros.
 fn header_block() -> Vec<u8> {
     let mut h = vec![0u8; B];
@@ -272,15 +285,7 @@ fn precaution_new_log_reads_back() {
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let mut r = build(GlommioKnobs::default(), &path, 8, 8);
-        ok(
-            &mut r,
-            1,
-            Op::Create {
-                file: M,
-                kind: FileKind::Log,
-                prealloc_bytes: 1 << 20,
-            },
-        );
+        create_log(&mut r, 1);
         // The fallocated, unwritten block 0 reads back as zeros.
         assert_eq!(read(&mut r, 2, M, 0, B), vec![0u8; B]);
         let c = write(&mut r, 3, M, 0, &header_block());
@@ -422,15 +427,7 @@ fn write_consumes_its_buffer_slot_returns_on_reap() {
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let mut r = build(GlommioKnobs::default(), &path, 4, 4);
-        ok(
-            &mut r,
-            1,
-            Op::Create {
-                file: M,
-                kind: FileKind::Log,
-                prealloc_bytes: 1 << 20,
-            },
-        );
+        create_log(&mut r, 1);
         let bufs: Vec<_> = (0..4).map(|_| r.alloc_buf(B).expect("buffer")).collect();
         assert!(r.alloc_buf(B).is_none(), "pool of 4 gave a fifth");
         for (i, b) in bufs.into_iter().enumerate() {
@@ -546,15 +543,7 @@ fn knobs() {
             spin_before_park_us: 50,
         };
         let mut r = build(knobs, &path, 8, 8);
-        ok(
-            &mut r,
-            1,
-            Op::Create {
-                file: M,
-                kind: FileKind::Log,
-                prealloc_bytes: 1 << 20,
-            },
-        );
+        create_log(&mut r, 1);
         let data = pattern(16 * 1024, 5);
         assert!(write(&mut r, 2, M, 0, &data).res.is_ok());
         assert_eq!(read(&mut r, 3, M, 0, data.len()), data);
@@ -608,15 +597,7 @@ fn reap_deadlines() {
             t.elapsed() < Duration::from_secs(1),
             "waited with nothing in flight"
         );
-        ok(
-            &mut r,
-            1,
-            Op::Create {
-                file: M,
-                kind: FileKind::Log,
-                prealloc_bytes: 1 << 20,
-            },
-        );
+        create_log(&mut r, 1);
         let mut b = r.alloc_buf(B).unwrap();
         b.as_mut().fill(1);
         r.submit(
