@@ -426,6 +426,20 @@ const READ_VARIANTS: &[&str] = &[
     "glommio",
 ];
 
+/// Every run of the results in `out` read something and had no read error (`context` goes into
+/// the failure message).
+fn assert_reads_clean(out: &Path, context: &str) {
+    let variants = column(out, "variant");
+    for (i, (reads, errors)) in column_u64(out, "reads")
+        .into_iter()
+        .zip(column_u64(out, "read_errors"))
+        .enumerate()
+    {
+        assert!(reads > 0, "{}: no reads ({context})", variants[i]);
+        assert_eq!(errors, 0, "{}: read errors ({context})", variants[i]);
+    }
+}
+
 /// A quick run of `workload` over every variant: the prefill is written, replays are read and
 /// verified, and no read fails.
 fn reads_over_every_variant(workload: &str, extra: &[&str]) {
@@ -447,15 +461,7 @@ fn reads_over_every_variant(workload: &str, extra: &[&str]) {
     let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     a.success();
     assert_eq!(summary_rows(&out).len(), READ_VARIANTS.len());
-    let variants = column(&out, "variant");
-    for (i, (reads, errors)) in column_u64(&out, "reads")
-        .into_iter()
-        .zip(column_u64(&out, "read_errors"))
-        .enumerate()
-    {
-        assert!(reads > 0, "{}: no reads ({stderr})", variants[i]);
-        assert_eq!(errors, 0, "{}: read errors", variants[i]);
-    }
+    assert_reads_clean(&out, &stderr);
     assert!(column_u64(&out, "prefill_matches").iter().all(|&m| m == 32));
     assert!(column_u64(&out, "read_bytes").iter().all(|&b| b > 0));
     let verified = column(&out, "reads_verified");
@@ -643,16 +649,8 @@ fn logs_written_by_one_engine_read_through_every_other() {
             .arg(&out)
             .assert()
             .success();
-        let variants = column(&out, "variant");
-        assert_eq!(variants.len(), readers.len());
-        for (j, (reads, errors)) in column_u64(&out, "reads")
-            .into_iter()
-            .zip(column_u64(&out, "read_errors"))
-            .enumerate()
-        {
-            assert!(reads > 0, "{writer} -> {}: no reads", variants[j]);
-            assert_eq!(errors, 0, "{writer} -> {}: read errors", variants[j]);
-        }
+        assert_eq!(summary_rows(&out).len(), readers.len());
+        assert_reads_clean(&out, &format!("logs written by {writer}"));
         assert!(column_u64(&out, "prefill_matches").iter().all(|&m| m == 4));
     }
 }
