@@ -578,16 +578,7 @@ impl<R: Recorder> DsWorker<'_, R> {
                 match &c.res {
                     Ok(_) => {
                         self.rd().cat[cat as usize].fstate = FState::Open;
-                        let n = self.rd().sess.len() as u32;
-                        for si in 0..n {
-                            let Some(s) = self.rd().sess[si as usize].as_mut() else {
-                                continue;
-                            };
-                            if s.target == Target::Cat(cat) && s.waiting_open {
-                                s.waiting_open = false;
-                                self.pump(si, now);
-                            }
-                        }
+                        self.wake_openers(cat, now, true);
                     }
                     Err(e) => {
                         let msg = describe_error(
@@ -600,16 +591,7 @@ impl<R: Recorder> DsWorker<'_, R> {
                         );
                         self.io_error(msg);
                         self.rd().cat[cat as usize].fstate = FState::Closed;
-                        let n = self.rd().sess.len() as u32;
-                        for si in 0..n {
-                            let Some(s) = self.rd().sess[si as usize].as_mut() else {
-                                continue;
-                            };
-                            if s.target == Target::Cat(cat) && s.waiting_open {
-                                s.waiting_open = false;
-                                self.end_session(si, now);
-                            }
-                        }
+                        self.wake_openers(cat, now, false);
                     }
                 }
             }
@@ -920,6 +902,24 @@ impl<R: Recorder> DsWorker<'_, R> {
             }
             if !s.reading {
                 self.pump(si, now);
+            }
+        }
+    }
+
+    /// The open of corpus log `cat` completed: sessions waiting for it go on (`opened`) or end.
+    fn wake_openers(&mut self, cat: u32, now: u64, opened: bool) {
+        let n = self.rd().sess.len() as u32;
+        for si in 0..n {
+            let Some(s) = self.rd().sess[si as usize].as_mut() else {
+                continue;
+            };
+            if s.target == Target::Cat(cat) && s.waiting_open {
+                s.waiting_open = false;
+                if opened {
+                    self.pump(si, now);
+                } else {
+                    self.end_session(si, now);
+                }
             }
         }
     }
