@@ -11,7 +11,7 @@
 //! `LocalExecutor::run`, a task per op, glommio's reactor pass) on top of the same ring work.
 //! tmpfs punts those reads to io-wq, so a third group isolates the engines' own cost: O_DIRECT
 //! reads at end of file on the disk filesystem, which the kernel completes inline with 0 bytes
-//! and no device I/O, for `uring` (O_DIRECT), `aio` and `glommio`.
+//! and no device I/O, for `uring` (O_DIRECT), `aio`, `glommio` and `poll` (whose `reap` spins).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ const VARIANTS: &[&str] = &[
     "uring:direct=false,single_issuer=true,defer_taskrun=true",
     "aio:direct=false",
     "aio:direct=false,user_reap=true",
+    "poll:direct=false",
     "buffered:threads=4",
     "tokio",
     "tokio:flavor=multi",
@@ -52,7 +53,7 @@ fn wait_all<R: Recorder>(r: &mut R, n: usize, out: &mut Vec<Completion<R::Buf>>)
 const SHM_VARIANTS: &[&str] = &["null", "uring:direct=false", "glommio"];
 
 /// Variants measured with O_DIRECT reads at end of file (no device I/O).
-const EOF_VARIANTS: &[&str] = &["null", "uring", "aio", "glommio"];
+const EOF_VARIANTS: &[&str] = &["null", "uring", "aio", "glommio", "poll"];
 
 struct Bench<'a> {
     c: &'a mut Criterion,
