@@ -21,7 +21,7 @@
 //!   task, the task wakes the worker.
 //!
 //! No buffer is allocated per I/O: buffers come from the engine's bounded
-//! [`BufPool`].
+//! [`BufPool`](crate::BufPool).
 //!
 //! Measured on the 2-core VM while parallel builds kept its load average at 11–15, so only
 //! ratios inside one run mean anything (4 KiB page-cache reads at queue depth 64, process CPU
