@@ -306,6 +306,25 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_or_mistyped_value_is_an_error_not_a_panic() {
+        use crate::knobs::KnobValue;
+        let e = crate::uring::UringKnobs::from_values(&[]).unwrap_err();
+        assert!(
+            matches!(&e, KnobError::BadValue { knob: "direct", value, .. } if value == "(missing)"),
+            "{e:?}"
+        );
+        let e = crate::buffered::BufferedKnobs::from_values(&[
+            ("direct", KnobValue::Uint(1)),
+            ("threads", KnobValue::Uint(0)),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(e, KnobError::BadValue { knob: "direct", .. }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn refused_combinations_stay_refused() {
         for v in [
             "uring:sqpoll=true,defer_taskrun=true,single_issuer=true",
