@@ -18,62 +18,47 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::buf::{AlignedBuf, BufPool};
+use crate::buf::AlignedBuf;
 use crate::buffered::nearest_existing;
 use crate::exec::{self, c_path, FdTable};
-use crate::knobs::{get_bool, KnobError, KnobKind, KnobSpec, KnobValue};
-use crate::{Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory};
+use crate::knobs::declare_knobs;
+use crate::{
+    Caps, Completion, Engine, EngineBase, EngineConfig, Op, OpKind, ProbeResult, Recorder,
+    RecorderFactory,
+};
 
-/// Knobs of the `aio` engine.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "direct",
-        kind: KnobKind::Bool,
-        default: "true",
-        help: "open files with O_DIRECT (without it io_submit runs synchronously)",
-    },
-    KnobSpec {
-        name: "user_reap",
-        kind: KnobKind::Bool,
-        default: "false",
-        help:
-            "reap completions from the AIO ring in user space, without a syscall (SPDK's aio bdev)",
-    },
-];
-
-/// Parsed knobs of the `aio` engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AioKnobs {
-    /// Open files with O_DIRECT.
-    pub direct: bool,
-    /// Reap from the user-space AIO ring when events are present.
-    pub user_reap: bool,
-}
-
-impl Default for AioKnobs {
-    fn default() -> Self {
-        AioKnobs {
-            direct: true,
-            user_reap: false,
-        }
+declare_knobs! {
+    /// Parsed knobs of the `aio` engine.
+    pub struct AioKnobs for "aio" {
+        direct: bool = true, [bool],
+            "open files with O_DIRECT (without it io_submit runs synchronously)";
+        user_reap: bool = false, [bool],
+            "reap completions from the AIO ring in user space, without a syscall (SPDK's aio bdev)";
     }
 }
 
-impl AioKnobs {
-    /// Build from parsed knob values.
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        Ok(AioKnobs {
-            direct: get_bool(v, "direct"),
-            user_reap: get_bool(v, "user_reap"),
-        })
-    }
+impl Engine for AioKnobs {
+    const SUMMARY: &'static str =
+        "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default";
+    type Factory = AioFactory;
 
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direct", self.direct.to_string()),
-            ("user_reap", self.user_reap.to_string()),
-        ]
+    fn factory(&self) -> AioFactory {
+        AioFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    fn uses(&self, what: &str) -> bool {
+        (what != "direct" || self.direct) && (what != "user_reap" || self.user_reap)
+    }
+    fn direct(&self) -> bool {
+        self.direct
+    }
+    fn page_cache_reads(&self) -> bool {
+        !self.direct
+    }
+    fn warnings(&self) -> Vec<String> {
+        warnings(self)
     }
 }
 
@@ -592,7 +577,7 @@ impl Slot {
 
 /// The `aio` engine instance of one worker.
 pub struct Aio {
-    caps: Caps,
+    base: EngineBase,
     ctx: AioContext,
     /// The user-space view of the completion ring (`user_reap`).
     ring: Option<Ring>,
@@ -600,7 +585,6 @@ pub struct Aio {
     dir_fd: RawFd,
     open_flags: i32,
     files: FdTable,
-    bufs: BufPool,
     /// Completions finished inside `submit` / `flush` (metadata ops, rejected iocbs).
     ready: Vec<Completion<AlignedBuf>>,
     /// The slab: one slot and one iocb per op in flight, indexed by `aio_data`.
@@ -663,29 +647,17 @@ impl Aio {
             1
         };
         Ok(Aio {
-            caps: Caps {
-                name: "aio",
+            base: EngineBase::new(Caps {
                 direct: knobs.direct,
                 io_align_bytes: align,
-                synchronous: false,
-                polls: false,
-                owns_loop: false,
-                max_in_flight: depth,
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: true,
-            },
+                ..Caps::new("aio", cfg)
+            }),
             ctx,
             ring,
             dir: cfg.dir.clone(),
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
             files: FdTable::default(),
-            bufs: BufPool::new(
-                cfg.buf_count,
-                cfg.buf_bytes,
-                crate::buf::buffer_align_bytes(align),
-            ),
             ready: Vec::with_capacity(depth),
             slots: (0..depth).map(|_| Slot::empty()).collect(),
             iocbs: vec![Iocb::default(); depth].into_boxed_slice(),
@@ -818,7 +790,7 @@ impl Aio {
         }
         self.in_kernel -= 1;
         let res = ev.res;
-        let align = self.caps.io_align_bytes as u64;
+        let align = self.base.caps().io_align_bytes as u64;
         let slot = &mut self.slots[s as usize];
         let transient = res == -i64::from(libc::EAGAIN) || res == -i64::from(libc::EINTR);
         if transient && slot.retries < MAX_RETRIES {
@@ -922,7 +894,7 @@ impl Aio {
                             self.in_kernel -= 1;
                             // The kernel is done with this buffer: return it to the pool.
                             if let Some(b) = self.slots[s].buf.take() {
-                                self.bufs.release(b);
+                                self.base.release(b);
                             }
                         }
                     }
@@ -939,21 +911,19 @@ impl Recorder for Aio {
     type Buf = AlignedBuf;
 
     fn caps(&self) -> &Caps {
-        &self.caps
+        self.base.caps()
     }
 
     fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
-        self.bufs.alloc(len)
+        self.base.alloc(len)
     }
 
     fn release_buf(&mut self, buf: AlignedBuf) {
-        self.bufs.release(buf);
+        self.base.release(buf);
     }
 
     fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
-        if self.in_flight() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.base.admit(self.in_flight(), op)?;
         let kind = op.kind();
         let (fd_file, buf, offset, dsync) = match op {
             Op::Write {

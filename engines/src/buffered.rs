@@ -11,51 +11,42 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::buf::{AlignedBuf, BufPool};
+use crate::buf::AlignedBuf;
 use crate::exec::{self, c_path, Done, FdTable, Job};
-use crate::knobs::{get_bool, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
-use crate::{Caps, Completion, EngineConfig, Op, OpKind, ProbeResult, Recorder, RecorderFactory};
+use crate::knobs::declare_knobs;
+use crate::{
+    Caps, Completion, Engine, EngineBase, EngineConfig, Op, OpKind, ProbeResult, Recorder,
+    RecorderFactory,
+};
 
-/// Knobs of the `buffered` engine.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "direct",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "open files with O_DIRECT (aligned buffers; fio's psync --direct=1)",
-    },
-    KnobSpec {
-        name: "threads",
-        kind: KnobKind::Uint { min: 0, max: 1024 },
-        default: "0",
-        help: "0 = block in the worker; N = a bounded pool of N threads doing the blocking calls",
-    },
-];
-
-/// Parsed knobs of the `buffered` engine.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct BufferedKnobs {
-    /// Open files with O_DIRECT.
-    pub direct: bool,
-    /// Blocking pool size (0 = inline in the worker).
-    pub threads: u32,
+declare_knobs! {
+    /// Parsed knobs of the `buffered` engine.
+    pub struct BufferedKnobs for "buffered" {
+        direct: bool = false, [bool],
+            "open files with O_DIRECT (aligned buffers; fio's psync --direct=1)";
+        threads: u32 = 0, [0..=1024],
+            "0 = block in the worker; N = a bounded pool of N threads doing the blocking calls";
+    }
 }
 
-impl BufferedKnobs {
-    /// Build from parsed knob values.
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        Ok(BufferedKnobs {
-            direct: get_bool(v, "direct"),
-            threads: get_uint(v, "threads") as u32,
-        })
-    }
+impl Engine for BufferedKnobs {
+    const SUMMARY: &'static str = "pwrite/pread/fdatasync, blocking in the worker (or a bounded pool); page cache or O_DIRECT";
+    type Factory = BufferedFactory;
 
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direct", self.direct.to_string()),
-            ("threads", self.threads.to_string()),
-        ]
+    fn factory(&self) -> BufferedFactory {
+        BufferedFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    fn uses(&self, what: &str) -> bool {
+        what != "direct" || self.direct
+    }
+    fn direct(&self) -> bool {
+        self.direct
+    }
+    fn page_cache_reads(&self) -> bool {
+        !self.direct
     }
 }
 
@@ -139,12 +130,11 @@ struct Pool {
 
 /// The `buffered` engine instance of one worker.
 pub struct Buffered {
-    caps: Caps,
+    base: EngineBase,
     dir: PathBuf,
     dir_fd: RawFd,
     open_flags: i32,
     files: FdTable,
-    bufs: BufPool,
     /// Completions finished inside `submit` (inline mode, or immediate errors), not yet reaped.
     ready: Vec<Completion<AlignedBuf>>,
     pool: Option<Pool>,
@@ -207,27 +197,16 @@ impl Buffered {
             None
         };
         Ok(Buffered {
-            caps: Caps {
-                name: "buffered",
+            base: EngineBase::new(Caps {
                 direct: knobs.direct,
                 io_align_bytes: align,
                 synchronous: pool.is_none(),
-                polls: false,
-                owns_loop: false,
-                max_in_flight: queue_depth,
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: true,
-            },
+                ..Caps::new("buffered", cfg)
+            }),
             dir: cfg.dir.clone(),
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
             files: FdTable::default(),
-            bufs: BufPool::new(
-                cfg.buf_count,
-                cfg.buf_bytes,
-                crate::buf::buffer_align_bytes(align),
-            ),
             ready: Vec::with_capacity(queue_depth),
             pool,
             pool_in_flight: 0,
@@ -253,21 +232,19 @@ impl Recorder for Buffered {
     type Buf = AlignedBuf;
 
     fn caps(&self) -> &Caps {
-        &self.caps
+        self.base.caps()
     }
 
     fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
-        self.bufs.alloc(len)
+        self.base.alloc(len)
     }
 
     fn release_buf(&mut self, buf: AlignedBuf) {
-        self.bufs.release(buf);
+        self.base.release(buf);
     }
 
     fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
-        if self.in_flight() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.base.admit(self.in_flight(), op)?;
         let job = match self.translate(token, op) {
             Ok(job) => job,
             Err(done) => {

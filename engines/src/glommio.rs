@@ -101,65 +101,43 @@ use glommio::timer::Timer;
 use glommio::{CpuSet, GlommioError, LocalExecutor, LocalExecutorBuilder, Placement};
 
 use crate::buf::AlignedBuf;
-use crate::knobs::{get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
+use crate::knobs::declare_knobs;
 use crate::{
-    file_name, Caps, Completion, EngineConfig, FastMap, Op, OpKind, ProbeResult, Recorder,
+    file_name, Caps, Completion, Engine, EngineConfig, FastMap, Op, OpKind, ProbeResult, Recorder,
     RecorderFactory,
 };
 
-/// Knobs of the `glommio` engine (glommio's own executor settings).
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "io_memory_mib",
-        kind: KnobKind::Uint { min: 0, max: 4096 },
-        default: "0",
-        help: "I/O arena (registered with io_uring when RLIMIT_MEMLOCK allows); 0 = sized to the buffer pool",
-    },
-    KnobSpec {
-        name: "ring_depth",
-        kind: KnobKind::Uint { min: 0, max: 32768 },
-        default: "0",
-        help: "entries of each of glommio's rings; 0 = the queue depth, at least glommio's 128",
-    },
-    KnobSpec {
-        name: "spin_before_park_us",
-        kind: KnobKind::Uint {
-            min: 0,
-            max: 1_000_000,
-        },
-        default: "0",
-        help: "busy-poll this long before the executor sleeps (costs CPU; needs the pinned worker)",
-    },
-];
-
-/// Parsed knobs of the `glommio` engine.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct GlommioKnobs {
-    /// I/O arena size in MiB (0 = sized to the buffer pool).
-    pub io_memory_mib: u32,
-    /// Entries of each glommio ring (0 = from the queue depth).
-    pub ring_depth: u32,
-    /// Busy-poll time before parking, µs.
-    pub spin_before_park_us: u32,
+declare_knobs! {
+    /// Parsed knobs of the `glommio` engine (glommio's own executor settings).
+    pub struct GlommioKnobs for "glommio" {
+        io_memory_mib: u32 = 0, [0..=4096],
+            "I/O arena in MiB (registered with io_uring when RLIMIT_MEMLOCK allows); 0 = sized to the buffer pool";
+        ring_depth: u32 = 0, [0..=32768],
+            "entries of each of glommio's rings; 0 = the queue depth, at least glommio's 128";
+        spin_before_park_us: u32 = 0, [0..=1_000_000],
+            "busy-poll this long before the executor sleeps (costs CPU; needs the pinned worker)";
+    }
 }
 
-impl GlommioKnobs {
-    /// Build from parsed knob values.
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        Ok(GlommioKnobs {
-            io_memory_mib: get_uint(v, "io_memory_mib") as u32,
-            ring_depth: get_uint(v, "ring_depth") as u32,
-            spin_before_park_us: get_uint(v, "spin_before_park_us") as u32,
-        })
-    }
+impl Engine for GlommioKnobs {
+    const SUMMARY: &'static str =
+        "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor";
+    type Factory = GlommioFactory;
 
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("io_memory_mib", self.io_memory_mib.to_string()),
-            ("ring_depth", self.ring_depth.to_string()),
-            ("spin_before_park_us", self.spin_before_park_us.to_string()),
-        ]
+    fn factory(&self) -> GlommioFactory {
+        GlommioFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    fn uses(&self, _what: &str) -> bool {
+        true
+    }
+    fn direct(&self) -> bool {
+        true
+    }
+    fn page_cache_reads(&self) -> bool {
+        false
     }
 }
 
@@ -468,16 +446,10 @@ impl Glommio {
         let arena = warm_device(&ex, &cfg.dir)?;
         Ok(Glommio {
             caps: Caps {
-                name: "glommio",
                 direct: true,
                 io_align_bytes: cfg.dio_align_bytes.max(512),
-                synchronous: false,
-                polls: false,
                 owns_loop: true,
-                max_in_flight: queue_depth,
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: true,
+                ..Caps::new("glommio", cfg)
             },
             ex: Some(ex),
             shared: Rc::new(Shared::default()),
@@ -833,9 +805,7 @@ impl Recorder for Glommio {
     }
 
     fn submit(&mut self, token: u64, op: Op<DmaBuffer>) -> Result<(), Op<DmaBuffer>> {
-        if self.in_flight() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.caps.admit(self.in_flight(), op)?;
         let kind = op.kind();
         let job = match op {
             Op::Write {

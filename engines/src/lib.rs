@@ -7,8 +7,12 @@
 //! engine's name: it branches on the engine's declared [`Caps`].
 //!
 //! Engines are chosen through a closed enum, [`EngineSpec`], parsed from a variant string
-//! (`buffered:direct=true,threads=4`). An engine instance belongs to one worker thread and may
-//! be `!Send`; a `Send` [`RecorderFactory`] builds it on that thread.
+//! (`buffered:direct=true,threads=4`). Each engine is declared once: its knobs by one
+//! `declare_knobs!` list in its file, the engine by an [`Engine`] impl on that knob struct
+//! (name, summary, factory, probe, what a variant uses, plan-time capabilities), and one line
+//! in this file's `engines!` list; parsing, variant strings, probing and `snapbench engines`
+//! all derive from those ([`registry`]). An engine instance belongs to one worker thread and
+//! may be `!Send`; a `Send` [`RecorderFactory`] builds it on that thread.
 //!
 //! ## How each engine of the design fits this trait
 //!
@@ -24,7 +28,7 @@
 //!   user-space AIO ring) in `reap`.
 //! - `glommio`: `Buf` is a `DmaBuffer`; a write consumes it (the completion returns `buf: None`),
 //!   a read copies glommio's own buffer into the caller's; `reap` re-enters the executor until a
-//!   completion or the deadline (it awaits the completions or a glommio timer, see MACHINE.md).
+//!   completion or the deadline (it awaits the completions or a glommio timer; see the `glommio` module).
 //!
 //! Syncs: a `Sync` covers exactly the writes that had completed before it was submitted. The
 //! harness only submits a sync after the writes it must cover completed, so an engine that
@@ -40,6 +44,7 @@ pub mod glommio;
 pub mod knobs;
 pub mod null;
 pub mod poll;
+pub mod registry;
 pub mod spsc;
 pub mod tokio_engine;
 pub mod uring;
@@ -52,6 +57,7 @@ use std::time::Instant;
 pub use buf::{AlignedBuf, BufPool};
 pub use exec::{FastMap, IdHasher};
 pub use knobs::{KnobError, KnobKind, KnobSpec};
+pub use registry::{Engine, EngineInfo};
 
 /// Identifies one file the engine manages: a match log (`m<16 hex>.snap`) or a micro data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -226,30 +232,119 @@ pub struct Completion<B> {
     pub buf: Option<B>,
 }
 
-/// What an engine can do and needs; the harness branches on these, never on names.
+/// What an engine can do and needs; the harness branches on these, never on names. Constant for
+/// the life of an instance. The whole struct is echoed in each run's `summary.json` (`caps`),
+/// so results describe the I/O path that produced them.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Caps {
     /// Engine name (`null`, `buffered`, …), for messages only.
     pub name: &'static str,
-    /// Files are opened with O_DIRECT: buffers, offsets and lengths must be aligned.
+    /// Files are opened with O_DIRECT: buffers, offsets and lengths must be aligned. Plan-time
+    /// code, which has no instance yet, asks [`EngineSpec::direct`], which says the same.
     pub direct: bool,
-    /// Alignment (bytes) required of file offsets and I/O lengths; 1 when any is fine.
+    /// Alignment (bytes) required of file offsets and I/O lengths; 1 when any is fine. The
+    /// driver aligns its writes and its preallocation to it.
     pub io_align_bytes: usize,
-    /// Every op completes inside `submit` (no overlap between I/Os of one worker).
+    /// Every op completes inside `submit` (no overlap between I/Os of one worker): `null` and
+    /// `buffered` without threads. Reported in results; queue depth buys such an engine nothing.
     pub synchronous: bool,
-    /// The engine busy-polls: `reap` never sleeps, and a worker costs one whole core.
+    /// The engine busy-polls: `reap` never sleeps, and a worker costs one whole core. The driver
+    /// never sleeps between turns on such an engine.
     pub polls: bool,
-    /// The engine would rather run the driver inside its own loop (glommio, `poll`).
+    /// The engine has an event loop of its own (glommio's executor, the `poll` reactor) and
+    /// would rather run the driver inside it, as a glommio task or a reactor poller. Today every
+    /// engine runs in the driver's plain loop (the loop is re-entered from `reap`); the driver
+    /// will consult this flag when it learns to run a worker inside an engine's loop.
     pub owns_loop: bool,
     /// Most ops in flight at once; `submit` hands back further ops (back-pressure).
     pub max_in_flight: usize,
     /// Largest buffer `alloc_buf` hands out.
     pub buf_bytes: usize,
-    /// Number of buffers in the pool.
+    /// Most buffers `alloc_buf` hands out at once (the pool's bound, from
+    /// [`EngineConfig::buf_count`]).
     pub buf_count: usize,
     /// Written bytes can be read back (false only for `null`, whose reads return the buffer
     /// untouched): the harness verifies read data only when this is set.
     pub stores_data: bool,
+}
+
+impl Caps {
+    /// The caps of an engine named `name` for `cfg` as most engines have them: no O_DIRECT, any
+    /// alignment, asynchronous, sleeping in `reap`, the driver's loop, `cfg.queue_depth` ops in
+    /// flight (at least 1), `cfg.buf_count` buffers of `cfg.buf_bytes`, data stored. An engine
+    /// overrides what differs: `Caps { direct: true, ..Caps::new("uring", cfg) }`.
+    pub fn new(name: &'static str, cfg: &EngineConfig) -> Caps {
+        Caps {
+            name,
+            direct: false,
+            io_align_bytes: 1,
+            synchronous: false,
+            polls: false,
+            owns_loop: false,
+            max_in_flight: cfg.queue_depth.max(1),
+            buf_bytes: cfg.buf_bytes,
+            buf_count: cfg.buf_count,
+            stores_data: true,
+        }
+    }
+
+    /// Back-pressure, the first step of every `submit`: `Err(op)` hands the op back when
+    /// `in_flight` ops already fill [`max_in_flight`](Caps::max_in_flight), else `Ok(op)`.
+    #[inline]
+    pub fn admit<B>(&self, in_flight: usize, op: Op<B>) -> Result<Op<B>, Op<B>> {
+        if in_flight >= self.max_in_flight {
+            Err(op)
+        } else {
+            Ok(op)
+        }
+    }
+}
+
+/// What the engines whose buffers are plain aligned memory (`null`, `buffered`, `aio`,
+/// `tokio`) share: their [`Caps`] and a bounded [`BufPool`] sized from them. Such an engine
+/// embeds one and forwards `caps`, `alloc_buf` and `release_buf` to it, and starts `submit`
+/// with [`admit`](EngineBase::admit).
+#[derive(Debug)]
+pub struct EngineBase {
+    caps: Caps,
+    bufs: BufPool,
+}
+
+impl EngineBase {
+    /// The caps and a pool of `caps.buf_count` buffers of `caps.buf_bytes`, aligned for
+    /// `caps.io_align_bytes` ([`buf::buffer_align_bytes`]).
+    pub fn new(caps: Caps) -> EngineBase {
+        let bufs = BufPool::new(
+            caps.buf_count,
+            caps.buf_bytes,
+            buf::buffer_align_bytes(caps.io_align_bytes),
+        );
+        EngineBase { caps, bufs }
+    }
+
+    /// The engine's caps.
+    #[inline]
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// A buffer of `len_bytes` from the pool ([`Recorder::alloc_buf`]).
+    #[inline]
+    pub fn alloc(&mut self, len_bytes: usize) -> Option<AlignedBuf> {
+        self.bufs.alloc(len_bytes)
+    }
+
+    /// Return a buffer to the pool ([`Recorder::release_buf`]).
+    #[inline]
+    pub fn release(&mut self, buf: AlignedBuf) {
+        self.bufs.release(buf);
+    }
+
+    /// Back-pressure ([`Caps::admit`]).
+    #[inline]
+    pub fn admit<B>(&self, in_flight: usize, op: Op<B>) -> Result<Op<B>, Op<B>> {
+        self.caps.admit(in_flight, op)
+    }
 }
 
 /// Per-worker settings the harness gives a factory.
@@ -283,58 +378,58 @@ pub struct RunShared {
     pub poll_mesh: std::sync::Mutex<Option<poll::Mesh>>,
 }
 
-/// The I/O path of a replay recorder, as one worker thread sees it.
+/// The I/O path of a replay recorder, as one worker thread sees it: fio's engine hooks
+/// (`engines/skeleton_external.c`) as methods, each with its contract on it.
 ///
-/// The contract, hook by hook (fio's `engines/skeleton_external.c` is the model):
-///
-/// - [`caps`](Recorder::caps): constant for the life of the instance.
-/// - [`alloc_buf`](Recorder::alloc_buf): a buffer of exactly `len` bytes from the engine's
-///   bounded pool (aligned, registered or DMA memory as the engine needs). `None` means the pool
-///   is empty (back-pressure: reap completions and try again) or `len > caps().buf_bytes`. Its
-///   contents are unspecified: the caller writes every byte it submits. Return buffers with
-///   [`release_buf`](Recorder::release_buf); a dropped buffer is freed but its pool slot is lost.
-/// - [`submit`](Recorder::submit): queue `op` tagged with `token`. May complete it at once
-///   (synchronous engines); may need [`flush`](Recorder::flush) before the kernel sees it. A full
-///   queue hands the op back in `Err` (back-pressure, not an error: reap and resubmit). Errors of
-///   the operation itself arrive in its completion, never here.
-/// - [`flush`](Recorder::flush): push everything queued to the kernel or device. An `Err` is a
-///   failure of the engine itself (the ring is gone), not of one op.
-/// - [`reap`](Recorder::reap): first push anything queued to the kernel (as `flush` would, so a
-///   driver that reaps right away need not flush: io_uring then submits and waits in one
-///   syscall), then append completions to `out` (never clearing it), waiting at most until
-///   `deadline` for at least one when none is ready; a deadline in the past never waits.
-///   Returns the number appended. A busy-polling engine never sleeps here. Completions may come
-///   in any order.
-/// - [`in_flight`](Recorder::in_flight): ops submitted whose completion has not been reaped.
-/// - [`drain`](Recorder::drain): flush, then reap until nothing is in flight, appending the
-///   completions to `out`; on return the kernel holds none of the engine's buffers. Errors with
-///   `TimedOut` if `deadline` passes first. Called before drop, on error and on Ctrl-C.
-///
-/// Ordering: a `Sync` covers exactly the writes whose completions were reaped before it was
-/// submitted; callers submit it only then, and the engine never reorders ops of one file in a way
-/// that lets a sync be *reported* before a write it covers completed.
+/// Ordering across hooks: a `Sync` covers exactly the writes whose completions were reaped
+/// before it was submitted; callers submit it only then, and the engine never reorders ops of
+/// one file in a way that lets a sync be *reported* before a write it covers completed.
 pub trait Recorder {
-    /// The engine's buffer: plain, aligned, registered, or glommio's `DmaBuffer`.
+    /// The engine's buffer: plain, aligned, registered, or glommio's `DmaBuffer`. An op owns its
+    /// buffer from `submit` until its completion hands it back.
     type Buf: AsRef<[u8]> + AsMut<[u8]>;
-    /// What the engine can do and needs.
+
+    /// What the engine can do and needs; constant for the life of the instance.
     fn caps(&self) -> &Caps;
-    /// A buffer of exactly `len` bytes from the bounded pool; `None` when the pool is empty.
+
+    /// A buffer of exactly `len` bytes from the engine's bounded pool (aligned, registered or
+    /// DMA memory as the engine needs). `None` means the pool is empty (back-pressure: reap
+    /// completions and try again) or `len > caps().buf_bytes`. Its contents are unspecified: the
+    /// caller writes every byte it submits. Return buffers with
+    /// [`release_buf`](Recorder::release_buf); a dropped buffer is freed but its pool slot is
+    /// lost.
     fn alloc_buf(&mut self, len: usize) -> Option<Self::Buf>;
-    /// Return a buffer to the pool.
+
+    /// Return a buffer (from `alloc_buf` or a completion) to the pool.
     fn release_buf(&mut self, buf: Self::Buf);
-    /// Queue an op; `Err(op)` hands it back when the queue is full.
+
+    /// Queue `op` tagged with `token`. May complete it at once (synchronous engines); may need
+    /// [`flush`](Recorder::flush) before the kernel sees it. A full queue hands the op back in
+    /// `Err` (back-pressure, not an error: reap and resubmit). Errors of the operation itself
+    /// arrive in its completion, never here.
     fn submit(&mut self, token: u64, op: Op<Self::Buf>) -> Result<(), Op<Self::Buf>>;
-    /// Push queued ops to the kernel.
+
+    /// Push everything queued to the kernel or device. An `Err` is a failure of the engine
+    /// itself (the ring is gone), not of one op.
     fn flush(&mut self) -> io::Result<()>;
-    /// Append completions to `out`, waiting until `deadline` for the first one.
+
+    /// First push anything queued to the kernel (as `flush` would, so a driver that reaps right
+    /// away need not flush: io_uring then submits and waits in one syscall), then append
+    /// completions to `out` (never clearing it), waiting at most until `deadline` for at least
+    /// one when none is ready; a deadline in the past never waits. Returns the number appended.
+    /// A busy-polling engine never sleeps here. Completions may come in any order.
     fn reap(
         &mut self,
         out: &mut Vec<Completion<Self::Buf>>,
         deadline: Instant,
     ) -> io::Result<usize>;
-    /// Ops submitted and not yet reaped.
+
+    /// Ops submitted whose completion has not been reaped.
     fn in_flight(&self) -> usize;
-    /// Complete everything in flight (appending completions to `out`) before `deadline`.
+
+    /// Flush, then reap until nothing is in flight, appending the completions to `out`; on
+    /// return the kernel holds none of the engine's buffers. Errors with `TimedOut` if
+    /// `deadline` passes first. Called before drop, on error and on Ctrl-C.
     fn drain(&mut self, out: &mut Vec<Completion<Self::Buf>>, deadline: Instant) -> io::Result<()> {
         self.flush()?;
         while self.in_flight() > 0 {
@@ -371,74 +466,60 @@ pub trait FactoryVisitor {
     fn visit<F: RecorderFactory + 'static>(self, factory: F) -> Self::Out;
 }
 
-/// A parsed engine variant: the engine and its typed knobs (a closed enum, like ripgrep's
-/// matcher choice).
-#[derive(Clone, Debug, PartialEq)]
-pub enum EngineSpec {
-    /// The `null` engine.
+/// Declares the engines of this build: one line per engine, `Variant(module::Knobs)`, in the
+/// order `snapbench engines` lists them. Generates [`EngineSpec`] (one variant per engine),
+/// `From<Knobs> for EngineSpec`, [`ENGINES`], and the two matches everything else goes through
+/// (`as_dyn` and `visit`), each with one arm per engine and no fallback.
+macro_rules! engines {
+    ($( $variant:ident($knobs:ty), )+) => {
+        /// A parsed engine variant: the engine and its typed knobs (a closed enum, like
+        /// ripgrep's matcher choice). Built by [`EngineSpec::parse`] through the registry.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum EngineSpec {
+            $(
+                #[doc = concat!("The engine declared by [`", stringify!($knobs), "`].")]
+                $variant($knobs),
+            )+
+        }
+
+        $(
+            impl From<$knobs> for EngineSpec {
+                fn from(knobs: $knobs) -> EngineSpec {
+                    EngineSpec::$variant(knobs)
+                }
+            }
+        )+
+
+        /// Every engine of this build, in the order `snapbench engines` lists them.
+        pub const ENGINES: &[EngineInfo] = &[ $( EngineInfo::of::<$knobs>(), )+ ];
+
+        impl EngineSpec {
+            /// The declaration of this variant's engine.
+            fn as_dyn(&self) -> &dyn registry::DynEngine {
+                match self {
+                    $( EngineSpec::$variant(k) => k, )+
+                }
+            }
+
+            /// Hand the engine's factory to `v`.
+            pub fn visit<V: FactoryVisitor>(&self, v: V) -> V::Out {
+                match self {
+                    $( EngineSpec::$variant(k) => v.visit(Engine::factory(k)), )+
+                }
+            }
+        }
+    };
+}
+
+engines! {
     Null(null::NullKnobs),
-    /// The `buffered` engine.
     Buffered(buffered::BufferedKnobs),
-    /// The `uring` engine.
     Uring(uring::UringKnobs),
-    /// The `aio` engine.
     Aio(aio::AioKnobs),
-    /// The `poll` engine.
     Poll(poll::PollKnobs),
-    /// The `tokio` engine.
     Tokio(tokio_engine::TokioKnobs),
-    /// The `glommio` engine.
     Glommio(glommio::GlommioKnobs),
 }
-
-/// Static description of one engine, for `snapbench engines` and for parsing.
-pub struct EngineInfo {
-    /// Name used on the command line.
-    pub name: &'static str,
-    /// One line on what it is.
-    pub summary: &'static str,
-    /// Its knobs.
-    pub knobs: &'static [KnobSpec],
-}
-
-/// Every engine of this build.
-pub const ENGINES: &[EngineInfo] = &[
-    EngineInfo {
-        name: "null",
-        summary: "no I/O: completes at submit, through the same measurement path (fio's null peer)",
-        knobs: null::KNOBS,
-    },
-    EngineInfo {
-        name: "buffered",
-        summary: "pwrite/pread/fdatasync, blocking in the worker (or a bounded pool); page cache or O_DIRECT",
-        knobs: buffered::KNOBS,
-    },
-    EngineInfo {
-        name: "uring",
-        summary: "io_uring (io-uring crate), O_DIRECT by default; batched submit, CQ reaped without a syscall",
-        knobs: uring::KNOBS,
-    },
-    EngineInfo {
-        name: "aio",
-        summary: "Linux native AIO (libaio-equivalent, raw syscalls), O_DIRECT by default",
-        knobs: aio::KNOBS,
-    },
-    EngineInfo {
-        name: "poll",
-        summary: "SPDK's execution model over io_uring (real SPDK needs NVMe bound to vfio + hugepages): each worker a pinned reactor that never sleeps, pollers, its own ring, message passing; one busy core per worker",
-        knobs: poll::KNOBS,
-    },
-    EngineInfo {
-        name: "tokio",
-        summary: "tokio's blocking pool doing positioned I/O (what tokio::fs does inside); page cache by default",
-        knobs: tokio_engine::KNOBS,
-    },
-    EngineInfo {
-        name: "glommio",
-        summary: "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor",
-        knobs: glommio::KNOBS,
-    },
-];
 
 /// Result of probing one engine or knob on this machine and target.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -466,83 +547,55 @@ impl EngineSpec {
                 valid: names.join(", "),
             }
         })?;
-        let values = knobs::parse_knobs(info.name, info.knobs, knob_text)?;
-        Ok(match info.name {
-            "null" => EngineSpec::Null(null::NullKnobs::from_values(&values)?),
-            "uring" => EngineSpec::Uring(uring::UringKnobs::from_values(&values)?),
-            "aio" => EngineSpec::Aio(aio::AioKnobs::from_values(&values)?),
-            "poll" => EngineSpec::Poll(poll::PollKnobs::from_values(&values)?),
-            "tokio" => EngineSpec::Tokio(tokio_engine::TokioKnobs::from_values(&values)?),
-            "glommio" => EngineSpec::Glommio(glommio::GlommioKnobs::from_values(&values)?),
-            _ => EngineSpec::Buffered(buffered::BufferedKnobs::from_values(&values)?),
-        })
+        (info.parse)(knob_text)
     }
 
     /// The engine's name.
     pub fn name(&self) -> &'static str {
-        match self {
-            EngineSpec::Null(_) => "null",
-            EngineSpec::Buffered(_) => "buffered",
-            EngineSpec::Uring(_) => "uring",
-            EngineSpec::Aio(_) => "aio",
-            EngineSpec::Poll(_) => "poll",
-            EngineSpec::Tokio(_) => "tokio",
-            EngineSpec::Glommio(_) => "glommio",
-        }
+        self.as_dyn().name()
     }
 
     /// Canonical variant string: the name and every knob that differs from its default.
     pub fn variant(&self) -> String {
-        let knobs = self.knob_values();
-        let info = ENGINES.iter().find(|e| e.name == self.name());
-        let changed: Vec<String> = knobs
+        let e = self.as_dyn();
+        let changed: Vec<String> = e
+            .values()
             .iter()
             .filter(|(k, v)| {
-                info.and_then(|i| i.knobs.iter().find(|s| s.name == *k))
+                e.knobs()
+                    .iter()
+                    .find(|s| s.name == *k)
                     .is_none_or(|s| s.default != v)
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if changed.is_empty() {
-            self.name().to_string()
+            e.name().to_string()
         } else {
-            format!("{}:{}", self.name(), changed.join(","))
+            format!("{}:{}", e.name(), changed.join(","))
         }
     }
 
     /// Every knob with its effective value (defaults included), for results.
     pub fn knob_values(&self) -> Vec<(&'static str, String)> {
-        match self {
-            EngineSpec::Null(k) => k.values(),
-            EngineSpec::Buffered(k) => k.values(),
-            EngineSpec::Uring(k) => k.values(),
-            EngineSpec::Aio(k) => k.values(),
-            EngineSpec::Poll(k) => k.values(),
-            EngineSpec::Tokio(k) => k.values(),
-            EngineSpec::Glommio(k) => k.values(),
-        }
+        self.as_dyn().values()
     }
 
     /// Whether files are opened with O_DIRECT (sizes must then respect the target's alignment).
     pub fn direct(&self) -> bool {
-        match self {
-            EngineSpec::Null(_) => false,
-            EngineSpec::Buffered(k) => k.direct,
-            EngineSpec::Uring(k) => k.direct,
-            EngineSpec::Aio(k) => k.direct,
-            EngineSpec::Poll(k) => k.direct,
-            EngineSpec::Tokio(k) => k.direct,
-            EngineSpec::Glommio(_) => true,
-        }
+        self.as_dyn().direct()
+    }
+
+    /// Whether reads may be served from the page cache (buffered I/O that stores data), so a
+    /// read of data written moments ago measures memory rather than the device. Answered from
+    /// the spec, before any engine is built.
+    pub fn page_cache_reads(&self) -> bool {
+        self.as_dyn().page_cache_reads()
     }
 
     /// Warnings about a variant that runs but measures something other than it seems.
     pub fn warnings(&self) -> Vec<String> {
-        match self {
-            EngineSpec::Aio(k) => aio::warnings(k),
-            EngineSpec::Poll(k) => poll::warnings(k),
-            _ => Vec::new(),
-        }
+        self.as_dyn().warnings()
     }
 
     /// Check that this variant can run on the target directory; `Err` says why not and what to do.
@@ -563,60 +616,13 @@ impl EngineSpec {
         }
     }
 
-    /// Probe the knobs this variant uses on `dir`.
+    /// Probe the engine and the knobs this variant uses on `dir`.
     pub fn probe(&self, dir: &Path) -> Vec<ProbeResult> {
-        match self {
-            EngineSpec::Null(_) => Vec::new(),
-            EngineSpec::Buffered(k) => buffered::probe(dir)
-                .into_iter()
-                .filter(|p| p.what != "direct" || k.direct)
-                .collect(),
-            EngineSpec::Uring(k) => {
-                let used: std::collections::HashSet<&str> = k
-                    .values()
-                    .into_iter()
-                    .zip(uring::KNOBS)
-                    .filter(|((_, v), spec)| *v != spec.default)
-                    .map(|((name, _), _)| name)
-                    .chain(["(engine)"])
-                    .chain(k.direct.then_some("direct"))
-                    .collect();
-                uring::probe(dir)
-                    .into_iter()
-                    .filter(|p| used.contains(p.what.as_str()))
-                    .collect()
-            }
-            EngineSpec::Aio(k) => aio::probe(dir)
-                .into_iter()
-                .filter(|p| {
-                    (p.what != "direct" || k.direct) && (p.what != "user_reap" || k.user_reap)
-                })
-                .collect(),
-            EngineSpec::Poll(k) => poll::probe(dir)
-                .into_iter()
-                .filter(|p| k.uses(&p.what))
-                .collect(),
-            EngineSpec::Tokio(k) => tokio_engine::probe(dir)
-                .into_iter()
-                .filter(|p| {
-                    (p.what != "direct" || k.direct) && p.what != tokio_engine::IO_URING_WHAT
-                })
-                .collect(),
-            EngineSpec::Glommio(_) => glommio::probe(dir),
-        }
-    }
-
-    /// Hand the engine's factory to `v`.
-    pub fn visit<V: FactoryVisitor>(&self, v: V) -> V::Out {
-        match self {
-            EngineSpec::Null(k) => v.visit(null::NullFactory(k.clone())),
-            EngineSpec::Buffered(k) => v.visit(buffered::BufferedFactory(k.clone())),
-            EngineSpec::Uring(k) => v.visit(uring::UringFactory(k.clone())),
-            EngineSpec::Aio(k) => v.visit(aio::AioFactory(k.clone())),
-            EngineSpec::Poll(k) => v.visit(poll::PollFactory(k.clone())),
-            EngineSpec::Tokio(k) => v.visit(tokio_engine::TokioFactory(k.clone())),
-            EngineSpec::Glommio(k) => v.visit(glommio::GlommioFactory(k.clone())),
-        }
+        let e = self.as_dyn();
+        e.probe(dir)
+            .into_iter()
+            .filter(|p| e.uses(&p.what))
+            .collect()
     }
 }
 
@@ -624,21 +630,6 @@ impl EngineSpec {
 pub fn probe_all(dir: &Path) -> Vec<(&'static EngineInfo, Vec<ProbeResult>)> {
     ENGINES
         .iter()
-        .map(|info| {
-            let found = match info.name {
-                "null" => vec![ProbeResult {
-                    what: "(engine)".into(),
-                    supported: true,
-                    detail: "no I/O; always available".into(),
-                }],
-                "uring" => uring::probe(dir),
-                "aio" => aio::probe(dir),
-                "poll" => poll::probe(dir),
-                "tokio" => tokio_engine::probe(dir),
-                "glommio" => glommio::probe(dir),
-                _ => buffered::probe(dir),
-            };
-            (info, found)
-        })
+        .map(|info| (info, (info.probe)(dir)))
         .collect()
 }

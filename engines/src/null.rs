@@ -3,28 +3,49 @@
 //! reads, histogram records — can be measured against fio's null engine.
 
 use std::io;
+use std::path::Path;
 use std::time::Instant;
 
-use crate::buf::{AlignedBuf, BufPool};
-use crate::knobs::{KnobError, KnobSpec, KnobValue};
-use crate::{Caps, Completion, EngineConfig, Op, Recorder, RecorderFactory};
+use crate::buf::AlignedBuf;
+use crate::knobs::declare_knobs;
+use crate::{
+    Caps, Completion, Engine, EngineBase, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory,
+};
 
-/// The `null` engine has no knobs.
-pub const KNOBS: &[KnobSpec] = &[];
+declare_knobs! {
+    /// Knobs of the `null` engine (none).
+    pub struct NullKnobs for "null" {}
+}
 
-/// Knobs of the `null` engine (none).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct NullKnobs;
+impl Engine for NullKnobs {
+    const SUMMARY: &'static str =
+        "no I/O: completes at submit, through the same measurement path (fio's null peer)";
+    type Factory = NullFactory;
 
-impl NullKnobs {
-    /// Build from parsed values.
-    pub fn from_values(_: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        Ok(NullKnobs)
+    fn factory(&self) -> NullFactory {
+        NullFactory(self.clone())
     }
-    /// Every knob and its value (none).
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
     }
+    fn uses(&self, what: &str) -> bool {
+        what == "(engine)"
+    }
+    fn direct(&self) -> bool {
+        false
+    }
+    fn page_cache_reads(&self) -> bool {
+        false
+    }
+}
+
+/// The `null` engine needs nothing: one supported `(engine)` row.
+pub fn probe(_dir: &Path) -> Vec<ProbeResult> {
+    vec![ProbeResult {
+        what: "(engine)".into(),
+        supported: true,
+        detail: "no I/O; always available".into(),
+    }]
 }
 
 /// Builds [`Null`] engines.
@@ -40,30 +61,21 @@ impl RecorderFactory for NullFactory {
 
 /// The `null` engine instance of one worker.
 pub struct Null {
-    caps: Caps,
-    bufs: BufPool,
+    base: EngineBase,
     ready: Vec<Completion<AlignedBuf>>,
 }
 
 impl Null {
     /// A null engine with the configured queue depth and buffer pool.
     pub fn new(cfg: &EngineConfig) -> Null {
-        let depth = cfg.queue_depth.max(1);
+        let caps = Caps {
+            synchronous: true,
+            stores_data: false,
+            ..Caps::new("null", cfg)
+        };
         Null {
-            caps: Caps {
-                name: "null",
-                direct: false,
-                io_align_bytes: 1,
-                synchronous: true,
-                polls: false,
-                owns_loop: false,
-                max_in_flight: depth,
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: false,
-            },
-            bufs: BufPool::new(cfg.buf_count, cfg.buf_bytes, 64),
-            ready: Vec::with_capacity(depth),
+            ready: Vec::with_capacity(caps.max_in_flight),
+            base: EngineBase::new(caps),
         }
     }
 }
@@ -72,22 +84,20 @@ impl Recorder for Null {
     type Buf = AlignedBuf;
 
     fn caps(&self) -> &Caps {
-        &self.caps
+        self.base.caps()
     }
 
     fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
-        self.bufs.alloc(len)
+        self.base.alloc(len)
     }
 
     fn release_buf(&mut self, buf: AlignedBuf) {
-        self.bufs.release(buf);
+        self.base.release(buf);
     }
 
     #[inline]
     fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
-        if self.ready.len() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.base.admit(self.ready.len(), op)?;
         let kind = op.kind();
         let (res, buf) = match op {
             Op::Write { buf, .. } | Op::Read { buf, .. } => (buf.len(), Some(buf)),

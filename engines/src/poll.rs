@@ -46,161 +46,88 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::knobs::{get_bool, get_opt_uint, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
+use crate::knobs::{declare_knobs, KnobError};
 use crate::spsc::{self, Consumer, Producer};
 use crate::uring::{self, Uring, UringBuf, UringKnobs};
-use crate::{Caps, Completion, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory};
+use crate::{Caps, Completion, Engine, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory};
 
 /// Messages a reactor's message poller takes from one inbound ring per turn (SPDK's
 /// `SPDK_MSG_BATCH_SIZE`), so a busy sender cannot starve the I/O poller.
 pub const MSG_BATCH: usize = 8;
 
-/// Knobs of the `poll` engine.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "direct",
-        kind: KnobKind::Bool,
-        default: "true",
-        help: "O_DIRECT (false: buffered; the kernel punts writes to io-wq)",
-    },
-    KnobSpec {
-        name: "entries",
-        kind: KnobKind::Uint { min: 0, max: 32768 },
-        default: "0",
-        help: "SQ entries of each reactor's ring (0 = the queue depth, rounded up to a power of two)",
-    },
-    KnobSpec {
-        name: "sqpoll",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "SQPOLL ring: a kernel thread submits and completes, spinning on another core (on 2 cores it takes the other one)",
-    },
-    KnobSpec {
-        name: "sqpoll_cpu",
-        kind: KnobKind::OptUint { min: 0, max: 4095 },
-        default: "none",
-        help: "pin the SQPOLL thread to this CPU (IORING_SETUP_SQ_AFF)",
-    },
-    KnobSpec {
-        name: "sqpoll_idle_ms",
-        kind: KnobKind::Uint {
-            min: 0,
-            max: 600_000,
-        },
-        default: "1000",
-        help: "SQPOLL thread idle time before it sleeps",
-    },
-    KnobSpec {
-        name: "fixed_buffers",
-        kind: KnobKind::Bool,
-        default: "true",
-        help: "register the buffer pool with the ring (READ_FIXED / WRITE_FIXED)",
-    },
-    KnobSpec {
-        name: "fixed_files",
-        kind: KnobKind::Bool,
-        default: "true",
-        help: "register files in the ring's fixed file table",
-    },
-    KnobSpec {
-        name: "msg_ring_entries",
-        kind: KnobKind::Uint {
-            min: 1,
-            max: 65536,
-        },
-        default: "256",
-        help: "slots of each reactor-to-reactor message ring (a power of two)",
-    },
-];
-
-/// Parsed knobs of the `poll` engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PollKnobs {
-    /// O_DIRECT.
-    pub direct: bool,
-    /// SQ entries (0 = from the queue depth).
-    pub entries: u32,
-    /// SQPOLL ring instead of the taskrun-flag ring.
-    pub sqpoll: bool,
-    /// SQPOLL thread CPU.
-    pub sqpoll_cpu: Option<u32>,
-    /// SQPOLL idle, ms.
-    pub sqpoll_idle_ms: u32,
-    /// Registered buffers.
-    pub fixed_buffers: bool,
-    /// Registered files.
-    pub fixed_files: bool,
-    /// Slots per message ring.
-    pub msg_ring_entries: usize,
+declare_knobs! {
+    /// Parsed knobs of the `poll` engine.
+    pub struct PollKnobs for "poll" {
+        direct: bool = true, [bool],
+            "O_DIRECT (false: buffered; the kernel punts writes to io-wq)";
+        entries: u32 = 0, [0..=32768],
+            "SQ entries of each reactor's ring (0 = the queue depth, rounded up to a power of two)";
+        sqpoll: bool = false, [bool],
+            "SQPOLL ring: a kernel thread submits and completes, spinning on another core (on 2 cores it takes the other one)";
+        sqpoll_cpu: Option<u32> = none, [none | 0..=4095],
+            "pin the SQPOLL thread to this CPU (IORING_SETUP_SQ_AFF)";
+        sqpoll_idle_ms: u32 = 1000, [0..=600_000],
+            "SQPOLL thread idle time before it sleeps, ms";
+        fixed_buffers: bool = true, [bool],
+            "register the buffer pool with the ring (READ_FIXED / WRITE_FIXED)";
+        fixed_files: bool = true, [bool],
+            "register files in the ring's fixed file table";
+        msg_ring_entries: usize = 256, [1..=65536],
+            "slots of each reactor-to-reactor message ring (a power of two)";
+    }
+    check = PollKnobs::check;
 }
 
-impl Default for PollKnobs {
-    fn default() -> Self {
-        let v = crate::knobs::parse_knobs("poll", KNOBS, "").expect("defaults parse");
-        PollKnobs::from_values(&v).expect("defaults are consistent")
+impl Engine for PollKnobs {
+    const SUMMARY: &'static str = "SPDK's execution model over io_uring (real SPDK needs NVMe bound to vfio + hugepages): each worker a pinned reactor that never sleeps, pollers, its own ring, message passing; one busy core per worker";
+    type Factory = PollFactory;
+
+    fn factory(&self) -> PollFactory {
+        PollFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    /// The rows of [`probe`] this variant relies on.
+    fn uses(&self, what: &str) -> bool {
+        // `iopoll` and the SPDK prerequisites are reported, never used.
+        what == "(engine)"
+            || (what == "direct" && self.direct)
+            || (what == "sqpoll" && self.sqpoll)
+            || (what == "sqpoll_cpu" && self.sqpoll_cpu.is_some())
+            || (what == "fixed_buffers" && self.fixed_buffers)
+            || (what == "fixed_files" && self.fixed_files)
+    }
+    fn direct(&self) -> bool {
+        self.direct
+    }
+    fn page_cache_reads(&self) -> bool {
+        !self.direct
+    }
+    fn warnings(&self) -> Vec<String> {
+        warnings(self)
     }
 }
 
 impl PollKnobs {
-    /// Build from parsed values; refuses combinations that cannot work.
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        let k = PollKnobs {
-            direct: get_bool(v, "direct"),
-            entries: get_uint(v, "entries") as u32,
-            sqpoll: get_bool(v, "sqpoll"),
-            sqpoll_cpu: get_opt_uint(v, "sqpoll_cpu").map(|c| c as u32),
-            sqpoll_idle_ms: get_uint(v, "sqpoll_idle_ms") as u32,
-            fixed_buffers: get_bool(v, "fixed_buffers"),
-            fixed_files: get_bool(v, "fixed_files"),
-            msg_ring_entries: get_uint(v, "msg_ring_entries") as usize,
-        };
+    /// Refuses combinations that cannot work.
+    fn check(&self) -> Result<(), KnobError> {
         let conflict = |reason: &str| {
             Err(KnobError::Conflict {
                 engine: "poll",
                 reason: reason.to_string(),
             })
         };
-        if k.sqpoll_cpu.is_some() && !k.sqpoll {
+        if self.sqpoll_cpu.is_some() && !self.sqpoll {
             return conflict("sqpoll_cpu needs sqpoll=true");
         }
-        if k.entries != 0 && !k.entries.is_power_of_two() {
+        if self.entries != 0 && !self.entries.is_power_of_two() {
             return conflict("entries must be a power of two (or 0 for the queue depth)");
         }
-        if !k.msg_ring_entries.is_power_of_two() {
+        if !self.msg_ring_entries.is_power_of_two() {
             return conflict("msg_ring_entries must be a power of two");
         }
-        Ok(k)
-    }
-
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direct", self.direct.to_string()),
-            ("entries", self.entries.to_string()),
-            ("sqpoll", self.sqpoll.to_string()),
-            (
-                "sqpoll_cpu",
-                self.sqpoll_cpu
-                    .map_or_else(|| "none".to_string(), |c| c.to_string()),
-            ),
-            ("sqpoll_idle_ms", self.sqpoll_idle_ms.to_string()),
-            ("fixed_buffers", self.fixed_buffers.to_string()),
-            ("fixed_files", self.fixed_files.to_string()),
-            ("msg_ring_entries", self.msg_ring_entries.to_string()),
-        ]
-    }
-
-    /// Whether this variant relies on the probed feature `what` (a row of [`probe`]).
-    pub fn uses(&self, what: &str) -> bool {
-        match what {
-            "(engine)" => true,
-            "direct" => self.direct,
-            "sqpoll" => self.sqpoll,
-            "sqpoll_cpu" => self.sqpoll_cpu.is_some(),
-            "fixed_buffers" => self.fixed_buffers,
-            "fixed_files" => self.fixed_files,
-            _ => false,
-        }
+        Ok(())
     }
 
     /// The ring flags of a reactor's I/O channel, as `uring` knobs.
@@ -460,6 +387,7 @@ impl Poll {
         let mut caps = chan.caps().clone();
         caps.name = "poll";
         caps.polls = true;
+        caps.owns_loop = true;
         Ok(Poll {
             chan,
             caps,

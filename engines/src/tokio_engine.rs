@@ -21,7 +21,7 @@
 //!   task, the task wakes the worker.
 //!
 //! No buffer is allocated per I/O: buffers come from the engine's bounded
-//! [`BufPool`].
+//! [`BufPool`](crate::BufPool).
 //!
 //! Measured on the 2-core VM while parallel builds kept its load average at 11–15, so only
 //! ratios inside one run mean anything (4 KiB page-cache reads at queue depth 64, process CPU
@@ -94,156 +94,91 @@ use std::time::Instant;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
-use crate::buf::{AlignedBuf, BufPool};
+use crate::buf::AlignedBuf;
 use crate::exec::{self, Done, FdTable, Job};
-use crate::knobs::{get_bool, get_choice, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
-use crate::{Caps, Completion, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory};
+use crate::knobs::{declare_knobs, default_text, knob_choice, KnobError};
+use crate::{
+    Caps, Completion, Engine, EngineBase, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory,
+};
 
 /// tokio's own default cap on its blocking pool (`Builder::max_blocking_threads`).
 const TOKIO_DEFAULT_BLOCKING_THREADS: usize = 512;
 
-/// Knobs of the `tokio` engine.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "direct",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "open files with O_DIRECT (aligned buffers); default: the page cache, like a typical service",
-    },
-    KnobSpec {
-        name: "flavor",
-        kind: KnobKind::Choice(&["current", "multi"]),
-        default: "current",
-        help: "current = a current-thread runtime per worker, driven in reap; multi = a multi-thread runtime per worker",
-    },
-    KnobSpec {
-        name: "workers",
-        kind: KnobKind::Uint { min: 1, max: 64 },
-        default: "2",
-        help: "worker threads of the multi-thread runtime (flavor=multi only)",
-    },
-    KnobSpec {
-        name: "bridge",
-        kind: KnobKind::Choice(&["channel", "task"]),
-        default: "channel",
-        help: "channel = the blocking job sends its completion to a channel reap awaits; task = a task per I/O awaits spawn_blocking (tokio::fs's shape)",
-    },
-    KnobSpec {
-        name: "max_blocking_threads",
-        kind: KnobKind::Uint { min: 0, max: 4096 },
-        default: "0",
-        help: "tokio's blocking pool size; 0 = the worker's queue depth (at most 512, tokio's default)",
-    },
-];
-
-/// Which tokio runtime a worker builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Flavor {
-    /// `Builder::new_current_thread`: tasks run inside the worker's `reap`.
-    #[default]
-    Current,
-    /// `Builder::new_multi_thread`: tasks run on the runtime's own worker threads.
-    Multi,
+declare_knobs! {
+    /// Parsed knobs of the `tokio` engine.
+    pub struct TokioKnobs for "tokio" {
+        direct: bool = false, [bool],
+            "open files with O_DIRECT (aligned buffers); default: the page cache, like a typical service";
+        flavor: Flavor = current, [choice],
+            "current = a current-thread runtime per worker, driven in reap; multi = a multi-thread runtime per worker";
+        workers: u32 = 2, [1..=64],
+            "worker threads of the multi-thread runtime (flavor=multi only)";
+        bridge: Bridge = channel, [choice],
+            "channel = the blocking job sends its completion to a channel reap awaits; task = a task per I/O awaits spawn_blocking (tokio::fs's shape)";
+        max_blocking_threads: u32 = 0, [0..=4096],
+            "tokio's blocking pool size; 0 = the worker's queue depth (at most 512, tokio's default)";
+    }
+    check = TokioKnobs::check;
 }
 
-impl Flavor {
-    /// The knob word.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavor::Current => "current",
-            Flavor::Multi => "multi",
-        }
+knob_choice! {
+    /// Which tokio runtime a worker builds.
+    pub enum Flavor {
+        /// `Builder::new_current_thread`: tasks run inside the worker's `reap`.
+        #[default]
+        Current = "current",
+        /// `Builder::new_multi_thread`: tasks run on the runtime's own worker threads.
+        Multi = "multi",
     }
 }
 
-/// How a completion gets from tokio's blocking pool back to the worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Bridge {
-    /// The blocking job sends its completion into a bounded channel that `reap` awaits.
-    #[default]
-    Channel,
-    /// An async task per I/O awaits `spawn_blocking`'s handle, then sends (tokio::fs's shape).
-    Task,
-}
-
-impl Bridge {
-    /// The knob word.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bridge::Channel => "channel",
-            Bridge::Task => "task",
-        }
+knob_choice! {
+    /// How a completion gets from tokio's blocking pool back to the worker.
+    pub enum Bridge {
+        /// The blocking job sends its completion into a bounded channel that `reap` awaits.
+        #[default]
+        Channel = "channel",
+        /// An async task per I/O awaits `spawn_blocking`'s handle, then sends (tokio::fs's shape).
+        Task = "task",
     }
 }
 
-/// Parsed knobs of the `tokio` engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokioKnobs {
-    /// Open files with O_DIRECT.
-    pub direct: bool,
-    /// Runtime flavor.
-    pub flavor: Flavor,
-    /// Worker threads of a multi-thread runtime.
-    pub workers: u32,
-    /// How completions come back.
-    pub bridge: Bridge,
-    /// Blocking pool size (0 = the worker's queue depth, capped at 512).
-    pub max_blocking_threads: u32,
-}
+impl Engine for TokioKnobs {
+    const SUMMARY: &'static str = "tokio's blocking pool doing positioned I/O (what tokio::fs does inside); page cache by default";
+    type Factory = TokioFactory;
 
-impl Default for TokioKnobs {
-    fn default() -> Self {
-        TokioKnobs {
-            direct: false,
-            flavor: Flavor::Current,
-            workers: 2,
-            bridge: Bridge::Channel,
-            max_blocking_threads: 0,
-        }
+    fn factory(&self) -> TokioFactory {
+        TokioFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    fn uses(&self, what: &str) -> bool {
+        (what != "direct" || self.direct) && what != IO_URING_WHAT
+    }
+    fn direct(&self) -> bool {
+        self.direct
+    }
+    fn page_cache_reads(&self) -> bool {
+        !self.direct
     }
 }
 
 impl TokioKnobs {
-    /// Build from parsed knob values; `workers` other than its default without `flavor=multi`
-    /// is refused (it would be silently ignored).
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        let flavor = match get_choice(v, "flavor") {
-            "multi" => Flavor::Multi,
-            _ => Flavor::Current,
-        };
-        let workers = get_uint(v, "workers") as u32;
-        if flavor == Flavor::Current && workers != TokioKnobs::default().workers {
+    /// `workers` other than its default without `flavor=multi` is refused (it would be
+    /// silently ignored).
+    fn check(&self) -> Result<(), KnobError> {
+        let default_workers = default_text(KNOBS, "workers");
+        if self.flavor == Flavor::Current && self.workers.to_string() != default_workers {
             return Err(KnobError::Conflict {
                 engine: "tokio",
                 reason: format!(
-                    "workers={workers} applies only to the multi-thread runtime; add flavor=multi"
+                    "workers={} applies only to the multi-thread runtime; add flavor=multi",
+                    self.workers
                 ),
             });
         }
-        Ok(TokioKnobs {
-            direct: get_bool(v, "direct"),
-            flavor,
-            workers,
-            bridge: match get_choice(v, "bridge") {
-                "task" => Bridge::Task,
-                _ => Bridge::Channel,
-            },
-            max_blocking_threads: get_uint(v, "max_blocking_threads") as u32,
-        })
-    }
-
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direct", self.direct.to_string()),
-            ("flavor", self.flavor.name().to_string()),
-            ("workers", self.workers.to_string()),
-            ("bridge", self.bridge.name().to_string()),
-            (
-                "max_blocking_threads",
-                self.max_blocking_threads.to_string(),
-            ),
-        ]
+        Ok(())
     }
 
     /// Blocking pool size for a worker with `queue_depth` ops in flight at most.
@@ -319,7 +254,7 @@ impl RecorderFactory for TokioFactory {
 /// The `tokio` engine instance of one worker: its own runtime, blocking pool and completion
 /// channel.
 pub struct TokioEngine {
-    caps: Caps,
+    base: EngineBase,
     flavor: Flavor,
     bridge: Bridge,
     dir: PathBuf,
@@ -327,7 +262,6 @@ pub struct TokioEngine {
     dir_file: File,
     open_flags: i32,
     files: FdTable,
-    bufs: BufPool,
     /// Completions finished inside `submit` (ops that could not start), not yet reaped.
     ready: Vec<Completion<AlignedBuf>>,
     /// Taken in `drop` so the runtime (and its blocking pool) shuts down before files close.
@@ -369,29 +303,17 @@ impl TokioEngine {
             .map_err(|e| io::Error::new(e.kind(), format!("tokio: build runtime: {e}")))?;
         let (done_tx, done_rx) = mpsc::channel(queue_depth);
         Ok(TokioEngine {
-            caps: Caps {
-                name: "tokio",
+            base: EngineBase::new(Caps {
                 direct: knobs.direct,
                 io_align_bytes: align,
-                synchronous: false,
-                polls: false,
-                owns_loop: false,
-                max_in_flight: queue_depth,
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: true,
-            },
+                ..Caps::new("tokio", cfg)
+            }),
             flavor: knobs.flavor,
             bridge: knobs.bridge,
             dir: cfg.dir.clone(),
             dir_file,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
             files: FdTable::default(),
-            bufs: BufPool::new(
-                cfg.buf_count,
-                cfg.buf_bytes,
-                crate::buf::buffer_align_bytes(align),
-            ),
             ready: Vec::with_capacity(queue_depth),
             rt: Some(rt),
             done_tx,
@@ -424,21 +346,19 @@ impl Recorder for TokioEngine {
     type Buf = AlignedBuf;
 
     fn caps(&self) -> &Caps {
-        &self.caps
+        self.base.caps()
     }
 
     fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
-        self.bufs.alloc(len)
+        self.base.alloc(len)
     }
 
     fn release_buf(&mut self, buf: AlignedBuf) {
-        self.bufs.release(buf);
+        self.base.release(buf);
     }
 
     fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
-        if self.in_flight() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.base.admit(self.in_flight(), op)?;
         let kind = op.kind();
         let ctx = exec::Target {
             dir: &self.dir,

@@ -23,215 +23,93 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::buf::AlignedBuf;
 use crate::exec::{self, c_path, Job};
-use crate::knobs::{get_bool, get_opt_uint, get_uint, KnobError, KnobKind, KnobSpec, KnobValue};
+use crate::knobs::{declare_knobs, knob_in_use, KnobError};
 use crate::{
-    file_name, Caps, Completion, EngineConfig, FastMap, Op, OpKind, ProbeResult, Recorder,
+    file_name, Caps, Completion, Engine, EngineConfig, FastMap, Op, OpKind, ProbeResult, Recorder,
     RecorderFactory,
 };
 
-/// Knobs of the `uring` engine.
-pub const KNOBS: &[KnobSpec] = &[
-    KnobSpec {
-        name: "direct",
-        kind: KnobKind::Bool,
-        default: "true",
-        help: "O_DIRECT (false: buffered io_uring; the kernel punts writes to io-wq)",
-    },
-    KnobSpec {
-        name: "entries",
-        kind: KnobKind::Uint { min: 0, max: 32768 },
-        default: "0",
-        help: "SQ entries (0 = the queue depth, rounded up to a power of two)",
-    },
-    KnobSpec {
-        name: "sqpoll",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_SQPOLL: a kernel thread polls the SQ (its CPU counts in the results)",
-    },
-    KnobSpec {
-        name: "sqpoll_cpu",
-        kind: KnobKind::OptUint { min: 0, max: 4095 },
-        default: "none",
-        help: "pin the SQPOLL thread to this CPU (IORING_SETUP_SQ_AFF)",
-    },
-    KnobSpec {
-        name: "sqpoll_idle_ms",
-        kind: KnobKind::Uint {
-            min: 0,
-            max: 600_000,
-        },
-        default: "1000",
-        help: "SQPOLL thread idle time before it sleeps",
-    },
-    KnobSpec {
-        name: "iopoll",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_IOPOLL: busy-poll completions (needs NVMe poll queues)",
-    },
-    KnobSpec {
-        name: "fixed_buffers",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "register the buffer pool; READ_FIXED / WRITE_FIXED",
-    },
-    KnobSpec {
-        name: "fixed_files",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "register files in a sparse table; SQEs use fixed file indexes",
-    },
-    KnobSpec {
-        name: "single_issuer",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_SINGLE_ISSUER",
-    },
-    KnobSpec {
-        name: "defer_taskrun",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_DEFER_TASKRUN (needs single_issuer; not with sqpoll)",
-    },
-    KnobSpec {
-        name: "coop_taskrun",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_COOP_TASKRUN",
-    },
-    KnobSpec {
-        name: "taskrun_flag",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_TASKRUN_FLAG: the ring flags pending task work",
-    },
-    KnobSpec {
-        name: "attach_wq",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "the rings of one run's workers share one io-wq (IORING_SETUP_ATTACH_WQ)",
-    },
-    KnobSpec {
-        name: "submit_all",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_SUBMIT_ALL: keep submitting a batch past a failed SQE",
-    },
-    KnobSpec {
-        name: "no_sqarray",
-        kind: KnobKind::Bool,
-        default: "false",
-        help: "IORING_SETUP_NO_SQARRAY (Linux 6.6+)",
-    },
-];
-
-/// Parsed knobs of the `uring` engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UringKnobs {
-    /// O_DIRECT.
-    pub direct: bool,
-    /// SQ entries (0 = from the queue depth).
-    pub entries: u32,
-    /// SQPOLL.
-    pub sqpoll: bool,
-    /// SQPOLL thread CPU.
-    pub sqpoll_cpu: Option<u32>,
-    /// SQPOLL idle, ms.
-    pub sqpoll_idle_ms: u32,
-    /// IOPOLL.
-    pub iopoll: bool,
-    /// Registered buffers.
-    pub fixed_buffers: bool,
-    /// Registered files.
-    pub fixed_files: bool,
-    /// SINGLE_ISSUER.
-    pub single_issuer: bool,
-    /// DEFER_TASKRUN.
-    pub defer_taskrun: bool,
-    /// COOP_TASKRUN.
-    pub coop_taskrun: bool,
-    /// TASKRUN_FLAG.
-    pub taskrun_flag: bool,
-    /// ATTACH_WQ across the run's workers.
-    pub attach_wq: bool,
-    /// SUBMIT_ALL.
-    pub submit_all: bool,
-    /// NO_SQARRAY.
-    pub no_sqarray: bool,
+declare_knobs! {
+    /// Parsed knobs of the `uring` engine.
+    pub struct UringKnobs for "uring" {
+        direct: bool = true, [bool],
+            "O_DIRECT (false: buffered io_uring; the kernel punts writes to io-wq)";
+        entries: u32 = 0, [0..=32768],
+            "SQ entries (0 = the queue depth, rounded up to a power of two)";
+        sqpoll: bool = false, [bool],
+            "IORING_SETUP_SQPOLL: a kernel thread polls the SQ (its CPU counts in the results)";
+        sqpoll_cpu: Option<u32> = none, [none | 0..=4095],
+            "pin the SQPOLL thread to this CPU (IORING_SETUP_SQ_AFF)";
+        sqpoll_idle_ms: u32 = 1000, [0..=600_000],
+            "SQPOLL thread idle time before it sleeps, ms";
+        iopoll: bool = false, [bool],
+            "IORING_SETUP_IOPOLL: busy-poll completions (needs NVMe poll queues)";
+        fixed_buffers: bool = false, [bool],
+            "register the buffer pool; READ_FIXED / WRITE_FIXED";
+        fixed_files: bool = false, [bool],
+            "register files in a sparse table; SQEs use fixed file indexes";
+        single_issuer: bool = false, [bool],
+            "IORING_SETUP_SINGLE_ISSUER";
+        defer_taskrun: bool = false, [bool],
+            "IORING_SETUP_DEFER_TASKRUN (needs single_issuer; not with sqpoll)";
+        coop_taskrun: bool = false, [bool],
+            "IORING_SETUP_COOP_TASKRUN";
+        taskrun_flag: bool = false, [bool],
+            "IORING_SETUP_TASKRUN_FLAG: the ring flags pending task work";
+        attach_wq: bool = false, [bool],
+            "the rings of one run's workers share one io-wq (IORING_SETUP_ATTACH_WQ)";
+        submit_all: bool = false, [bool],
+            "IORING_SETUP_SUBMIT_ALL: keep submitting a batch past a failed SQE";
+        no_sqarray: bool = false, [bool],
+            "IORING_SETUP_NO_SQARRAY (Linux 6.6+)";
+    }
+    check = UringKnobs::check;
 }
 
-impl Default for UringKnobs {
-    fn default() -> Self {
-        let v = crate::knobs::parse_knobs("uring", KNOBS, "").expect("defaults parse");
-        UringKnobs::from_values(&v).expect("defaults are consistent")
+impl Engine for UringKnobs {
+    const SUMMARY: &'static str = "io_uring (io-uring crate), O_DIRECT by default; batched submit, CQ reaped without a syscall";
+    type Factory = UringFactory;
+
+    fn factory(&self) -> UringFactory {
+        UringFactory(self.clone())
+    }
+    fn probe(dir: &Path) -> Vec<ProbeResult> {
+        probe(dir)
+    }
+    /// The engine itself, and every knob set to `true` or away from its default.
+    fn uses(&self, what: &str) -> bool {
+        what == "(engine)" || knob_in_use(KNOBS, &self.values(), what)
+    }
+    fn direct(&self) -> bool {
+        self.direct
+    }
+    fn page_cache_reads(&self) -> bool {
+        !self.direct
     }
 }
 
 impl UringKnobs {
-    /// Build from parsed values; refuses combinations the kernel rejects.
-    pub fn from_values(v: &[(&'static str, KnobValue)]) -> Result<Self, KnobError> {
-        let k = UringKnobs {
-            direct: get_bool(v, "direct"),
-            entries: get_uint(v, "entries") as u32,
-            sqpoll: get_bool(v, "sqpoll"),
-            sqpoll_cpu: get_opt_uint(v, "sqpoll_cpu").map(|c| c as u32),
-            sqpoll_idle_ms: get_uint(v, "sqpoll_idle_ms") as u32,
-            iopoll: get_bool(v, "iopoll"),
-            fixed_buffers: get_bool(v, "fixed_buffers"),
-            fixed_files: get_bool(v, "fixed_files"),
-            single_issuer: get_bool(v, "single_issuer"),
-            defer_taskrun: get_bool(v, "defer_taskrun"),
-            coop_taskrun: get_bool(v, "coop_taskrun"),
-            taskrun_flag: get_bool(v, "taskrun_flag"),
-            attach_wq: get_bool(v, "attach_wq"),
-            submit_all: get_bool(v, "submit_all"),
-            no_sqarray: get_bool(v, "no_sqarray"),
-        };
+    /// Refuses combinations the kernel rejects.
+    fn check(&self) -> Result<(), KnobError> {
         let conflict = |reason: &str| {
             Err(KnobError::Conflict {
                 engine: "uring",
                 reason: reason.to_string(),
             })
         };
-        if k.sqpoll && k.defer_taskrun {
+        if self.sqpoll && self.defer_taskrun {
             return conflict("sqpoll=true and defer_taskrun=true cannot be combined (the kernel answers EINVAL); drop one of them");
         }
-        if k.defer_taskrun && !k.single_issuer {
+        if self.defer_taskrun && !self.single_issuer {
             return conflict("defer_taskrun=true needs single_issuer=true (the kernel requires it); add single_issuer=true");
         }
-        if k.sqpoll_cpu.is_some() && !k.sqpoll {
+        if self.sqpoll_cpu.is_some() && !self.sqpoll {
             return conflict("sqpoll_cpu needs sqpoll=true");
         }
-        if k.entries != 0 && !k.entries.is_power_of_two() {
+        if self.entries != 0 && !self.entries.is_power_of_two() {
             return conflict("entries must be a power of two (or 0 for the queue depth)");
         }
-        Ok(k)
-    }
-
-    /// Every knob and its value.
-    pub fn values(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("direct", self.direct.to_string()),
-            ("entries", self.entries.to_string()),
-            ("sqpoll", self.sqpoll.to_string()),
-            (
-                "sqpoll_cpu",
-                self.sqpoll_cpu
-                    .map_or_else(|| "none".to_string(), |c| c.to_string()),
-            ),
-            ("sqpoll_idle_ms", self.sqpoll_idle_ms.to_string()),
-            ("iopoll", self.iopoll.to_string()),
-            ("fixed_buffers", self.fixed_buffers.to_string()),
-            ("fixed_files", self.fixed_files.to_string()),
-            ("single_issuer", self.single_issuer.to_string()),
-            ("defer_taskrun", self.defer_taskrun.to_string()),
-            ("coop_taskrun", self.coop_taskrun.to_string()),
-            ("taskrun_flag", self.taskrun_flag.to_string()),
-            ("attach_wq", self.attach_wq.to_string()),
-            ("submit_all", self.submit_all.to_string()),
-            ("no_sqarray", self.no_sqarray.to_string()),
-        ]
+        Ok(())
     }
 
     /// The ring builder for these knobs (`attach` = a ring fd whose io-wq to share).
@@ -675,16 +553,11 @@ impl Uring {
         }
         Ok(Uring {
             caps: Caps {
-                name: "uring",
                 direct: knobs.direct,
                 io_align_bytes: align,
-                synchronous: false,
                 polls: knobs.iopoll,
-                owns_loop: false,
                 max_in_flight: depth.min(entries as usize * 2),
-                buf_bytes: cfg.buf_bytes,
-                buf_count: cfg.buf_count,
-                stores_data: true,
+                ..Caps::new("uring", cfg)
             },
             ring,
             dir: cfg.dir.clone(),
@@ -1105,9 +978,7 @@ impl Recorder for Uring {
     }
 
     fn submit(&mut self, token: u64, op: Op<UringBuf>) -> Result<(), Op<UringBuf>> {
-        if self.in_flight() >= self.caps.max_in_flight {
-            return Err(op);
-        }
+        let op = self.caps.admit(self.in_flight(), op)?;
         let kind = op.kind();
         let (file, offset, buf, dsync) = match op {
             Op::Write {

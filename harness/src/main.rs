@@ -401,14 +401,47 @@ fn cmd_engines(m: &ArgMatches) -> ExitCode {
     let dir = PathBuf::from(m.get_one::<String>("dir").expect("has default"));
     let base = snapbench_engines::buffered::nearest_existing(&dir);
     println!("probed on {} ({})", base.display(), fs_type(&base));
-    for (info, found) in snapbench_engines::probe_all(&base) {
+    let probed = snapbench_engines::probe_all(&base);
+    // One set of column widths for every engine, so the whole listing lines up.
+    let knobs = || probed.iter().flat_map(|(info, _)| info.knobs.iter());
+    let name_w = knobs().map(|k| k.name.len()).chain([4]).max().unwrap_or(4);
+    let default_w = knobs()
+        .map(|k| k.default.len())
+        .chain([7])
+        .max()
+        .unwrap_or(7);
+    let range_w = knobs()
+        .map(|k| k.kind.range().len())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    let what_w = probed
+        .iter()
+        .flat_map(|(_, found)| found.iter().map(|p| p.what.len()))
+        .max()
+        .unwrap_or(0);
+    for (info, found) in &probed {
         println!("\n{}  {}", info.name, info.summary);
-        for k in info.knobs {
-            println!("    {:<16} default {:<6} {}", k.name, k.default, k.help);
+        if info.knobs.is_empty() {
+            println!("    (no knobs)");
+        } else {
+            println!(
+                "    {:<name_w$}  {:<default_w$}  {:<range_w$}  help",
+                "knob", "default", "range"
+            );
+            for k in info.knobs {
+                println!(
+                    "    {:<name_w$}  {:<default_w$}  {:<range_w$}  {}",
+                    k.name,
+                    k.default,
+                    k.kind.range(),
+                    k.help
+                );
+            }
         }
         for p in found {
             println!(
-                "    [{}] {}: {}",
+                "    {:<11}  {:<what_w$}  {}",
                 if p.supported {
                     "supported"
                 } else {

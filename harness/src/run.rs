@@ -726,7 +726,7 @@ fn summarize(
             stats.reads_dropped
         ));
     }
-    if reads_active && plan.engine.name() == "buffered" && !plan.engine.direct() {
+    if reads_active && plan.engine.page_cache_reads() {
         notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
     }
     let detail = serde_json::json!({
