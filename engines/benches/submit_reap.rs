@@ -12,14 +12,17 @@
 //! tmpfs punts those reads to io-wq, so a third group isolates the engines' own cost: O_DIRECT
 //! reads at end of file on the disk filesystem, which the kernel completes inline with 0 bytes
 //! and no device I/O, for `uring` (O_DIRECT), `aio`, `glommio` and `poll` (whose `reap` spins).
+//! That group runs twice: through `submit`/`reap` called from outside (`..._eof`), and through
+//! the engine's own loop, `Recorder::run_loop` (`..._eof_loop`): a task in glommio's executor,
+//! a poller of poll's reactor, the default blocking loop for the others.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use snapbench_engines::{
-    Completion, EngineConfig, EngineSpec, FactoryVisitor, FileKind, MatchId, Op, Recorder,
-    RecorderFactory,
+    Completion, EngineConfig, EngineSpec, FactoryVisitor, FileKind, Flow, LoopBody, MatchId, Op,
+    Recorder, RecorderFactory,
 };
 
 const VARIANTS: &[&str] = &[
@@ -62,6 +65,8 @@ struct Bench<'a> {
     dir: &'a Path,
     /// Added to every read offset (`FILE_BYTES`: reads at end of file).
     read_base: u64,
+    /// Also measure the round trips through the engine's own loop (`<group>_loop`).
+    in_loop: bool,
 }
 
 impl FactoryVisitor for Bench<'_> {
@@ -77,7 +82,7 @@ impl FactoryVisitor for Bench<'_> {
             dio_align_bytes: 4096,
             shared: Default::default(),
         };
-        let mut r = factory.build(&cfg).expect("engine builds");
+        let mut r: F::R = factory.build(&cfg).expect("engine builds");
         let mut out = Vec::with_capacity(64);
         r.submit(
             0,
@@ -143,12 +148,105 @@ impl FactoryVisitor for Bench<'_> {
             });
         }
         g.finish();
+        if self.in_loop {
+            // The same round trips, run by the engine's own loop (`Recorder::run_loop`): for
+            // glommio a task in its executor, for poll a poller of its reactor, for the others
+            // the default blocking loop (step, then wait in reap).
+            let mut g = self.c.benchmark_group(format!("{}_loop", self.group));
+            let mut body = RoundTrips {
+                eng: r,
+                out,
+                batch: 1,
+                left: 0,
+                off: 0,
+                read_base: self.read_base,
+            };
+            for batch in [1usize, 32] {
+                g.throughput(Throughput::Elements(batch as u64));
+                g.bench_function(BenchmarkId::new(self.variant, batch), |bch| {
+                    bch.iter_custom(|iters| {
+                        body.batch = batch;
+                        body.left = iters;
+                        let t0 = Instant::now();
+                        F::R::run_loop(&mut body).expect("run_loop");
+                        t0.elapsed()
+                    });
+                });
+            }
+            g.finish();
+            r = body.eng;
+            out = body.out;
+        }
         r.drain(&mut out, Instant::now() + Duration::from_secs(10))
             .expect("drain");
     }
 }
 
-fn group(c: &mut Criterion, name: &str, base: &Path, variants: &[&str], read_base: u64) {
+/// A loop body that does `left` round trips of `batch` 4 KiB reads: submit them all, take the
+/// completions as they come, then the next batch.
+struct RoundTrips<R: Recorder> {
+    eng: R,
+    out: Vec<Completion<R::Buf>>,
+    batch: usize,
+    left: u64,
+    off: u64,
+    read_base: u64,
+}
+
+impl<R: Recorder> LoopBody for RoundTrips<R> {
+    type R = R;
+    fn engine(&mut self) -> &mut R {
+        &mut self.eng
+    }
+    fn step(&mut self, now: Instant) -> Flow {
+        if self.left == 0 {
+            return Flow::Done;
+        }
+        if self.eng.in_flight() == 0 && self.out.is_empty() {
+            for i in 0..self.batch {
+                let buf = self.eng.alloc_buf(4096).expect("buffer");
+                self.off = (self.off + 4096 * 7) % FILE_BYTES;
+                self.eng
+                    .submit(
+                        i as u64,
+                        Op::Read {
+                            file: FILE,
+                            offset: self.read_base + self.off,
+                            buf,
+                        },
+                    )
+                    .ok()
+                    .expect("room");
+            }
+        }
+        self.eng.reap(&mut self.out, now).expect("reap");
+        if self.out.len() < self.batch {
+            return Flow::Wait(now + Duration::from_secs(10));
+        }
+        for c in self.out.drain(..) {
+            assert!(c.res.is_ok(), "read failed");
+            self.eng.release_buf(c.buf.expect("buffer back"));
+        }
+        self.left -= 1;
+        if self.left == 0 {
+            Flow::Done
+        } else {
+            Flow::Again
+        }
+    }
+    fn wait(&mut self, deadline: Instant) -> std::io::Result<()> {
+        self.eng.reap(&mut self.out, deadline).map(|_| ())
+    }
+}
+
+fn group(
+    c: &mut Criterion,
+    name: &str,
+    base: &Path,
+    variants: &[&str],
+    read_base: u64,
+    in_loop: bool,
+) {
     for variant in variants {
         let spec = EngineSpec::parse(variant).expect("variant parses");
         let dir = tempfile::tempdir_in(base).expect("temp dir");
@@ -162,20 +260,28 @@ fn group(c: &mut Criterion, name: &str, base: &Path, variants: &[&str], read_bas
             variant,
             dir: dir.path(),
             read_base,
+            in_loop,
         });
     }
 }
 
 fn submit_reap(c: &mut Criterion) {
     let tmp = std::env::temp_dir();
-    group(c, "submit_reap_4k_read", &tmp, VARIANTS, 0);
+    group(c, "submit_reap_4k_read", &tmp, VARIANTS, 0, false);
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        group(c, "submit_reap_4k_read_shm", shm, SHM_VARIANTS, 0);
+        group(c, "submit_reap_4k_read_shm", shm, SHM_VARIANTS, 0, false);
     } else {
         eprintln!("skipping the /dev/shm group: no /dev/shm");
     }
-    group(c, "submit_reap_4k_read_eof", &tmp, EOF_VARIANTS, FILE_BYTES);
+    group(
+        c,
+        "submit_reap_4k_read_eof",
+        &tmp,
+        EOF_VARIANTS,
+        FILE_BYTES,
+        true,
+    );
 }
 
 criterion_group!(benches, submit_reap);

@@ -447,6 +447,61 @@ pub trait Recorder {
         }
         Ok(())
     }
+
+    /// Run `body` until it returns [`Flow::Done`] (or fails), in the engine's own loop.
+    ///
+    /// `body` owns this engine (reached through [`LoopBody::engine`]) and does the work of one
+    /// pass in [`LoopBody::step`]: take due events, submit, take the completions that are
+    /// ready with a non-blocking `reap` (deadline in the past). What happens between passes is
+    /// the engine's choice, which is the point of this hook:
+    ///
+    /// - The default (every engine whose loop is the caller's) is the plain blocking loop: after
+    ///   a pass that returned [`Flow::Wait`], [`LoopBody::wait`] blocks until a completion is
+    ///   ready or the deadline (the harness sleeps, or waits in `reap`).
+    /// - An engine that owns its loop overrides it and calls `step` from inside that loop:
+    ///   glommio from a task in its executor, awaiting its completions or a timer there instead
+    ///   of a blocking `reap` that re-enters the executor; `poll` as a poller of its reactor,
+    ///   with the body's next deadline as a timed poller, turning (never sleeping) in between.
+    ///
+    /// An associated function rather than a method because the body owns the engine.
+    fn run_loop<B: LoopBody<R = Self>>(body: &mut B) -> io::Result<()>
+    where
+        Self: Sized,
+    {
+        loop {
+            match body.step(Instant::now()) {
+                Flow::Done => return Ok(()),
+                Flow::Again => {}
+                Flow::Wait(deadline) => body.wait(deadline)?,
+            }
+        }
+    }
+}
+
+/// What one pass of a [`LoopBody`] asks of the loop that runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Nothing to do until a completion is ready or `deadline`, whichever comes first.
+    Wait(Instant),
+    /// More work is ready: call `step` again without waiting.
+    Again,
+    /// Finished: the loop returns.
+    Done,
+}
+
+/// Work run inside an engine's loop by [`Recorder::run_loop`]: the harness's worker.
+pub trait LoopBody {
+    /// The engine the body owns.
+    type R: Recorder;
+    /// The engine, for the loop's own use between passes (its executor, its reactor).
+    fn engine(&mut self) -> &mut Self::R;
+    /// One pass that never blocks: take due events, submit, take ready completions (`reap`
+    /// with a deadline in the past). `now` is when the loop called it.
+    fn step(&mut self, now: Instant) -> Flow;
+    /// Block until a completion is ready or `deadline` (the default loop's wait between passes;
+    /// an engine that owns its loop waits by its own means and never calls this). An `Err` ends
+    /// the loop.
+    fn wait(&mut self, deadline: Instant) -> io::Result<()>;
 }
 
 /// Builds one engine instance on the worker thread that will own it.
