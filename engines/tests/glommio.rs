@@ -48,13 +48,10 @@ fn on_disk(dir: &Path) -> bool {
     !matches!(mount, Some((_, ty)) if ty == "tmpfs")
 }
 
-fn supported(dir: &Path) -> bool {
-    match EngineSpec::parse("glommio").unwrap().check_supported(dir) {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            false
-        }
+/// glommio runs on this machine's disk (MACHINE.md): fail, naming why, where it does not.
+fn require_supported(dir: &Path) {
+    if let Err(why) = EngineSpec::parse("glommio").unwrap().check_supported(dir) {
+        panic!("glommio cannot run on {}: {why}", dir.display());
     }
 }
 
@@ -254,21 +251,18 @@ fn pitfall_605_reproduced_without_the_precaution() {
     let _g = serial();
     let dir = disk_dir();
     assert!(on_disk(dir.path()), "{} is tmpfs", dir.path().display());
-    match raw_glommio_new_file_first(dir.path()) {
-        None => eprintln!(
-            "skipping: polled reads work on this device (it has poll queues); glommio #605 cannot \
-             occur here"
-        ),
-        Some((fresh, written)) => {
-            let e = fresh.expect_err("read of the new file");
-            assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
-            // The decision is cached per thread and device: a file whose block 0 is on the
-            // device is refused too. Writing each log's header before opening it would
-            // not be enough once one file was opened empty.
-            let e = written.expect_err("read of the written file on the poisoned thread");
-            assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
-        }
-    }
+    // This machine's disk has no poll queues (MACHINE.md), so the pitfall must show; a device
+    // with poll queues cannot reproduce it and fails here, saying so.
+    let (fresh, written) = raw_glommio_new_file_first(dir.path()).expect(
+        "polled reads work on this device (it has poll queues): glommio #605 cannot occur here",
+    );
+    let e = fresh.expect_err("read of the new file");
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+    // The decision is cached per thread and device: a file whose block 0 is on the device is
+    // refused too. Writing each log's header before opening it would not be enough once one
+    // file was opened empty.
+    let e = written.expect_err("read of the written file on the poisoned thread");
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
 }
 
 /// With the engine's precaution, a brand-new log — fallocated, block 0 never written, the
@@ -279,9 +273,7 @@ fn precaution_new_log_reads_back() {
     let _g = serial();
     let dir = disk_dir();
     assert!(on_disk(dir.path()), "{} is tmpfs", dir.path().display());
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let mut r = build(GlommioKnobs::default(), &path, 8, 8);
@@ -331,9 +323,11 @@ fn precaution_new_log_reads_back() {
 fn open_through_a_link_warms_the_target_device() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) || !Path::new("/dev/shm").is_dir() {
-        return;
-    }
+    require_supported(dir.path());
+    assert!(
+        Path::new("/dev/shm").is_dir(),
+        "this test needs /dev/shm (tmpfs)"
+    );
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     let target = shm.path().join("target.dat");
     std::fs::write(&target, pattern(2 * B, 3)).unwrap();
@@ -368,9 +362,7 @@ fn open_through_a_link_warms_the_target_device() {
 fn placement_keeps_the_workers_pin() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let allowed = cpus_allowed();
     let cpu = *allowed.last().unwrap();
     let path = dir.path().to_path_buf();
@@ -421,9 +413,7 @@ fn pin(cpu: usize) {
 fn write_consumes_its_buffer_slot_returns_on_reap() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let mut r = build(GlommioKnobs::default(), &path, 4, 4);
@@ -467,9 +457,7 @@ fn write_consumes_its_buffer_slot_returns_on_reap() {
 fn kernel_error_in_completion() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     std::fs::write(dir.path().join(file_name(M, FileKind::Data)), pattern(B, 1)).unwrap();
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
@@ -532,9 +520,7 @@ fn knobs() {
     ));
 
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let knobs = GlommioKnobs {
@@ -580,9 +566,7 @@ fn probe_reports_every_row() {
 fn reap_deadlines() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         let mut r = build(GlommioKnobs::default(), &path, 8, 8);
@@ -657,9 +641,7 @@ fn fds() -> (usize, usize) {
 fn drop_with_io_in_flight() {
     let _g = serial();
     let dir = disk_dir();
-    if !supported(dir.path()) {
-        return;
-    }
+    require_supported(dir.path());
     let path = dir.path().to_path_buf();
     on_fresh_thread(move || {
         // Build once so glommio's per-thread state exists before counting.

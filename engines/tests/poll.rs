@@ -1,6 +1,7 @@
 //! `poll`-specific tests: knobs, the probe, a reactor that spins instead of sleeping, prompt
 //! completions without interrupts (the TASKRUN flag), messages between reactor threads (order,
-//! execution on the target, back-pressure), pollers, and drop with reads in flight.
+//! execution on the target, back-pressure), and pollers. (Drop with reads in flight is a generic
+//! behaviour: `behaviour.rs`, every poll variant.)
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -491,35 +492,4 @@ fn pollers_run_every_turn_or_on_their_period() {
     r.reap(&mut out, Instant::now() + Duration::from_millis(2))
         .unwrap();
     assert_eq!(POLLS.with(|p| p.get()), turns, "an unregistered poller ran");
-}
-
-/// Dropping a reactor with reads in flight waits for their completions before freeing the
-/// buffers the kernel is writing into.
-#[test]
-fn drop_with_reads_in_flight() {
-    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-    let mut r = reactor(dir.path(), "");
-    run_ok(
-        &mut r,
-        Op::Create {
-            file: MatchId(3),
-            kind: FileKind::Data,
-            prealloc_bytes: 1 << 20,
-        },
-    );
-    for i in 0..8u64 {
-        let b = r.alloc_buf(64 * 1024).unwrap();
-        r.submit(
-            10 + i,
-            Op::Read {
-                file: MatchId(3),
-                offset: i * 65536,
-                buf: b,
-            },
-        )
-        .expect("room for a read");
-    }
-    r.flush().unwrap();
-    assert_eq!(r.in_flight(), 8);
-    drop(r);
 }

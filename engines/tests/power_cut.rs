@@ -1,8 +1,8 @@
 //! Sync ordering at the engine level, proven by a power cut (root only; `.ci/run` runs these with
 //! `--ignored` as root).
 //!
-//! For every engine variant, on a scratch ext4 mounted with `commit=60` (so only explicit syncs
-//! commit its journal): writes that were reaped and then covered by a reaped `Sync`, and writes
+//! For every engine variant that stores data (`data_variants!` of the shared list), on a scratch
+//! ext4 mounted with `commit=60` (so only explicit syncs commit its journal): writes that were reaped and then covered by a reaped `Sync`, and writes
 //! made with `dsync`, must survive the ext4 shutdown ioctl with `EXT4_GOING_FLAGS_NOLOGFLUSH`
 //! (MACHINE.md: a power cut). Writes never synced are the control: if every one of them survived
 //! too, the cut proved nothing and the test fails. A `Sync` that did not reach the disk, or one
@@ -19,6 +19,9 @@ use snapbench_engines::{
 
 #[path = "support/scratch.rs"]
 mod scratch;
+#[macro_use]
+#[path = "support/variants.rs"]
+mod variants;
 use scratch::ScratchExt4;
 
 const BLOCK_BYTES: usize = 4096;
@@ -114,9 +117,8 @@ enum Ack {
 struct Scenario<'a>(&'a ScratchExt4, PathBuf, Ack);
 
 impl FactoryVisitor for Scenario<'_> {
-    /// Whether the engine stores data (the null engine does not, and is skipped).
-    type Out = bool;
-    fn visit<F: RecorderFactory + 'static>(self, factory: F) -> bool {
+    type Out = ();
+    fn visit<F: RecorderFactory + 'static>(self, factory: F) {
         let cfg = EngineConfig {
             dir: self.1.clone(),
             worker: 0,
@@ -128,9 +130,11 @@ impl FactoryVisitor for Scenario<'_> {
             shared: Default::default(),
         };
         let mut r = factory.build(&cfg).expect("engine builds");
-        if !r.caps().stores_data {
-            return false;
-        }
+        assert!(
+            r.caps().stores_data,
+            "{}: only data-storing variants can lose data in a power cut",
+            r.caps().name
+        );
         let total = ACKED_BLOCKS + LOOSE_BLOCKS;
         submit(
             &mut r,
@@ -163,7 +167,6 @@ impl FactoryVisitor for Scenario<'_> {
         let _ = r.drain(&mut out, far());
         drop(out);
         drop(r);
-        true
     }
 }
 
@@ -184,9 +187,7 @@ fn power_cut_once(variant: &str, ack: Ack) {
     if let Err(why) = spec.check_supported(&dir) {
         panic!("{variant} is unsupported on a scratch ext4: {why}");
     }
-    if !spec.visit(Scenario(&fs, dir.clone(), ack)) {
-        return;
-    }
+    spec.visit(Scenario(&fs, dir.clone(), ack));
     fs.remount();
     let path: &Path = &dir.join(file_name(FILE, FileKind::Data));
     let f = std::fs::File::open(path)
@@ -223,29 +224,12 @@ fn power_cut_once(variant: &str, ack: Ack) {
 }
 
 macro_rules! power_cut_every_engine {
-    ($($name:ident => $variant:expr),* $(,)?) => {$(
+    ($($name:ident => $variant:literal),* $(,)?) => {$(
         #[test]
         #[ignore = "needs root"]
         fn $name() { power_cut($variant) }
     )*};
 }
 
-power_cut_every_engine! {
-    buffered => "buffered",
-    buffered_direct => "buffered:direct=true",
-    buffered_threads => "buffered:threads=4",
-    buffered_direct_threads => "buffered:direct=true,threads=3",
-    uring => "uring",
-    uring_buffered => "uring:direct=false",
-    uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
-    uring_sqpoll => "uring:sqpoll=true,sqpoll_idle_ms=10",
-    uring_defer => "uring:single_issuer=true,defer_taskrun=true",
-    aio => "aio",
-    aio_user_reap => "aio:user_reap=true",
-    aio_buffered => "aio:direct=false",
-    poll => "poll",
-    poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",
-    tokio => "tokio",
-    tokio_direct => "tokio:direct=true",
-    glommio => "glommio",
-}
+// Every variant that stores data.
+data_variants!(power_cut_every_engine);

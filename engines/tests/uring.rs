@@ -1,6 +1,7 @@
 //! uring-specific tests: knob validation and refused combinations, IOPOLL detection, misaligned
-//! O_DIRECT requests, and the invariants the `unsafe` code relies on (a buffer the kernel holds
-//! is never handed out again; dropping with ops in flight waits for them).
+//! O_DIRECT reads reaching the kernel, the invariant the `unsafe` code relies on (a buffer the
+//! kernel holds is never handed out again), and `attach_wq`. Dropping with ops in flight and
+//! reads at EOF are generic behaviours (`behaviour.rs`, every uring variant).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -64,6 +65,7 @@ fn knob_validation_and_refused_combinations() {
 
 #[test]
 fn iopoll_is_detected_not_run_into_a_wall() {
+    let _g = SQPOLL_RINGS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let found = probe(dir.path());
     let iopoll = found
@@ -110,8 +112,11 @@ fn created(dir: &Path, knobs: &str, qd: usize, bufs: usize) -> snapbench_engines
     r
 }
 
+/// uring hands a misaligned O_DIRECT read to the kernel as it is: EINVAL in its completion, with
+/// the buffer back (the generic `misaligned_requests` of `behaviour.rs` also allows an engine
+/// that realigns reads, and covers misaligned writes).
 #[test]
-fn misaligned_direct_request_fails_in_its_completion() {
+fn misaligned_direct_reads_fail_with_einval() {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let mut r = created(dir.path(), "", 8, 8);
     // Write the first block so the read below is a real O_DIRECT read (ext4 returns zeros for
@@ -151,23 +156,6 @@ fn misaligned_direct_request_fails_in_its_completion() {
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
         assert!(c[0].buf.is_some(), "the buffer comes back with the error");
     }
-    let buf = r.alloc_buf(100).unwrap();
-    r.submit(
-        4,
-        Op::Write {
-            file: MatchId(1),
-            offset: 0,
-            buf,
-            dsync: true,
-        },
-    )
-    .ok()
-    .unwrap();
-    let c = wait_for(&mut r, 1);
-    assert_eq!(
-        c[0].res.as_ref().unwrap_err().raw_os_error(),
-        Some(libc::EINVAL)
-    );
 }
 
 /// While the kernel holds every buffer, the pool hands out none; each comes back only with its
@@ -206,82 +194,139 @@ fn buffers_in_flight_are_never_handed_out() {
     }
 }
 
-/// Dropping the engine with reads in flight waits for their completions before the buffers are
-/// freed (run under the test's allocator: a use-after-free would corrupt the heap here).
-#[test]
-fn drop_with_ops_in_flight_waits_for_them() {
-    for k in ["", "fixed_buffers=true", "sqpoll=true,sqpoll_idle_ms=10"] {
-        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-        let mut r = created(dir.path(), k, 32, 32);
-        for i in 0..32u64 {
-            let buf = r.alloc_buf(65536).unwrap();
-            r.submit(
-                i,
-                Op::Read {
-                    file: MatchId(1),
-                    offset: (i % 16) * 65536,
-                    buf,
-                },
-            )
-            .ok()
-            .unwrap();
-        }
-        r.flush().unwrap();
-        assert!(r.in_flight() > 0);
-        drop(r);
-        // The heap is intact: allocate and touch a lot of memory where the buffers were.
-        let v: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 65536]).collect();
-        assert!(v
-            .iter()
-            .enumerate()
-            .all(|(i, b)| b.iter().all(|x| *x == i as u8)));
-    }
+/// The tests that set up SQPOLL rings (the probe does too) run one at a time: the `attach_wq`
+/// test tells rings apart by their SQ threads.
+static SQPOLL_RINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One io_uring descriptor of this process: the ring's inode (a `dup` shares it) and its SQ
+/// thread (`None` without SQPOLL), from its fdinfo.
+#[derive(Debug)]
+struct RingFd {
+    fd: i32,
+    ino: u64,
+    sq_thread: Option<i32>,
 }
 
-/// Short transfers are completed: a read across end of file returns what is there, and a read
-/// at end of file returns 0 — not an error, not a hang.
-#[test]
-fn reads_at_and_across_eof() {
-    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-    let mut r = created(dir.path(), "", 8, 8);
-    let buf = r.alloc_buf(65536).unwrap();
-    r.submit(
-        5,
-        Op::Read {
-            file: MatchId(1),
-            offset: (1 << 20) - 8192,
-            buf,
-        },
-    )
-    .ok()
-    .unwrap();
-    let c = wait_for(&mut r, 1);
-    assert_eq!(*c[0].res.as_ref().unwrap(), 8192);
-    let buf = r.alloc_buf(4096).unwrap();
-    r.submit(
-        6,
-        Op::Read {
-            file: MatchId(1),
-            offset: 1 << 20,
-            buf,
-        },
-    )
-    .ok()
-    .unwrap();
-    let c = wait_for(&mut r, 1);
-    assert_eq!(*c[0].res.as_ref().unwrap(), 0);
+fn ring_fds() -> Vec<RingFd> {
+    let field = |info: &str, name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|t| t.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .filter_map(|fd| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+            Some(RingFd {
+                fd,
+                ino: field(&info, "ino:")?.parse().ok()?,
+                sq_thread: field(&info, "SqThread:")?
+                    .parse()
+                    .ok()
+                    .filter(|p: &i32| *p > 0),
+            })
+        })
+        .collect()
 }
 
-/// `attach_wq`: the second worker's ring attaches to the first one's io-wq.
+/// `attach_wq`: the first worker's ring is kept for the run, and the second worker's ring
+/// attaches to it. Observable two ways: with `sqpoll`, the attached ring shares the first ring's
+/// SQ thread (without `attach_wq` it gets its own); and the second ring really hands the kept
+/// descriptor to the kernel (one that is not a ring makes its setup fail).
 #[test]
 fn attach_wq_shares_the_first_ring() {
+    use std::os::fd::AsRawFd;
+    let _g = SQPOLL_RINGS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    {
+        let cfg = config(dir.path(), 8, 8);
+        let f = UringFactory(knobs("attach_wq=true").unwrap());
+        let a = f.build(&cfg).unwrap();
+        assert!(cfg.shared.uring_wq_fd.lock().unwrap().is_some());
+        let mut cfg2 = cfg.clone();
+        cfg2.worker = 1;
+        let b = f.build(&cfg2).unwrap();
+        drop((a, b));
+    }
+    let new_ring = |before: &[u64]| {
+        ring_fds()
+            .into_iter()
+            .find(|r| !before.contains(&r.ino))
+            .expect("a new ring")
+            .ino
+    };
+    for attach in [true, false] {
+        let cfg = config(dir.path(), 8, 8);
+        let k = format!("sqpoll=true,sqpoll_idle_ms=10,attach_wq={attach}");
+        let f = UringFactory(knobs(&k).unwrap());
+        let inos = || ring_fds().iter().map(|r| r.ino).collect::<Vec<_>>();
+        let before = inos();
+        let a = f.build(&cfg).unwrap();
+        let first = new_ring(&before);
+        let kept = cfg
+            .shared
+            .uring_wq_fd
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|fd| fd.as_raw_fd());
+        assert_eq!(
+            kept.is_some(),
+            attach,
+            "{k}: the first ring is kept for the run"
+        );
+        let before = inos();
+        let mut cfg2 = cfg.clone();
+        cfg2.worker = 1;
+        let b = f.build(&cfg2).unwrap();
+        let second = new_ring(&before);
+        // fdinfo names the SQ thread once it runs: let both start.
+        std::thread::sleep(Duration::from_millis(50));
+        let rings = ring_fds();
+        let sq = |ino: u64| {
+            rings
+                .iter()
+                .find(|r| r.ino == ino)
+                .and_then(|r| r.sq_thread)
+                .unwrap_or_else(|| panic!("{k}: no SQ thread for ring {ino}: {rings:?}"))
+        };
+        if let Some(fd) = kept {
+            let kept_ino = rings.iter().find(|r| r.fd == fd).map(|r| r.ino);
+            assert_eq!(
+                kept_ino,
+                Some(first),
+                "{k}: the kept descriptor is the first ring"
+            );
+        }
+        if attach {
+            assert_eq!(
+                sq(second),
+                sq(first),
+                "{k}: the second ring does not share the first one's SQ thread: {rings:?}"
+            );
+        } else {
+            assert_ne!(
+                sq(second),
+                sq(first),
+                "{k}: two rings share an SQ thread without attach_wq: {rings:?}"
+            );
+        }
+        drop((a, b));
+    }
+
+    // A kept descriptor that is not a ring: the second worker's setup fails, so it does pass it.
     let cfg = config(dir.path(), 8, 8);
-    let f = UringFactory(knobs("attach_wq=true").unwrap());
-    let a = f.build(&cfg).unwrap();
-    assert!(cfg.shared.uring_wq_fd.lock().unwrap().is_some());
-    let mut cfg2 = cfg.clone();
-    cfg2.worker = 1;
-    let b = f.build(&cfg2).unwrap();
-    drop((a, b));
+    let file = std::fs::File::open(dir.path()).unwrap();
+    *cfg.shared.uring_wq_fd.lock().unwrap() = Some(file.into());
+    let e = UringFactory(knobs("attach_wq=true").unwrap())
+        .build(&cfg)
+        .err()
+        .expect("a ring attached to a directory's descriptor was set up");
+    assert!(e.to_string().contains("io_uring_setup"), "{e}");
 }

@@ -7,6 +7,9 @@ use snapbench::snaplog;
 
 #[path = "support/acks.rs"]
 mod acks;
+#[macro_use]
+#[path = "../../engines/tests/support/variants.rs"]
+mod variants;
 use acks::{check_ack_log, logs_under};
 
 fn snapbench() -> Command {
@@ -137,17 +140,13 @@ fn bad_input_exits_2_before_writing() {
         &["--engine", "null", "--segment-bytes", "lots"],
         "segment_bytes",
     );
-    rejects(
-        &[
-            "--engine",
-            "buffered:direct=true",
-            "--workload",
-            "micro",
-            "--bs",
-            "1000",
-        ],
-        "multiple of",
-    );
+    // A block size that breaks O_DIRECT alignment, on every O_DIRECT variant.
+    for v in variants::direct(variants::ALL) {
+        rejects(
+            &["--engine", v, "--workload", "micro", "--bs", "1000"],
+            "multiple of",
+        );
+    }
 }
 
 #[test]
@@ -256,7 +255,7 @@ fn verify_passes_written_logs_and_catches_a_flipped_byte() {
 }
 
 macro_rules! ds_every_engine {
-    ($($name:ident => $variant:expr),* $(,)?) => {$(
+    ($($name:ident => $variant:literal),* $(,)?) => {$(
         mod $name {
             use super::*;
             /// The shared writer over this engine: every policy produces sealed, valid logs and
@@ -282,66 +281,106 @@ macro_rules! ds_every_engine {
     )*};
 }
 
-ds_every_engine! {
-    buffered => "buffered",
-    buffered_direct => "buffered:direct=true",
-    buffered_threads => "buffered:threads=4",
-    buffered_direct_threads => "buffered:direct=true,threads=4",
-    uring => "uring",
-    uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
-    uring_sqpoll => "uring:sqpoll=true,sqpoll_idle_ms=10",
-    uring_buffered => "uring:direct=false",
-    aio => "aio",
-    aio_user_reap => "aio:user_reap=true",
-    poll => "poll",
-    tokio => "tokio",
-    glommio => "glommio",
-}
+// The data-storing variants of the CLI runs (`ds_variants!` of the shared list).
+ds_variants!(ds_every_engine);
 
+/// The micro workload over every variant of the shared list: one row each, in order, every one
+/// `ok` with ops done.
 #[test]
 fn micro_patterns_run_on_every_engine() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    snapbench()
-        .args([
-            "run",
-            "--workload",
-            "micro",
-            "--file-size",
-            "8m",
-            "--bs",
-            "4k",
-            "--iodepth",
-            "4",
-        ])
-        .args(["--duration", "0.5", "--warmup", "0.1"])
-        .args([
-            "--engine",
-            "null",
-            "--engine",
-            "buffered",
-            "--engine",
-            "buffered:direct=true,threads=4",
-        ])
-        .arg("--dir")
+    let mut cmd = snapbench();
+    cmd.args([
+        "run",
+        "--workload",
+        "micro",
+        "--file-size",
+        "8m",
+        "--bs",
+        "4k",
+        "--iodepth",
+        "4",
+    ])
+    .args(["--duration", "0.5", "--warmup", "0.1"]);
+    for v in variants::ALL {
+        cmd.args(["--engine", v]);
+    }
+    cmd.arg("--dir")
         .arg(tmp.path().join("d"))
         .arg("--out")
         .arg(&out)
         .assert()
         .success();
-    for ops in column(&out, "ops") {
-        assert!(ops.parse::<u64>().unwrap() > 0);
+    assert_eq!(column(&out, "variant"), variants::ALL);
+    let status = column(&out, "status");
+    for ((v, ops), status) in variants::ALL
+        .iter()
+        .zip(column_u64(&out, "ops"))
+        .zip(status)
+    {
+        assert!(ops > 0, "{v}: no ops");
+        assert_eq!(status, "ok", "{v}");
     }
 }
 
+/// `snapbench engines`: one section per engine of this build, in order, with its summary,
+/// every knob with its default, and every probe row with the verdict the probe gives on the
+/// same directory.
 #[test]
 fn engines_lists_and_probes() {
-    snapbench()
-        .args(["engines", "--dir", "/tmp"])
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let a = snapbench()
+        .args(["engines", "--dir"])
+        .arg(dir.path())
         .assert()
-        .success()
-        .stdout(predicates::str::contains("buffered"))
-        .stdout(predicates::str::contains("direct"));
+        .success();
+    let stdout = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let sections: Vec<&str> = stdout.split("\n\n").collect();
+    assert!(
+        sections[0].starts_with(&format!("probed on {}", dir.path().display())),
+        "{stdout}"
+    );
+    let probed = snapbench_engines::probe_all(dir.path());
+    assert_eq!(
+        sections.len(),
+        1 + probed.len(),
+        "one section per engine: {stdout}"
+    );
+    for (section, (info, rows)) in sections[1..].iter().zip(&probed) {
+        let mut lines = section.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("{}  {}", info.name, info.summary).as_str()),
+            "{stdout}"
+        );
+        let lines: Vec<&str> = lines.collect();
+        for k in info.knobs {
+            assert!(
+                lines.iter().any(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.len() >= 3 && w[0] == k.name && w[1] == "default" && w[2] == k.default
+                }),
+                "{}: knob {} missing: {section}",
+                info.name,
+                k.name
+            );
+        }
+        assert!(!rows.is_empty(), "{}: no probe row", info.name);
+        for p in rows {
+            let verdict = if p.supported {
+                "[supported]"
+            } else {
+                "[UNSUPPORTED]"
+            };
+            let want = format!("{verdict} {}: ", p.what);
+            assert!(
+                lines.iter().any(|l| l.trim_start().starts_with(&want)),
+                "{}: no `{want}` line: {section}",
+                info.name
+            );
+        }
+    }
 }
 
 #[test]
@@ -407,25 +446,6 @@ fn column_u64(out: &Path, name: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Every engine variant the writer tests cover.
-const READ_VARIANTS: &[&str] = &[
-    "null",
-    "buffered",
-    "buffered:direct=true",
-    "buffered:threads=4",
-    "buffered:direct=true,threads=4",
-    "uring",
-    "uring:fixed_buffers=true,fixed_files=true",
-    "uring:sqpoll=true,sqpoll_idle_ms=10",
-    "uring:direct=false",
-    "aio",
-    "aio:user_reap=true",
-    "poll",
-    "tokio",
-    "tokio:direct=true",
-    "glommio",
-];
-
 /// Every run of the results in `out` read something and had no read error (`context` goes into
 /// the failure message).
 fn assert_reads_clean(out: &Path, context: &str) {
@@ -449,7 +469,7 @@ fn reads_over_every_variant(workload: &str, extra: &[&str]) {
     cmd.args(["run", "--quick", "--workload", workload])
         .args(["--duration", "1", "--warmup", "0.3"])
         .args(extra);
-    for v in READ_VARIANTS {
+    for v in variants::CLI {
         cmd.args(["--engine", v]);
     }
     let a = cmd
@@ -460,16 +480,25 @@ fn reads_over_every_variant(workload: &str, extra: &[&str]) {
         .assert();
     let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     a.success();
-    assert_eq!(summary_rows(&out).len(), READ_VARIANTS.len());
+    assert_eq!(column(&out, "variant"), variants::CLI);
     assert_reads_clean(&out, &stderr);
     assert!(column_u64(&out, "prefill_matches").iter().all(|&m| m == 32));
     assert!(column_u64(&out, "read_bytes").iter().all(|&b| b > 0));
-    let verified = column(&out, "reads_verified");
-    assert_eq!(verified[0], "false", "null's reads are not verified");
-    assert!(verified[1..].iter().all(|v| v == "true"));
+    // Reads are verified exactly where the engine stores data.
+    for (v, verified) in variants::CLI.iter().zip(column(&out, "reads_verified")) {
+        let want = if variants::NO_DATA.contains(v) {
+            "false"
+        } else {
+            "true"
+        };
+        assert_eq!(verified, want, "{v}: reads_verified");
+    }
     assert!(column(&out, "status").iter().all(|s| s != "failed"));
+    let buffered = 1 + variants::CLI.iter().position(|v| *v == "buffered").unwrap();
     for h in ["read_ttfb", "read_full"] {
-        assert!(out.join(format!("hist/02-buffered-{h}.hgrm")).exists());
+        assert!(out
+            .join(format!("hist/{buffered:02}-buffered-{h}.hgrm"))
+            .exists());
     }
 }
 
@@ -603,22 +632,17 @@ fn corrupted_corpus_fails_reads_with_file_and_offset() {
 /// engine (full downloads and seeks), with no read error.
 #[test]
 fn logs_written_by_one_engine_read_through_every_other() {
-    const ENGINES: &[&str] = &[
-        "buffered",
-        "buffered:direct=true",
-        "uring",
-        "aio",
-        "poll",
-        "tokio",
-        "glommio",
-    ];
+    // One crash-test variant per engine and O_DIRECT setting: buffered (both), uring, aio,
+    // poll, tokio, glommio.
+    let engines = variants::one_per_engine_and_direct(variants::CRASH);
+    assert_eq!(engines.len(), 7, "{engines:?}");
     let tmp = tempfile::tempdir().unwrap();
     let written = tmp.path().join("written");
     let mut w = snapbench();
     w.args(["run", "--quick", "--duration", "0.3", "--warmup", "0"])
         .args(["--reads-per-s", "5", "--keep-files"])
         .args(["--prefill-matches", "4", "--prefill-match-bytes", "128k"]);
-    for e in ENGINES {
+    for e in &engines {
         w.args(["--engine", e]);
     }
     w.arg("--dir")
@@ -627,7 +651,7 @@ fn logs_written_by_one_engine_read_through_every_other() {
         .arg(tmp.path().join("out-w"))
         .assert()
         .success();
-    for (i, writer) in ENGINES.iter().enumerate() {
+    for (i, writer) in engines.iter().enumerate() {
         let corpus = written.join(format!(
             "{:02}-{}",
             i + 1,
@@ -639,7 +663,7 @@ fn logs_written_by_one_engine_read_through_every_other() {
         r.args(["run", "--quick", "--duration", "0.4", "--warmup", "0"])
             .args(["--reads-per-s", "60", "--read-mix", "60/40/0", "--corpus"])
             .arg(&corpus);
-        let readers: Vec<&str> = ENGINES.iter().copied().filter(|e| e != writer).collect();
+        let readers: Vec<&str> = engines.iter().copied().filter(|e| e != writer).collect();
         for e in &readers {
             r.args(["--engine", e]);
         }

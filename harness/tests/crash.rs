@@ -44,6 +44,9 @@ use std::time::{Duration, Instant};
 mod acks;
 #[path = "../../engines/tests/support/scratch.rs"]
 mod scratch;
+#[macro_use]
+#[path = "../../engines/tests/support/variants.rs"]
+mod variants;
 
 use acks::{ack_report, ack_report_prefix, check_logs, AckReport};
 
@@ -466,7 +469,7 @@ fn power_cut(variant: &str) {
 }
 
 macro_rules! crash_every_engine {
-    ($($name:ident => $variant:expr),* $(,)?) => {$(
+    ($($name:ident => $variant:literal),* $(,)?) => {$(
         mod $name {
             #[test]
             fn process_kill() {
@@ -481,15 +484,5 @@ macro_rules! crash_every_engine {
     )*};
 }
 
-crash_every_engine! {
-    buffered => "buffered",
-    buffered_direct => "buffered:direct=true",
-    buffered_threads => "buffered:threads=4",
-    uring => "uring",
-    uring_fixed => "uring:fixed_buffers=true,fixed_files=true",
-    aio => "aio",
-    aio_user_reap => "aio:user_reap=true",
-    poll => "poll",
-    tokio => "tokio",
-    glommio => "glommio",
-}
+// The crash-test variants of the shared list.
+crash_variants!(crash_every_engine);
