@@ -1,5 +1,6 @@
 //! snapbench: the harness library (CLI, suites, driver, log writer, measurement, results).
 pub mod driver;
+pub mod writer;
 pub mod machine;
 pub mod measure;
 pub mod micro;
