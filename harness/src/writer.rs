@@ -458,6 +458,11 @@ impl LogWriter {
         !self.retry.is_empty()
     }
 
+    /// Whether a reader left a log since the last [`LogWriter::advance_poked`].
+    pub fn has_poked(&self) -> bool {
+        !self.poked.is_empty()
+    }
+
     /// The earliest timer (flush or interval sync), ns.
     pub fn next_deadline_ns(&self) -> Option<u64> {
         self.timers.peek().map(|r| r.0 .0)
