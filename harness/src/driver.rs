@@ -29,11 +29,10 @@ pub mod common;
 mod prefill;
 mod replay;
 
-pub use common::{
-    describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED,
-    MAX_READ_ERROR_MSGS,
-};
 pub use crate::writer::MAX_KEYS_PER_MATCH;
+pub use common::{
+    describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED, MAX_READ_ERROR_MSGS,
+};
 pub use prefill::{prefill, scan_corpus, Corpus};
 use replay::{ReadEnv, ReadIo, ReadOp, ReadSide};
 
@@ -45,7 +44,10 @@ use replay::{ReadEnv, ReadIo, ReadOp, ReadSide};
 #[derive(Clone, Copy, Debug)]
 enum OpRec {
     /// An op of the log writer, submitted at `submit_ns`.
-    Writer { op: WriterOp, submit_ns: u64 },
+    Writer {
+        op: WriterOp,
+        submit_ns: u64,
+    },
     /// An op of the read side.
     Read(ReadOp),
     Free,
@@ -785,7 +787,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
             Err(e) => {
                 // Closing a log that already failed: its error was counted once.
-                let counted = matches!(op, WriterOp::Close { .. }) && self.out.first_error.is_some();
+                let counted =
+                    matches!(op, WriterOp::Close { .. }) && self.out.first_error.is_some();
                 if !counted {
                     let file = match op {
                         WriterOp::SyncDir { .. } => None,

@@ -1,6 +1,5 @@
 //! snapbench: the harness library (CLI, suites, driver, log writer, measurement, results).
 pub mod driver;
-pub mod writer;
 pub mod machine;
 pub mod measure;
 pub mod micro;
@@ -9,3 +8,4 @@ pub mod results;
 pub mod run;
 pub mod snaplog;
 pub mod units;
+pub mod writer;

@@ -495,7 +495,13 @@ impl LogWriter {
 
     /// Start the log of match `id` (intended start `t_ns`): its header block is staged and the
     /// create submitted. Returns its slot.
-    pub fn start(&mut self, id: u64, t_ns: u64, created_unix_ns: u64, io: &mut dyn WriterIo) -> u32 {
+    pub fn start(
+        &mut self,
+        id: u64,
+        t_ns: u64,
+        created_unix_ns: u64,
+        io: &mut dyn WriterIo,
+    ) -> u32 {
         debug_assert!(!self.by_id.contains_key(&id), "match {id} started twice");
         let slot = match self.free_slots.pop() {
             Some(s) => s,
@@ -504,7 +510,8 @@ impl LogWriter {
                 (self.logs.len() - 1) as u32
             }
         };
-        let mut staging = Vec::with_capacity(self.cfg.segment_bytes.min(1 << 26) as usize * 2 + BLOCK_BYTES);
+        let mut staging =
+            Vec::with_capacity(self.cfg.segment_bytes.min(1 << 26) as usize * 2 + BLOCK_BYTES);
         staging.resize(BLOCK_BYTES, 0);
         snaplog::encode_file_header(id, created_unix_ns, &mut staging);
         self.logs[slot as usize] = Some(Log {
@@ -542,10 +549,20 @@ impl LogWriter {
         self.open_logs += 1;
         let log = LogRef { slot, id };
         let prealloc_bytes = self.cfg.prealloc_bytes;
-        self.emit(io, WriterOp::Create { log, prealloc_bytes });
+        self.emit(
+            io,
+            WriterOp::Create {
+                log,
+                prealloc_bytes,
+            },
+        );
         if let Durability::Interval { ms } = self.cfg.durability {
-            self.timers
-                .push(Reverse((t_ns + (ms * 1e6) as u64, TimerKind::Sync, slot, id)));
+            self.timers.push(Reverse((
+                t_ns + (ms * 1e6) as u64,
+                TimerKind::Sync,
+                slot,
+                id,
+            )));
         }
         slot
     }
@@ -645,8 +662,7 @@ impl LogWriter {
             match kind {
                 TimerKind::Flush => {
                     let m = self.log(slot);
-                    if m
-                        .oldest_unflushed_t
+                    if m.oldest_unflushed_t
                         .is_some_and(|t0| t0 + self.cfg.flush_ns <= t)
                     {
                         self.flush(slot, io);
@@ -719,8 +735,11 @@ impl LogWriter {
 
     /// Hand staged bytes to the shell as a write (whole aligned blocks for O_DIRECT engines).
     fn flush(&mut self, slot: u32, io: &mut dyn WriterIo) {
-        let (align, max_write, flush_ns) =
-            (self.cfg.align_bytes, self.cfg.max_write_bytes, self.cfg.flush_ns);
+        let (align, max_write, flush_ns) = (
+            self.cfg.align_bytes,
+            self.cfg.max_write_bytes,
+            self.cfg.flush_ns,
+        );
         let dsync = self.cfg.durability == Durability::Dsync;
         let prealloc = self.cfg.prealloc_bytes;
         let m = self.log_mut(slot);
@@ -858,7 +877,10 @@ impl LogWriter {
         let m = self.log(slot);
         let closable = match m.state {
             LogState::Sealed => Some(true),
-            LogState::Failed { sealing: true, opened } => Some(!opened),
+            LogState::Failed {
+                sealing: true,
+                opened,
+            } => Some(!opened),
             _ => None,
         };
         // Replay readers share the writer's open file: it is closed after the last of them.

@@ -127,7 +127,9 @@ fn nth_live(logs: &dyn LiveLogs, k: usize) -> Option<u32> {
 }
 
 fn count_live(logs: &dyn LiveLogs) -> usize {
-    (0..logs.slots()).filter(|&i| live_eligible(logs, i)).count()
+    (0..logs.slots())
+        .filter(|&i| live_eligible(logs, i))
+        .count()
 }
 
 /// A read of running match `slot`: the header block, then from its latest published keyframe
@@ -395,14 +397,21 @@ impl ReadSide {
         }
     }
 
-
-    fn start_one_shot<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, ev: ReadEvent, now: u64) {
+    fn start_one_shot<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        ev: ReadEvent,
+        now: u64,
+    ) {
         let in_window = env.clock.in_window(ev.t_ns);
         let gen = self.next_gen();
         let sess = match ev.pattern {
             ReadPattern::LiveTail => {
                 let n = count_live(env.logs);
-                match (n > 0).then(|| nth_live(env.logs, ev.pick_uniform(n))).flatten() {
+                match (n > 0)
+                    .then(|| nth_live(env.logs, ev.pick_uniform(n)))
+                    .flatten()
+                {
                     Some(slot) => live_session(env.logs, slot, ev.t_ns, ReadPattern::LiveTail, gen),
                     None => None,
                 }
@@ -472,7 +481,11 @@ impl ReadSide {
         let rd = &mut *self;
         rd.viewer_pick = seed::splitmix64(rd.viewer_pick);
         let pick = ((u128::from(rd.viewer_pick) * n as u128) >> 64) as usize;
-        let slot = if n > 0 { nth_live(env.logs, pick) } else { None };
+        let slot = if n > 0 {
+            nth_live(env.logs, pick)
+        } else {
+            None
+        };
         let gen = self.next_gen();
         let Some(mut sess) =
             slot.and_then(|s| live_session(env.logs, s, t0, ReadPattern::LiveTail, gen))
@@ -524,10 +537,8 @@ impl ReadSide {
         if e.refs == 0 && e.fstate == FState::Open {
             e.fstate = FState::Closing;
             let id = e.id;
-            env.io.submit(
-                ReadOp::Close { cat: ci },
-                Op::Close { file: MatchId(id) },
-            );
+            env.io
+                .submit(ReadOp::Close { cat: ci }, Op::Close { file: MatchId(id) });
         }
     }
 
@@ -630,7 +641,13 @@ impl ReadSide {
         std::fs::read_link(&p).unwrap_or(p).display().to_string()
     }
 
-    pub(crate) fn on_read_completion<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, rec: ReadOp, c: Completion<B>, now: u64) {
+    pub(crate) fn on_read_completion<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        rec: ReadOp,
+        c: Completion<B>,
+        now: u64,
+    ) {
         match rec {
             ReadOp::Open { cat } => {
                 let id = self.cat[cat as usize].id;
@@ -645,7 +662,7 @@ impl ReadSide {
                             OpKind::Open,
                             Some((MatchId(id), FileKind::Log)),
                             None,
-                            &env.dir,
+                            env.dir,
                             e,
                         );
                         self.io_error(env, msg);
@@ -662,7 +679,7 @@ impl ReadSide {
                         OpKind::Close,
                         Some((MatchId(id), FileKind::Log)),
                         None,
-                        &env.dir,
+                        env.dir,
                         e,
                     );
                     self.io_error(env, msg);
@@ -690,6 +707,7 @@ impl ReadSide {
         env.out.first_error.get_or_insert(msg);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_read_io<B: AsRef<[u8]>>(
         &mut self,
         env: &mut ReadEnv<'_, B>,
@@ -717,7 +735,7 @@ impl ReadSide {
                 OpKind::Read,
                 Some((MatchId(id), FileKind::Log)),
                 Some(offset),
-                &env.dir,
+                env.dir,
                 e,
             );
             self.io_error(env, msg);
@@ -939,7 +957,12 @@ impl ReadSide {
     }
 
     /// More bytes of running match `slot` were written: its viewers follow.
-    pub(crate) fn on_published<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, slot: u32, now: u64) {
+    pub(crate) fn on_published<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        slot: u32,
+        now: u64,
+    ) {
         let Some(written) = env.logs.live(slot).map(|m| m.published_off) else {
             return;
         };
@@ -963,7 +986,13 @@ impl ReadSide {
     }
 
     /// The open of corpus log `cat` completed: sessions waiting for it go on (`opened`) or end.
-    fn wake_openers<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, cat: u32, now: u64, opened: bool) {
+    fn wake_openers<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        cat: u32,
+        now: u64,
+        opened: bool,
+    ) {
         let n = self.sess.len() as u32;
         for si in 0..n {
             let Some(s) = self.sess[si as usize].as_mut() else {

@@ -70,7 +70,11 @@ struct Fake {
 impl WriterIo for Fake {
     fn submit(&mut self, op: WriterOp, data: &[u8]) -> bool {
         let id = op.log().id;
-        let others = self.in_flight.iter().filter(|f| f.op.log().id == id).count();
+        let others = self
+            .in_flight
+            .iter()
+            .filter(|f| f.op.log().id == id)
+            .count();
         let m = self.models.get_mut(&id).expect("known log");
         assert!(!m.closed, "{op:?} after the close");
         let mut covers = 0;
@@ -87,8 +91,15 @@ impl WriterIo for Fake {
                     return false;
                 }
                 assert!(!m.write_in_flight, "two writes of one log in flight");
-                assert!(offset <= m.written, "a hole before {offset} (written {})", m.written);
-                assert!(offset + len_bytes <= m.alloc_end, "write past the allocation");
+                assert!(
+                    offset <= m.written,
+                    "a hole before {offset} (written {})",
+                    m.written
+                );
+                assert!(
+                    offset + len_bytes <= m.alloc_end,
+                    "write past the allocation"
+                );
                 assert_eq!(data.len() as u64, data_end - offset);
                 assert!(data_end <= offset + len_bytes);
                 m.write_in_flight = true;
@@ -114,8 +125,11 @@ impl WriterIo for Fake {
             WriterEvent::Acked { id, seq, .. } => {
                 let m = &mut self.models.get_mut(&id).unwrap();
                 let end = m.frame_ends[seq as usize];
-                assert!(end <= m.written, "acked frame {seq} ending {end} not written");
-                assert!(!m.last_acked.is_some_and(|a| a >= seq), "acks out of order");
+                assert!(
+                    end <= m.written,
+                    "acked frame {seq} ending {end} not written"
+                );
+                assert!(m.last_acked.is_none_or(|a| a < seq), "acks out of order");
                 if self.durability != Durability::None {
                     assert!(m.dir_synced, "acked before the directory sync");
                     assert!(
@@ -148,7 +162,10 @@ impl Fake {
         }
         match f.op {
             WriterOp::Write {
-                offset, data_end, dsync, ..
+                offset,
+                data_end,
+                dsync,
+                ..
             } => {
                 m.write_in_flight = false;
                 if ok {
@@ -291,7 +308,8 @@ fn run_one(seed: u64) -> Counts {
                             m.pins -= 1;
                             w.unpin(slot, true);
                             w.advance_poked(&mut io);
-                        } else if !m.closed && w.state(slot) != Some(LogState::Closing { ok: true })
+                        } else if !m.closed
+                            && w.state(slot) != Some(LogState::Closing { ok: true })
                             && !matches!(w.state(slot), Some(LogState::Closing { .. }))
                         {
                             m.pins += 1;
@@ -347,7 +365,10 @@ fn run_one(seed: u64) -> Counts {
             continue;
         }
         assert!(m.finished, "seed {seed}: log {id} not finished");
-        assert!(m.dir_synced && m.durable >= m.next_off, "seed {seed}: seal not durable");
+        assert!(
+            m.dir_synced && m.durable >= m.next_off,
+            "seed {seed}: seal not durable"
+        );
         let check = check_log(&m.file, Some(id));
         assert_eq!(
             check.state,
