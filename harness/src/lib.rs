@@ -8,3 +8,4 @@ pub mod results;
 pub mod run;
 pub mod snaplog;
 pub mod units;
+pub mod writer;

@@ -23,19 +23,19 @@
 //!   to the whole range; live viewers add the time from the writer publishing bytes to the
 //!   viewer having read them.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::path::Path;
 
-use snapbench_engines::{file_name, Completion, FileKind, MatchId, Op, OpKind, Recorder};
+use snapbench_engines::{file_name, Completion, FileKind, MatchId, Op, OpKind};
 use snapbench_workloads::ds::DsParams;
 use snapbench_workloads::reads::{Pacing, ReadEvent, ReadParams, ReadPattern, ReadSchedule};
 use snapbench_workloads::seed;
 
-use super::{
-    describe_error, Clock, DsWorker, OpRec, Phase, TimerKind, MAX_KEYS_PER_MATCH,
-    MAX_READ_ERROR_MSGS,
-};
+use super::common::{describe_error, Clock, Ticker, WorkerOutcome, MAX_READ_ERROR_MSGS};
 use crate::measure::HistKind;
 use crate::snaplog::{self, FrameStream, KeyEntry, StreamStatus, BLOCK_BYTES};
+use crate::writer::{FinishedLog, LiveLogs, MAX_KEYS_PER_MATCH};
 
 /// Most one-shot reads in progress per worker; later ones wait in a queue (their latency still
 /// counts from their intended time).
@@ -48,6 +48,112 @@ pub const MAX_PENDING_READS: usize = 1024;
 const VIEWER_RETRY_NS: u64 = 10_000_000;
 
 const B: u64 = BLOCK_BYTES as u64;
+
+/// An op of the read side, in its own token space: handed back with its completion.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReadOp {
+    /// Opening finished log `cat` for reads.
+    Open {
+        /// Catalog index.
+        cat: u32,
+    },
+    /// A read I/O of session `sess`.
+    Read {
+        /// Session.
+        sess: u32,
+        /// File offset.
+        offset: u64,
+        /// Bytes asked for.
+        len: u32,
+        /// Submitted at, ns.
+        submit_ns: u64,
+    },
+    /// Closing finished log `cat` after its last reader.
+    Close {
+        /// Catalog index.
+        cat: u32,
+    },
+}
+
+/// What the read side needs of the I/O shell: room, buffers, submission.
+pub(crate) trait ReadIo<B> {
+    /// Room in the engine for one more op now.
+    fn has_room(&self) -> bool;
+    /// A buffer of `len` bytes from the engine's pool.
+    fn alloc_buf(&mut self, len: usize) -> Option<B>;
+    /// Give a buffer back.
+    fn release_buf(&mut self, buf: B);
+    /// Submit (or queue behind back-pressure) `op`, tagged `rec`.
+    fn submit(&mut self, rec: ReadOp, op: Op<B>);
+}
+
+/// Everything a read-side call works with: the writer's logs through their narrow view, the
+/// shell's I/O, the worker's counters.
+pub(crate) struct ReadEnv<'a, B> {
+    /// The running logs.
+    pub(crate) logs: &'a mut dyn LiveLogs,
+    /// Room, buffers, submission.
+    pub(crate) io: &'a mut dyn ReadIo<B>,
+    /// Counters and histograms.
+    pub(crate) out: &'a mut WorkerOutcome,
+    /// Per-second counters.
+    pub(crate) ticker: &'a mut Ticker,
+    /// The run's clock.
+    pub(crate) clock: Clock,
+    /// The run's folder.
+    pub(crate) dir: &'a Path,
+    /// Engine name, for messages.
+    pub(crate) engine: &'static str,
+}
+
+/// Timers of the read side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ReadTimer {
+    /// A paced read session is due (slot = session, id = its generation).
+    Read,
+    /// A live viewer looks again for a running match (id = its intended start time).
+    Viewer,
+}
+
+/// Running matches a live read can follow: open, not ending, with a published keyframe.
+fn live_eligible(logs: &dyn LiveLogs, slot: u32) -> bool {
+    logs.live(slot).is_some_and(|m| {
+        m.open && !m.sealing && m.keys.first().is_some_and(|k| k.offset < m.published_off)
+    })
+}
+
+fn nth_live(logs: &dyn LiveLogs, k: usize) -> Option<u32> {
+    (0..logs.slots()).filter(|&i| live_eligible(logs, i)).nth(k)
+}
+
+fn count_live(logs: &dyn LiveLogs) -> usize {
+    (0..logs.slots())
+        .filter(|&i| live_eligible(logs, i))
+        .count()
+}
+
+/// A read of running match `slot`: the header block, then from its latest published keyframe
+/// to its published end.
+fn live_session(
+    logs: &dyn LiveLogs,
+    slot: u32,
+    t0: u64,
+    pattern: ReadPattern,
+    gen: u64,
+) -> Option<Sess> {
+    let m = logs.live(slot)?;
+    let k = m.keys.iter().rev().find(|k| k.offset < m.published_off)?;
+    Some(Sess::new(
+        gen,
+        m.id,
+        Target::Live(slot),
+        pattern,
+        t0,
+        k.offset,
+        k.seq,
+        m.published_off,
+    ))
+}
 
 /// Whether a finished log's file is open in the engine for readers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +272,7 @@ pub(crate) struct ReadSide {
     viewer_pick: u64,
     stopping: bool,
     gen: u64,
+    timers: BinaryHeap<Reverse<(u64, ReadTimer, u32, u64)>>,
 }
 
 impl ReadSide {
@@ -213,6 +320,7 @@ impl ReadSide {
             viewer_pick: seed::splitmix64(seed_ ^ seed::STREAM_READS_BASE ^ u64::from(worker)),
             stopping: false,
             gen: 0,
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -240,16 +348,12 @@ impl ReadSide {
     }
 }
 
-impl<R: Recorder> DsWorker<'_, R> {
-    fn rd(&mut self) -> &mut ReadSide {
-        self.rd.as_mut().expect("read side")
-    }
-
+impl ReadSide {
     /// Start the reads that are due, and the live viewers at the window's start.
-    pub(super) fn read_events(&mut self, now: u64) {
+    pub(crate) fn read_events<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, now: u64) {
         let mut n = 0;
         while n < 64 {
-            let rd = self.rd();
+            let rd = &mut *self;
             match rd.sched.peek_t_ns() {
                 Some(t) if t <= now => {}
                 _ => break,
@@ -258,29 +362,29 @@ impl<R: Recorder> DsWorker<'_, R> {
             n += 1;
             if rd.one_shot >= MAX_READ_SESSIONS {
                 if rd.pending.len() >= MAX_PENDING_READS {
-                    if self.clock.in_window(ev.t_ns) {
-                        self.out.stats.reads_dropped += 1;
-                        self.out.saturated = true;
+                    if env.clock.in_window(ev.t_ns) {
+                        env.out.stats.reads_dropped += 1;
+                        env.out.saturated = true;
                     }
                 } else {
                     rd.pending.push_back(ev);
                 }
                 continue;
             }
-            self.start_one_shot(ev, now);
+            self.start_one_shot(env, ev, now);
         }
-        let rd = self.rd();
+        let rd = &mut *self;
         if !rd.viewers_started && now >= rd.viewer_start_ns {
             rd.viewers_started = true;
             let t0 = rd.viewer_start_ns;
             for _ in 0..rd.viewers {
-                self.start_viewer(t0, now);
+                self.start_viewer(env, t0, now);
             }
         }
     }
 
     fn new_session(&mut self, sess: Sess) -> u32 {
-        let rd = self.rd();
+        let rd = &mut *self;
         match rd.free.pop() {
             Some(si) => {
                 rd.sess[si as usize] = Some(sess);
@@ -293,39 +397,27 @@ impl<R: Recorder> DsWorker<'_, R> {
         }
     }
 
-    /// Running matches a live read can follow: open, not ending, with a published keyframe.
-    fn live_eligible(&self, slot: usize) -> bool {
-        matches!(&self.matches[slot], Some(m) if m.phase == Phase::Open
-            && !m.sealing
-            && m.keys.first().is_some_and(|k| k.offset < m.written_off))
-    }
-
-    fn nth_live(&self, k: usize) -> Option<u32> {
-        (0..self.matches.len())
-            .filter(|&i| self.live_eligible(i))
-            .nth(k)
-            .map(|i| i as u32)
-    }
-
-    fn count_live(&self) -> usize {
-        (0..self.matches.len())
-            .filter(|&i| self.live_eligible(i))
-            .count()
-    }
-
-    fn start_one_shot(&mut self, ev: ReadEvent, now: u64) {
-        let in_window = self.clock.in_window(ev.t_ns);
+    fn start_one_shot<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        ev: ReadEvent,
+        now: u64,
+    ) {
+        let in_window = env.clock.in_window(ev.t_ns);
         let gen = self.next_gen();
         let sess = match ev.pattern {
             ReadPattern::LiveTail => {
-                let n = self.count_live();
-                match (n > 0).then(|| self.nth_live(ev.pick_uniform(n))).flatten() {
-                    Some(slot) => self.live_session(slot, ev.t_ns, ReadPattern::LiveTail, gen),
+                let n = count_live(env.logs);
+                match (n > 0)
+                    .then(|| nth_live(env.logs, ev.pick_uniform(n)))
+                    .flatten()
+                {
+                    Some(slot) => live_session(env.logs, slot, ev.t_ns, ReadPattern::LiveTail, gen),
                     None => None,
                 }
             }
             ReadPattern::Full | ReadPattern::Seek => {
-                let rd = self.rd();
+                let rd = &mut *self;
                 let n = rd.by_finish.len();
                 let since = ev.t_ns.saturating_sub(rd.recent_window_ns);
                 let cat = &rd.cat;
@@ -355,83 +447,64 @@ impl<R: Recorder> DsWorker<'_, R> {
         };
         let Some(sess) = sess else {
             if in_window {
-                self.out.stats.reads_no_target += 1;
+                env.out.stats.reads_no_target += 1;
             }
-            self.start_pending(now);
+            self.start_pending(env, now);
             return;
         };
-        self.rd().one_shot += 1;
+        self.one_shot += 1;
         let target = sess.target;
         let si = self.new_session(sess);
         match target {
             Target::Cat(ci) => {
-                if self.acquire(ci) {
-                    self.pump(si, now);
+                if self.acquire(env, ci) {
+                    self.pump(env, si, now);
                 } else {
-                    self.rd().s(si).waiting_open = true;
+                    self.s(si).waiting_open = true;
                 }
             }
             Target::Live(slot) => {
-                self.log_mut(slot).readers += 1;
-                self.pump(si, now);
+                env.logs.pin(slot, false);
+                self.pump(env, si, now);
             }
         }
     }
 
     fn next_gen(&mut self) -> u64 {
-        let rd = self.rd();
+        let rd = &mut *self;
         rd.gen += 1;
         rd.gen
     }
 
-    /// A read of running match `slot`: the header block, then from its latest published
-    /// keyframe to its published end.
-    fn live_session(&self, slot: u32, t0: u64, pattern: ReadPattern, gen: u64) -> Option<Sess> {
-        let m = self.matches[slot as usize].as_ref()?;
-        let k = m.keys.iter().rev().find(|k| k.offset < m.written_off)?;
-        Some(Sess::new(
-            gen,
-            m.id,
-            Target::Live(slot),
-            pattern,
-            t0,
-            k.offset,
-            k.seq,
-            m.written_off,
-        ))
-    }
-
-    fn start_viewer(&mut self, t0: u64, now: u64) {
-        let n = self.count_live();
-        let rd = self.rd();
+    fn start_viewer<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, t0: u64, now: u64) {
+        let n = count_live(env.logs);
+        let rd = &mut *self;
         rd.viewer_pick = seed::splitmix64(rd.viewer_pick);
         let pick = ((u128::from(rd.viewer_pick) * n as u128) >> 64) as usize;
-        let slot = if n > 0 { self.nth_live(pick) } else { None };
+        let slot = if n > 0 {
+            nth_live(env.logs, pick)
+        } else {
+            None
+        };
         let gen = self.next_gen();
         let Some(mut sess) =
-            slot.and_then(|s| self.live_session(s, t0, ReadPattern::LiveTail, gen))
+            slot.and_then(|s| live_session(env.logs, s, t0, ReadPattern::LiveTail, gen))
         else {
             // Nothing running with published data yet: look again soon (same intended time).
-            self.timers.push(std::cmp::Reverse((
-                now + VIEWER_RETRY_NS,
-                TimerKind::Viewer,
-                0,
-                t0,
-            )));
+            self.timers
+                .push(Reverse((now + VIEWER_RETRY_NS, ReadTimer::Viewer, 0, t0)));
             return;
         };
         sess.viewer = true;
         let slot = slot.expect("found");
-        let m = self.log_mut(slot);
-        m.readers += 1;
-        m.followers += 1;
+        env.logs.pin(slot, true);
         let si = self.new_session(sess);
-        self.pump(si, now);
+        self.pump(env, si, now);
     }
 
     /// Open the finished log `ci` for one more reader; true when it is open already.
-    fn acquire(&mut self, ci: u32) -> bool {
-        let rd = self.rd();
+    fn acquire<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, ci: u32) -> bool {
+        let rd = &mut *self;
         let e = &mut rd.cat[ci as usize];
         e.refs += 1;
         match e.fstate {
@@ -439,16 +512,16 @@ impl<R: Recorder> DsWorker<'_, R> {
             FState::Closed => {
                 e.fstate = FState::Opening;
                 let id = e.id;
-                self.submit_open(ci, id);
+                self.submit_open(env, ci, id);
                 false
             }
             FState::Opening | FState::Closing => false,
         }
     }
 
-    fn submit_open(&mut self, ci: u32, id: u64) {
-        self.submit(
-            OpRec::ReadOpen { cat: ci },
+    fn submit_open<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, ci: u32, id: u64) {
+        env.io.submit(
+            ReadOp::Open { cat: ci },
             Op::Open {
                 file: MatchId(id),
                 kind: FileKind::Log,
@@ -457,32 +530,30 @@ impl<R: Recorder> DsWorker<'_, R> {
         );
     }
 
-    fn release_cat(&mut self, ci: u32) {
-        let rd = self.rd();
+    fn release_cat<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, ci: u32) {
+        let rd = &mut *self;
         let e = &mut rd.cat[ci as usize];
         e.refs -= 1;
         if e.refs == 0 && e.fstate == FState::Open {
             e.fstate = FState::Closing;
             let id = e.id;
-            self.submit(
-                OpRec::ReadClose { cat: ci },
-                Op::Close { file: MatchId(id) },
-            );
+            env.io
+                .submit(ReadOp::Close { cat: ci }, Op::Close { file: MatchId(id) });
         }
     }
 
     /// Issue the session's next read I/O if it may: not already reading, the file open, data
     /// left in its range, its playback due (1× pacing), room in the engine and a buffer.
-    fn pump(&mut self, si: u32, now: u64) {
-        let has_room = self.has_room();
-        let rd = self.rd.as_mut().expect("read side");
+    fn pump<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, si: u32, now: u64) {
+        let has_room = env.io.has_room();
+        let rd = &mut *self;
         let (read_bytes, pacing, stopping) = (rd.read_bytes, rd.pacing, rd.stopping);
         let s = rd.s(si);
         if s.reading || s.waiting_open {
             return;
         }
         if s.header_done && s.pos >= s.end {
-            self.range_reached(si, now);
+            self.range_reached(env, si, now);
             return;
         }
         if pacing == Pacing::Playback && s.header_done && s.next_need_ns > now {
@@ -490,8 +561,7 @@ impl<R: Recorder> DsWorker<'_, R> {
                 s.cut = true;
             } else {
                 let (t, gen) = (s.next_need_ns, s.gen);
-                self.timers
-                    .push(std::cmp::Reverse((t, TimerKind::Read, si, gen)));
+                self.timers.push(Reverse((t, ReadTimer::Read, si, gen)));
                 return;
             }
         }
@@ -509,24 +579,24 @@ impl<R: Recorder> DsWorker<'_, R> {
         };
         let id = s.id;
         let buf = if has_room {
-            self.eng.alloc_buf(len as usize)
+            env.io.alloc_buf(len as usize)
         } else {
             None
         };
         let Some(buf) = buf else {
-            let s = self.rd().s(si);
+            let s = self.s(si);
             if !s.in_retry {
                 s.in_retry = true;
-                self.rd().retry.push(si);
+                self.retry.push(si);
             }
             return;
         };
-        let s = self.rd().s(si);
+        let s = self.s(si);
         s.reading = true;
         s.issued_end = s.end;
-        let submit_ns = self.clock.now_ns();
-        self.submit(
-            OpRec::Read {
+        let submit_ns = env.clock.now_ns();
+        env.io.submit(
+            ReadOp::Read {
                 sess: si,
                 offset,
                 len: len as u32,
@@ -541,23 +611,23 @@ impl<R: Recorder> DsWorker<'_, R> {
     }
 
     /// Sessions that found no room or buffer try again.
-    pub(super) fn retry_reads(&mut self, now: u64) {
-        let Some(rd) = self.rd.as_mut() else { return };
+    pub(crate) fn retry_reads<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, now: u64) {
+        let rd = &mut *self;
         if rd.retry.is_empty() {
             return;
         }
         let list = std::mem::take(&mut rd.retry);
         for &si in &list {
-            if let Some(s) = self.rd().sess[si as usize].as_mut() {
+            if let Some(s) = self.sess[si as usize].as_mut() {
                 s.in_retry = false;
             }
         }
         for &si in &list {
-            if self.rd().sess[si as usize].is_some() {
-                self.pump(si, now);
+            if self.sess[si as usize].is_some() {
+                self.pump(env, si, now);
             }
         }
-        let rd = self.rd();
+        let rd = &mut *self;
         if rd.retry.is_empty() {
             let mut list = list;
             list.clear();
@@ -566,184 +636,192 @@ impl<R: Recorder> DsWorker<'_, R> {
     }
 
     /// The log's path for messages (the corpus file itself when the run links to one).
-    fn path_of(&self, id: u64) -> String {
-        let p = self.ctx.dir.join(file_name(MatchId(id), FileKind::Log));
+    fn path_of<B: AsRef<[u8]>>(&self, env: &mut ReadEnv<'_, B>, id: u64) -> String {
+        let p = env.dir.join(file_name(MatchId(id), FileKind::Log));
         std::fs::read_link(&p).unwrap_or(p).display().to_string()
     }
 
-    pub(super) fn on_read_completion(&mut self, rec: OpRec, c: Completion<R::Buf>, now: u64) {
+    pub(crate) fn on_read_completion<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        rec: ReadOp,
+        c: Completion<B>,
+        now: u64,
+    ) {
         match rec {
-            OpRec::ReadOpen { cat } => {
-                let id = self.rd().cat[cat as usize].id;
+            ReadOp::Open { cat } => {
+                let id = self.cat[cat as usize].id;
                 match &c.res {
                     Ok(_) => {
-                        self.rd().cat[cat as usize].fstate = FState::Open;
-                        self.wake_openers(cat, now, true);
+                        self.cat[cat as usize].fstate = FState::Open;
+                        self.wake_openers(env, cat, now, true);
                     }
                     Err(e) => {
                         let msg = describe_error(
-                            self.caps.name,
+                            env.engine,
                             OpKind::Open,
                             Some((MatchId(id), FileKind::Log)),
                             None,
-                            &self.ctx.dir,
+                            env.dir,
                             e,
                         );
-                        self.io_error(msg);
-                        self.rd().cat[cat as usize].fstate = FState::Closed;
-                        self.wake_openers(cat, now, false);
+                        self.io_error(env, msg);
+                        self.cat[cat as usize].fstate = FState::Closed;
+                        self.wake_openers(env, cat, now, false);
                     }
                 }
             }
-            OpRec::ReadClose { cat } => {
+            ReadOp::Close { cat } => {
                 if let Err(e) = &c.res {
-                    let id = self.rd().cat[cat as usize].id;
+                    let id = self.cat[cat as usize].id;
                     let msg = describe_error(
-                        self.caps.name,
+                        env.engine,
                         OpKind::Close,
                         Some((MatchId(id), FileKind::Log)),
                         None,
-                        &self.ctx.dir,
+                        env.dir,
                         e,
                     );
-                    self.io_error(msg);
+                    self.io_error(env, msg);
                 }
-                let e = &mut self.rd().cat[cat as usize];
+                let e = &mut self.cat[cat as usize];
                 e.fstate = FState::Closed;
                 if e.refs > 0 {
                     e.fstate = FState::Opening;
                     let id = e.id;
-                    self.submit_open(cat, id);
+                    self.submit_open(env, cat, id);
                 }
             }
-            OpRec::Read {
+            ReadOp::Read {
                 sess,
                 offset,
                 len,
                 submit_ns,
-            } => self.on_read_io(sess, offset, len, submit_ns, c, now),
-            _ => unreachable!("not a read op"),
+            } => self.on_read_io(env, sess, offset, len, submit_ns, c, now),
         }
     }
 
-    fn io_error(&mut self, msg: String) {
-        self.out.stats.errors += 1;
-        self.ticker.error();
-        self.out.first_error.get_or_insert(msg);
+    fn io_error<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, msg: String) {
+        env.out.stats.errors += 1;
+        env.ticker.error();
+        env.out.first_error.get_or_insert(msg);
     }
 
-    fn on_read_io(
+    #[allow(clippy::too_many_arguments)]
+    fn on_read_io<B: AsRef<[u8]>>(
         &mut self,
+        env: &mut ReadEnv<'_, B>,
         si: u32,
         offset: u64,
         len: u32,
         submit_ns: u64,
-        c: Completion<R::Buf>,
+        c: Completion<B>,
         now: u64,
     ) {
         let n = *c.res.as_ref().unwrap_or(&0) as u64;
-        if self.clock.in_window(submit_ns) {
-            self.out
+        if env.clock.in_window(submit_ns) {
+            env.out
                 .stats
                 .hist(HistKind::IoRead)
                 .record_ns(now - submit_ns);
-            self.out.stats.io_ops += 1;
-            self.out.stats.io_bytes += n;
+            env.out.stats.io_ops += 1;
+            env.out.stats.io_bytes += n;
         }
-        self.rd().s(si).reading = false;
-        let id = self.rd().s(si).id;
+        self.s(si).reading = false;
+        let id = self.s(si).id;
         if let Err(e) = &c.res {
             let msg = describe_error(
-                self.caps.name,
+                env.engine,
                 OpKind::Read,
                 Some((MatchId(id), FileKind::Log)),
                 Some(offset),
-                &self.ctx.dir,
+                env.dir,
                 e,
             );
-            self.io_error(msg);
+            self.io_error(env, msg);
             if let Some(b) = c.buf {
-                self.eng.release_buf(b);
+                env.io.release_buf(b);
             }
-            self.end_session(si, now);
+            self.end_session(env, si, now);
             return;
         }
         let stop_viewer = {
-            let rd = self.rd();
+            let rd = &mut *self;
             rd.stopping && rd.s(si).viewer
         };
         let result = match (&c.buf, stop_viewer) {
             (Some(buf), false) => {
                 let data = &buf.as_ref()[..(n as usize).min(buf.as_ref().len())];
-                self.consume(si, offset, u64::from(len), data, now)
+                self.consume(env, si, offset, u64::from(len), data, now)
             }
             _ => Ok(()),
         };
         if let Some(b) = c.buf {
-            self.eng.release_buf(b);
+            env.io.release_buf(b);
         }
         if stop_viewer {
-            self.end_session(si, now);
+            self.end_session(env, si, now);
             return;
         }
         if let Err((at, why)) = result {
-            let pattern = self.rd().s(si).pattern.name();
+            let pattern = self.s(si).pattern.name();
             let msg = format!(
                 "read verification: {} at offset {at}: {why} ({pattern} read of match {id:016x})",
-                self.path_of(id)
+                self.path_of(env, id)
             );
-            self.out.stats.read_errors += 1;
-            if self.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
-                self.out.read_error_msgs.push(msg);
+            env.out.stats.read_errors += 1;
+            if env.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
+                env.out.read_error_msgs.push(msg);
             }
-            self.end_session(si, now);
+            self.end_session(env, si, now);
             return;
         }
-        let clock = self.clock;
-        let s = self.rd().s(si);
+        let clock = env.clock;
+        let s = self.s(si);
         if !s.first_done {
             s.first_done = true;
             let t0 = s.t0_ns;
             if clock.in_window(t0) {
-                self.out.stats.hist(HistKind::ReadTtfb).record_ns(now - t0);
+                env.out.stats.hist(HistKind::ReadTtfb).record_ns(now - t0);
             }
         }
-        let s = self.rd().s(si);
+        let s = self.s(si);
         if s.viewer && !s.caught_up && s.header_done && s.pos >= s.request_end {
             // Caught up with the edge published when the viewer joined: that read is complete.
             s.caught_up = true;
             let (t0, bytes) = (s.t0_ns, s.bytes);
             if clock.in_window(t0) {
-                self.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
-                self.out.stats.reads += 1;
-                self.out.stats.read_bytes += bytes;
+                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.reads += 1;
+                env.out.stats.read_bytes += bytes;
             }
-            let s = self.rd().s(si);
+            let s = self.s(si);
             if s.pos < s.end && s.publish_ns.is_none() {
                 // More was published meanwhile: following starts now.
                 s.publish_ns = Some(now);
             }
         }
-        let s = self.rd().s(si);
+        let s = self.s(si);
         if s.header_done && s.pos >= s.end {
-            self.range_reached(si, now);
+            self.range_reached(env, si, now);
         } else {
-            self.pump(si, now);
+            self.pump(env, si, now);
         }
     }
 
     /// Take what a read I/O of `[offset, offset + len)` returned: check the header block on
     /// the first, then deliver the bytes of the range to the verifier. `Err` is the problem:
     /// file offset and what is wrong.
-    fn consume(
+    fn consume<B: AsRef<[u8]>>(
         &mut self,
+        env: &mut ReadEnv<'_, B>,
         si: u32,
         offset: u64,
         len: u64,
         data: &[u8],
         now: u64,
     ) -> Result<(), (u64, String)> {
-        let rd = self.rd.as_mut().expect("read side");
+        let rd = &mut *self;
         let verify = rd.verify;
         let s = rd.sess[si as usize].as_mut().expect("live session");
         let n = data.len() as u64;
@@ -789,8 +867,8 @@ impl<R: Recorder> DsWorker<'_, R> {
         }
         s.pos = to;
         if s.caught_up {
-            if self.clock.in_window(s.publish_ns.unwrap_or(now)) {
-                self.out.stats.tail_read_bytes += to - from;
+            if env.clock.in_window(s.publish_ns.unwrap_or(now)) {
+                env.out.stats.tail_read_bytes += to - from;
             }
         } else {
             s.bytes += to - from;
@@ -799,9 +877,9 @@ impl<R: Recorder> DsWorker<'_, R> {
     }
 
     /// The session has read its whole range (so far, for a viewer).
-    fn range_reached(&mut self, si: u32, now: u64) {
-        let clock = self.clock;
-        let rd = self.rd.as_mut().expect("read side");
+    fn range_reached<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, si: u32, now: u64) {
+        let clock = env.clock;
+        let rd = &mut *self;
         let verify = rd.verify;
         let s = rd.sess[si as usize].as_mut().expect("live session");
         let path_id = s.id;
@@ -824,34 +902,34 @@ impl<R: Recorder> DsWorker<'_, R> {
         if let Some(p) = problem {
             let msg = format!(
                 "read verification: {} at {p} ({} read of match {path_id:016x})",
-                self.path_of(path_id),
-                self.rd().s(si).pattern.name()
+                self.path_of(env, path_id),
+                self.s(si).pattern.name()
             );
-            self.out.stats.read_errors += 1;
-            if self.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
-                self.out.read_error_msgs.push(msg);
+            env.out.stats.read_errors += 1;
+            if env.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
+                env.out.read_error_msgs.push(msg);
             }
-            self.end_session(si, now);
+            self.end_session(env, si, now);
             return;
         }
-        let s = self.rd().s(si);
+        let s = self.s(si);
         if !s.viewer {
             // The whole replay (or, live, the edge published at the request) has been read.
             let (t0, bytes, cut) = (s.t0_ns, s.bytes, s.cut);
             if clock.in_window(t0) && !cut {
-                self.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
-                self.out.stats.reads += 1;
-                self.out.stats.read_bytes += bytes;
+                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.reads += 1;
+                env.out.stats.read_bytes += bytes;
             }
         } else if let Some(p) = s.publish_ns.take() {
             if clock.in_window(p) {
-                self.out.stats.hist(HistKind::ReadTail).record_ns(now - p);
-                self.out.stats.tail_reads += 1;
+                env.out.stats.hist(HistKind::ReadTail).record_ns(now - p);
+                env.out.stats.tail_reads += 1;
             }
         }
-        let s = self.rd().s(si);
+        let s = self.s(si);
         if !s.viewer {
-            self.end_session(si, now);
+            self.end_session(env, si, now);
             return;
         }
         // A viewer whose match is over (end frame read) moves on to another.
@@ -859,38 +937,39 @@ impl<R: Recorder> DsWorker<'_, R> {
             return;
         };
         let (pos, stream_ended, id) = (s.pos, s.stream.ended(), s.id);
-        let (over, failed) = self.matches[slot as usize]
-            .as_ref()
-            .map_or((true, true), |m| {
-                (m.sealing && pos >= m.next_off, m.phase == Phase::Failed)
-            });
+        let (over, failed) = env
+            .logs
+            .live(slot)
+            .map_or((true, true), |m| (m.sealing && pos >= m.end_off, m.failed));
         if over && verify && !stream_ended && !failed {
             let msg = format!(
                 "read verification: {} at offset {pos}: no end frame at the end of the sealed log (live_tail read of match {id:016x})",
-                self.path_of(id)
+                self.path_of(env, id)
             );
-            self.out.stats.read_errors += 1;
-            if self.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
-                self.out.read_error_msgs.push(msg);
+            env.out.stats.read_errors += 1;
+            if env.out.read_error_msgs.len() < MAX_READ_ERROR_MSGS {
+                env.out.read_error_msgs.push(msg);
             }
         }
         if over || failed {
-            self.end_session(si, now);
+            self.end_session(env, si, now);
         }
     }
 
     /// More bytes of running match `slot` were written: its viewers follow.
-    pub(super) fn on_published(&mut self, slot: u32, now: u64) {
-        let Some(written) = self.matches[slot as usize].as_ref().map(|m| m.written_off) else {
+    pub(crate) fn on_published<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        slot: u32,
+        now: u64,
+    ) {
+        let Some(written) = env.logs.live(slot).map(|m| m.published_off) else {
             return;
         };
-        if self.rd.is_none() {
-            return;
-        }
         // By index, without collecting: this runs on every write completion of a followed match.
-        let n = self.rd().sess.len() as u32;
+        let n = self.sess.len() as u32;
         for si in 0..n {
-            let Some(s) = self.rd().sess[si as usize].as_mut() else {
+            let Some(s) = self.sess[si as usize].as_mut() else {
                 continue;
             };
             if !s.viewer || s.target != Target::Live(slot) {
@@ -901,32 +980,38 @@ impl<R: Recorder> DsWorker<'_, R> {
                 s.publish_ns = Some(now);
             }
             if !s.reading {
-                self.pump(si, now);
+                self.pump(env, si, now);
             }
         }
     }
 
     /// The open of corpus log `cat` completed: sessions waiting for it go on (`opened`) or end.
-    fn wake_openers(&mut self, cat: u32, now: u64, opened: bool) {
-        let n = self.rd().sess.len() as u32;
+    fn wake_openers<B: AsRef<[u8]>>(
+        &mut self,
+        env: &mut ReadEnv<'_, B>,
+        cat: u32,
+        now: u64,
+        opened: bool,
+    ) {
+        let n = self.sess.len() as u32;
         for si in 0..n {
-            let Some(s) = self.rd().sess[si as usize].as_mut() else {
+            let Some(s) = self.sess[si as usize].as_mut() else {
                 continue;
             };
             if s.target == Target::Cat(cat) && s.waiting_open {
                 s.waiting_open = false;
                 if opened {
-                    self.pump(si, now);
+                    self.pump(env, si, now);
                 } else {
-                    self.end_session(si, now);
+                    self.end_session(env, si, now);
                 }
             }
         }
     }
 
     /// End a session: release its file, start what waits.
-    fn end_session(&mut self, si: u32, now: u64) {
-        let rd = self.rd();
+    fn end_session<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, si: u32, now: u64) {
+        let rd = &mut *self;
         let Some(s) = rd.sess[si as usize].take() else {
             return;
         };
@@ -935,64 +1020,57 @@ impl<R: Recorder> DsWorker<'_, R> {
             rd.one_shot -= 1;
         }
         match s.target {
-            Target::Cat(ci) => self.release_cat(ci),
+            Target::Cat(ci) => self.release_cat(env, ci),
             Target::Live(slot) => {
-                if let Some(m) = self.matches[slot as usize].as_mut() {
-                    m.readers -= 1;
-                    if s.viewer {
-                        m.followers -= 1;
-                    }
-                    self.advance(slot);
-                }
+                // The writer may close the file now (its shell looks again).
+                env.logs.unpin(slot, s.viewer);
             }
         }
         if s.viewer {
-            if !self.rd().stopping {
-                self.start_viewer(now, now);
+            if !self.stopping {
+                self.start_viewer(env, now, now);
             }
         } else {
-            self.start_pending(now);
+            self.start_pending(env, now);
         }
     }
 
-    fn start_pending(&mut self, now: u64) {
-        let rd = self.rd();
+    fn start_pending<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, now: u64) {
+        let rd = &mut *self;
         if rd.one_shot < MAX_READ_SESSIONS {
             if let Some(ev) = rd.pending.pop_front() {
-                self.start_one_shot(ev, now);
+                self.start_one_shot(env, ev, now);
             }
         }
     }
 
-    pub(super) fn on_read_timer(&mut self, kind: TimerKind, si: u32, id: u64, now: u64) {
-        let Some(rd) = self.rd.as_mut() else { return };
-        let live = |s: &Option<Sess>| s.as_ref().is_some_and(|s| s.gen == id);
-        match kind {
-            TimerKind::Read if rd.sess.get(si as usize).is_some_and(live) => self.pump(si, now),
-            TimerKind::Viewer if !rd.stopping => self.start_viewer(id, now),
-            _ => {}
+    /// The earliest read timer (a paced read, a viewer looking again), ns.
+    pub(crate) fn next_timer_ns(&self) -> Option<u64> {
+        self.timers.peek().map(|r| r.0 .0)
+    }
+
+    /// Fire the read timers due at `now`.
+    pub(crate) fn fire_timers<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, now: u64) {
+        while let Some(&Reverse((t, kind, si, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let live = |s: &Option<Sess>| s.as_ref().is_some_and(|s| s.gen == id);
+            match kind {
+                ReadTimer::Read if self.sess.get(si as usize).is_some_and(live) => {
+                    self.pump(env, si, now)
+                }
+                ReadTimer::Viewer if !self.stopping => self.start_viewer(env, id, now),
+                _ => {}
+            }
         }
     }
 
     /// A sealed log was closed: it joins the finished replays.
-    pub(super) fn log_finished(&mut self, slot: u32) {
-        if self.rd.is_none() {
-            return;
-        }
-        let Some(m) = self.matches[slot as usize].as_mut() else {
-            return;
-        };
-        if !m.sealed_ok {
-            return;
-        }
-        let e = CatEntry::new(
-            m.id,
-            m.next_off,
-            m.end_t_ns,
-            m.last_t_ns,
-            std::mem::take(&mut m.keys),
-        );
-        let rd = self.rd();
+    pub(crate) fn log_finished(&mut self, f: FinishedLog) {
+        let e = CatEntry::new(f.id, f.data_end, f.end_t_ns, f.last_t_ns, f.keys);
+        let rd = &mut *self;
         let cat = &rd.cat;
         let at = rd
             .by_finish
@@ -1002,8 +1080,8 @@ impl<R: Recorder> DsWorker<'_, R> {
     }
 
     /// End of the window: no new reads; viewers stop; one-shot reads already requested finish.
-    pub(super) fn stop_reads(&mut self, now: u64) {
-        let Some(rd) = self.rd.as_mut() else { return };
+    pub(crate) fn stop_reads<B: AsRef<[u8]>>(&mut self, env: &mut ReadEnv<'_, B>, now: u64) {
+        let rd = &mut *self;
         rd.stopping = true;
         let idle_viewers: Vec<u32> = rd
             .sess
@@ -1013,24 +1091,23 @@ impl<R: Recorder> DsWorker<'_, R> {
             .map(|(i, _)| i as u32)
             .collect();
         for si in idle_viewers {
-            self.end_session(si, now);
+            self.end_session(env, si, now);
         }
         // Paced reads waiting for playback finish now (their full latency is not recorded).
-        let n = self.rd().sess.len() as u32;
+        let n = self.sess.len() as u32;
         for si in 0..n {
-            if self.rd().sess[si as usize].is_some() {
-                self.pump(si, now);
+            if self.sess[si as usize].is_some() {
+                self.pump(env, si, now);
             }
         }
     }
 
     /// Whether reads are still in progress or waiting, or a finished log is still open.
-    pub(super) fn reads_busy(&self) -> bool {
-        self.rd.as_ref().is_some_and(|rd| {
-            rd.sess.iter().any(|s| s.is_some())
-                || !rd.pending.is_empty()
-                || rd.cat.iter().any(|e| e.fstate != FState::Closed)
-        })
+    pub(crate) fn reads_busy(&self) -> bool {
+        let rd = self;
+        rd.sess.iter().any(|s| s.is_some())
+            || !rd.pending.is_empty()
+            || rd.cat.iter().any(|e| e.fstate != FState::Closed)
     }
 }
 

@@ -1,0 +1,218 @@
+//! What every worker shares: clock and window, per-second ticks, stop flags, outcome, errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use snapbench_engines::{file_name, Caps, FileKind, MatchId, OpKind};
+
+use crate::measure::{LatHist, Stats};
+use crate::plan::RunPlan;
+
+/// Set by SIGINT/SIGTERM handlers: workers stop, seal what they can and report.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Per-second progress of one worker, sent to the main thread.
+#[derive(Debug)]
+pub struct Tick {
+    /// Worker index.
+    pub worker: u32,
+    /// Second since the run started (0 = first second of warm-up).
+    pub second: u64,
+    /// Snapshots written (DS) or I/Os completed (micro) in that second.
+    pub ops: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Engine I/Os completed.
+    pub io_ops: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Largest lag behind schedule, ns.
+    pub max_lag_ns: u64,
+    /// Latencies of that second (write latency for DS, I/O latency for micro).
+    pub lat: LatHist,
+}
+
+/// What a worker reports at the end.
+#[derive(Debug, Default)]
+pub struct WorkerOutcome {
+    /// Counters and histograms of the measured window.
+    pub stats: Stats,
+    /// Lag exceeded the limit at some point.
+    pub saturated: bool,
+    /// The run was interrupted by a signal.
+    pub interrupted: bool,
+    /// The first I/O error, with engine, operation, file and offset.
+    pub first_error: Option<String>,
+    /// A fatal problem of the worker itself (engine could not be built, drain failed …).
+    pub fatal: Option<String>,
+    /// Matches whose log was created.
+    pub matches_started: u64,
+    /// Matches whose log was sealed (end frame written and synced) and closed.
+    pub matches_sealed: u64,
+    /// Snapshots offered by the schedule in the measured window.
+    pub offered: u64,
+    /// The engine's declared capabilities.
+    pub caps: Option<Caps>,
+    /// Prefilled (or adopted corpus) matches this worker owns.
+    pub prefill_matches: u64,
+    /// Bytes of those logs (up to their end frames).
+    pub prefill_bytes: u64,
+    /// Seconds the prefill (or the corpus scan) took.
+    pub prefill_s: f64,
+    /// The first few read verification failures, each with file and offset.
+    pub read_error_msgs: Vec<String>,
+}
+
+/// Most read verification failures a worker keeps the message of (all are counted).
+pub const MAX_READ_ERROR_MSGS: usize = 10;
+
+/// What every worker of a run shares.
+pub struct WorkerCtx {
+    /// The run.
+    pub plan: Arc<RunPlan>,
+    /// This worker.
+    pub worker: u32,
+    /// Directory of the run's files.
+    pub dir: PathBuf,
+    /// Set when any worker fails: everyone stops.
+    pub stop: Arc<AtomicBool>,
+    /// Per-second ticks to the main thread.
+    pub ticks: SyncSender<Tick>,
+}
+
+impl WorkerCtx {
+    /// Whether to stop early (another worker failed, or a signal arrived).
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed)
+    }
+}
+
+/// Clock and window of a run, in ns since the common start instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// The common start.
+    pub start: Instant,
+    /// Start of the measured window.
+    pub window_start_ns: u64,
+    /// End of the measured window.
+    pub window_end_ns: u64,
+}
+
+impl Clock {
+    /// Build from a start instant and the plan's warm-up and duration.
+    pub fn new(start: Instant, warmup_s: f64, duration_s: f64) -> Clock {
+        let w0 = (warmup_s * 1e9) as u64;
+        Clock {
+            start,
+            window_start_ns: w0,
+            window_end_ns: w0 + (duration_s * 1e9) as u64,
+        }
+    }
+
+    /// Nanoseconds since start.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Whether a schedule time lies in the measured window.
+    #[inline]
+    pub fn in_window(&self, t_ns: u64) -> bool {
+        t_ns >= self.window_start_ns && t_ns < self.window_end_ns
+    }
+
+    /// The instant of a schedule time.
+    pub fn instant(&self, t_ns: u64) -> Instant {
+        self.start + Duration::from_nanos(t_ns)
+    }
+}
+
+/// Per-second accumulation shared by both drivers.
+#[derive(Default)]
+pub struct Ticker {
+    second: u64,
+    ops: u64,
+    bytes: u64,
+    io_ops: u64,
+    errors: u64,
+    max_lag_ns: u64,
+    lat: LatHist,
+}
+
+impl Ticker {
+    /// Send the finished second(s) if `now_ns` has moved past them.
+    #[inline]
+    pub fn roll(&mut self, now_ns: u64, ctx: &WorkerCtx) {
+        let sec = now_ns / 1_000_000_000;
+        if sec > self.second {
+            self.send(ctx);
+            self.second = sec;
+        }
+    }
+
+    /// Send what this second holds (also called once at the end).
+    pub fn send(&mut self, ctx: &WorkerCtx) {
+        let tick = Tick {
+            worker: ctx.worker,
+            second: self.second,
+            ops: std::mem::take(&mut self.ops),
+            bytes: std::mem::take(&mut self.bytes),
+            io_ops: std::mem::take(&mut self.io_ops),
+            errors: std::mem::take(&mut self.errors),
+            max_lag_ns: std::mem::take(&mut self.max_lag_ns),
+            lat: std::mem::take(&mut self.lat),
+        };
+        // The main thread drains ticks continuously; if it is gone the run is ending anyway.
+        let _ = ctx.ticks.send(tick);
+    }
+
+    /// Count one completed op (snapshot or I/O) with its latency.
+    #[inline]
+    pub fn op(&mut self, bytes: u64, lat_ns: u64) {
+        self.ops += 1;
+        self.bytes += bytes;
+        self.lat.record_ns(lat_ns);
+    }
+
+    /// Count an engine I/O.
+    #[inline]
+    pub fn io(&mut self) {
+        self.io_ops += 1;
+    }
+
+    /// Count an error.
+    pub fn error(&mut self) {
+        self.errors += 1;
+    }
+
+    /// Note lag.
+    #[inline]
+    pub fn lag(&mut self, lag_ns: u64) {
+        self.max_lag_ns = self.max_lag_ns.max(lag_ns);
+    }
+}
+
+/// Describe an I/O error with engine, operation, file and offset.
+pub fn describe_error(
+    engine: &str,
+    kind: OpKind,
+    file: Option<(MatchId, FileKind)>,
+    offset: Option<u64>,
+    dir: &Path,
+    err: &std::io::Error,
+) -> String {
+    let file = match file {
+        Some((id, k)) => dir.join(file_name(id, k)).display().to_string(),
+        None => dir.display().to_string(),
+    };
+    match offset {
+        Some(off) => format!(
+            "engine {engine}: {} {file} at offset {off}: {err}",
+            kind.name()
+        ),
+        None => format!("engine {engine}: {} {file}: {err}", kind.name()),
+    }
+}
