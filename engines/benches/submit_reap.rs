@@ -199,6 +199,13 @@ impl<R: Recorder> LoopBody for RoundTrips<R> {
         &mut self.eng
     }
     fn step(&mut self, now: Instant) -> Flow {
+        if self.out.len() >= self.batch {
+            for c in self.out.drain(..) {
+                assert!(c.res.is_ok(), "read failed");
+                self.eng.release_buf(c.buf.expect("buffer back"));
+            }
+            self.left -= 1;
+        }
         if self.left == 0 {
             return Flow::Done;
         }
@@ -219,22 +226,9 @@ impl<R: Recorder> LoopBody for RoundTrips<R> {
                     .expect("room");
             }
         }
-        self.eng.reap(&mut self.out, now).expect("reap");
-        if self.out.len() < self.batch {
-            return Flow::Wait(now + Duration::from_secs(10));
-        }
-        for c in self.out.drain(..) {
-            assert!(c.res.is_ok(), "read failed");
-            self.eng.release_buf(c.buf.expect("buffer back"));
-        }
-        self.left -= 1;
-        if self.left == 0 {
-            Flow::Done
-        } else {
-            Flow::Again
-        }
+        Flow::Wait(now + Duration::from_secs(10))
     }
-    fn wait(&mut self, deadline: Instant) -> std::io::Result<()> {
+    fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
         self.eng.reap(&mut self.out, deadline).map(|_| ())
     }
 }

@@ -450,20 +450,24 @@ pub trait Recorder {
 
     /// Run `body` until it returns [`Flow::Done`] (or fails), in the engine's own loop.
     ///
-    /// `body` owns this engine (reached through [`LoopBody::engine`]) and does the work of one
-    /// pass in [`LoopBody::step`]: take due events, submit, take the completions that are
-    /// ready with a non-blocking `reap` (deadline in the past). What happens between passes is
-    /// the engine's choice, which is the point of this hook:
+    /// `body` owns this engine (reached through [`LoopBody::engine`]). Each pass is two calls:
+    /// [`LoopBody::step`] does the work that is due (events, timers, submits) without taking
+    /// completions, then [`LoopBody::complete`] takes the completions that are ready, waiting for
+    /// them at most until the deadline it is given. What the loop does between the two is the
+    /// engine's choice, which is the point of this hook:
     ///
-    /// - The default (every engine whose loop is the caller's) is the plain blocking loop: after
-    ///   a pass that returned [`Flow::Wait`], [`LoopBody::wait`] blocks until a completion is
-    ///   ready or the deadline (the harness sleeps, or waits in `reap`).
-    /// - An engine that owns its loop overrides it and calls `step` from inside that loop:
+    /// - The default (every engine whose loop is the caller's) is the plain blocking loop:
+    ///   `complete(deadline)` blocks in `reap` (or sleeps when nothing is in flight), so one
+    ///   pass costs what a hand-written `work; reap(deadline)` loop costs (for io_uring: one
+    ///   `io_uring_enter` that submits and waits).
+    /// - An engine that owns its loop overrides it and runs both calls from inside that loop,
+    ///   waiting by its own means and then calling `complete` with a deadline in the past:
     ///   glommio from a task in its executor, awaiting its completions or a timer there instead
     ///   of a blocking `reap` that re-enters the executor; `poll` as a poller of its reactor,
-    ///   with the body's next deadline as a timed poller, turning (never sleeping) in between.
+    ///   with the body's deadline as a timed poller, turning (never sleeping) in between.
     ///
-    /// An associated function rather than a method because the body owns the engine.
+    /// An associated function rather than a method because the body owns the engine. An `Err`
+    /// from `complete` ends the loop and is returned.
     fn run_loop<B: LoopBody<R = Self>>(body: &mut B) -> io::Result<()>
     where
         Self: Sized,
@@ -471,21 +475,21 @@ pub trait Recorder {
         loop {
             match body.step(Instant::now()) {
                 Flow::Done => return Ok(()),
-                Flow::Again => {}
-                Flow::Wait(deadline) => body.wait(deadline)?,
+                Flow::Again => body.complete(Instant::now())?,
+                Flow::Wait(deadline) => body.complete(deadline)?,
             }
         }
     }
 }
 
-/// What one pass of a [`LoopBody`] asks of the loop that runs it.
+/// What one [`LoopBody::step`] asks of the loop that runs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// Nothing to do until a completion is ready or `deadline`, whichever comes first.
+    /// Take completions, waiting for the first one at most until the deadline; then step again.
     Wait(Instant),
-    /// More work is ready: call `step` again without waiting.
+    /// More work is due: take the completions that are ready without waiting, then step again.
     Again,
-    /// Finished: the loop returns.
+    /// Finished: the loop returns (without calling `complete`).
     Done,
 }
 
@@ -493,15 +497,15 @@ pub enum Flow {
 pub trait LoopBody {
     /// The engine the body owns.
     type R: Recorder;
-    /// The engine, for the loop's own use between passes (its executor, its reactor).
+    /// The engine, for the loop's own use between calls (its executor, its reactor).
     fn engine(&mut self) -> &mut Self::R;
-    /// One pass that never blocks: take due events, submit, take ready completions (`reap`
-    /// with a deadline in the past). `now` is when the loop called it.
+    /// Do the work that is due at `now` (events, timers, submits); never blocks and takes no
+    /// completions (the loop calls [`complete`](LoopBody::complete) next).
     fn step(&mut self, now: Instant) -> Flow;
-    /// Block until a completion is ready or `deadline` (the default loop's wait between passes;
-    /// an engine that owns its loop waits by its own means and never calls this). An `Err` ends
-    /// the loop.
-    fn wait(&mut self, deadline: Instant) -> io::Result<()>;
+    /// Take the completions that are ready (`reap`), waiting for the first at most until
+    /// `deadline` (a deadline in the past never waits; an engine that owns its loop waits by
+    /// its own means first and passes one). An `Err` (the engine failed) ends the loop.
+    fn complete(&mut self, deadline: Instant) -> io::Result<()>;
 }
 
 /// Builds one engine instance on the worker thread that will own it.
