@@ -506,6 +506,15 @@ pub trait LoopBody {
     /// `deadline` (a deadline in the past never waits; an engine that owns its loop waits by
     /// its own means first and passes one). An `Err` (the engine failed) ends the loop.
     fn complete(&mut self, deadline: Instant) -> io::Result<()>;
+    /// A peer of the run (another worker's loop) asks this body to stop: its next `step`
+    /// winds down as if the run's stop flag were set. Loops that carry messages between
+    /// workers (the `poll` reactors) call it; the default loop never does.
+    fn request_stop(&mut self) {}
+    /// Whether the body has failed (an I/O error or an engine failure): a loop that carries
+    /// messages between workers then tells its peers to stop.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// Builds one engine instance on the worker thread that will own it.

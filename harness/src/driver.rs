@@ -4,10 +4,16 @@
 //!
 //! The worker maps the writer's [`WriterOp`]s and the read side's ops to engine ops (copying
 //! staged bytes into the engine's pool buffers: no allocation per I/O), keeps one slab of
-//! in-flight records by token and one back-pressure queue, and hands completions back. One
-//! [`DsWorker::step`] takes the due events, feeds the writer and the reads, submits and takes
-//! completions without blocking; [`DsWorker::run`] makes the same turns but waits in `reap`
-//! until the next deadline. Latencies are measured from each snapshot's intended arrival time.
+//! in-flight records by token and one back-pressure queue, and hands completions back.
+//!
+//! The worker is a [`LoopBody`]: [`LoopBody::step`] takes the due events, feeds the writer and
+//! the reads and submits, never blocking and taking no completions; after the window it seals
+//! every open log the same way, pass by pass. [`LoopBody::complete`] takes the completions,
+//! waiting for them until the deadline the step gave. [`DsWorker::run`] hands the worker to
+//! the engine's own loop ([`Recorder::run_loop`]): the plain blocking loop (one submit-and-wait
+//! `reap` per pass, or a sleep when nothing is in flight) for most engines, a task in glommio's
+//! executor, a poller of the `poll` reactor. Latencies are measured from each snapshot's
+//! intended arrival time.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -16,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use snapbench_engines::{Caps, Completion, FileKind, MatchId, Op, Recorder};
+use snapbench_engines::{Caps, Completion, FileKind, Flow, LoopBody, MatchId, Op, Recorder};
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
 use snapbench_workloads::reads::ReadParams;
 
@@ -255,32 +261,20 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
     }
 }
 
-/// What one [`DsWorker::step`] tells its caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepResult {
-    /// Call again: at `next_deadline_ns` at the latest (ns on the run's clock), or at once
-    /// when `more_due` (more events were due than one step takes) or when the engine has
-    /// completions to give.
-    Pending {
-        /// The next event, timer or read due, ns (the window's end when none is).
-        next_deadline_ns: u64,
-        /// More events are due now.
-        more_due: bool,
-    },
-    /// The schedule is over (or the worker was told to stop): call [`DsWorker::finish`].
+/// Where a worker is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Running the schedule.
+    Running,
+    /// The schedule is over (or the worker was told to stop): every open log is being sealed
+    /// (end frame, final sync, close) and the reads are finishing; `until` bounds it.
+    Sealing { until: Instant },
+    /// Nothing left to do: `finish` drains the engine and reports.
     Done,
-    /// The engine failed (reap): call [`DsWorker::finish`], which reports it.
-    Failed(String),
 }
 
-/// How a turn of the loop waits for completions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wait {
-    /// Take what has completed, never block (`step`).
-    No,
-    /// Wait in `reap` until the next deadline (`run`).
-    UntilDue,
-}
+/// How long sealing may take after the window before the worker gives up on it.
+const SEAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The DS worker: schedule → log writer → engine → completions → histograms.
 pub struct DsWorker<'a, R: Recorder> {
@@ -301,6 +295,12 @@ pub struct DsWorker<'a, R: Recorder> {
     rd: Option<ReadSide>,
     /// The fatal error of a failed step, reported by `finish`.
     failed: Option<String>,
+    phase: Phase,
+    /// The last step found nothing in flight on an engine that does not poll: the default
+    /// loop's `complete` sleeps until the deadline instead of waiting in `reap`.
+    idle: bool,
+    /// A peer (another reactor of the run) asked this worker to stop.
+    peer_stop: bool,
 }
 
 /// Largest write of the DS writer: a segment plus its tail block.
@@ -422,6 +422,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             finished: Vec::with_capacity(4),
             rd,
             failed: None,
+            phase: Phase::Running,
+            idle: false,
+            peer_stop: false,
         })
     }
 
@@ -508,36 +511,25 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         }
     }
 
-    /// Run the schedule to its end, seal every open log, drain the engine.
+    /// Run the schedule to its end, seal every open log, drain the engine: the engine runs
+    /// this worker's passes in its own loop ([`Recorder::run_loop`]; the plain blocking loop
+    /// unless the engine owns one), then [`finish`](DsWorker::finish) reports.
     pub fn run(mut self) -> WorkerOutcome {
-        loop {
-            let now = self.clock.now_ns();
-            match self.turn(now, Wait::UntilDue) {
-                StepResult::Pending { .. } => {}
-                StepResult::Done => break,
-                StepResult::Failed(e) => {
-                    self.failed.get_or_insert(e);
-                    break;
-                }
-            }
+        if let Err(e) = R::run_loop(&mut self) {
+            // `complete` recorded the engine's failure; anything else the loop itself hit.
+            let msg = format!("engine {}: {e}", self.io.caps.name);
+            self.failed.get_or_insert(msg);
         }
         self.finish()
     }
 
-    /// One non-blocking turn at `now` (ns on the run's clock): take the due events, feed the
-    /// writer and the reads, submit, take what has completed (a reap whose deadline has
-    /// passed), and say when to come back. The caller (an engine's own loop) calls it again by
-    /// the deadline it returns; after [`StepResult::Done`] or [`StepResult::Failed`] it calls
-    /// [`DsWorker::finish`].
-    pub fn step(&mut self, now: u64) -> StepResult {
-        self.turn(now, Wait::No)
-    }
-
-    /// End of the run: seal every open log and wait for it, drain the engine, report.
+    /// End of the run: seal what is still open (when the loop did not get to it), drain the
+    /// engine, report.
     pub fn finish(mut self) -> WorkerOutcome {
         let result = match self.failed.take() {
             Some(e) => Err(e),
-            None => self.seal_all(),
+            None if self.phase != Phase::Done => self.seal_blocking(),
+            None => Ok(()),
         };
         if let Err(e) = result {
             self.out.fatal.get_or_insert(e);
@@ -561,14 +553,20 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         self.out
     }
 
-    /// One turn of the loop; `wait` says whether it may block in `reap`.
-    fn turn(&mut self, now: u64, wait: Wait) -> StepResult {
-        if self.ctx.should_stop() {
-            return StepResult::Done;
+    /// Whether to stop early: the run's stop flag, a signal, or a peer's message.
+    fn should_stop(&self) -> bool {
+        self.peer_stop || self.ctx.should_stop()
+    }
+
+    /// One pass of the running schedule at `now` (ns on the run's clock): the due events, the
+    /// reads, the writer's timers and retries, all submitted; no completions taken.
+    fn run_pass(&mut self, now: u64) -> Flow {
+        if self.should_stop() {
+            return self.start_sealing(now);
         }
         self.ticker.roll(now, self.ctx);
         self.io.resubmit_backlog();
-        // Events that are due (bounded per turn so completions are not starved).
+        // Events that are due (bounded per pass so completions are not starved).
         let mut n = 0;
         while let Some(t) = self.sched.peek_t_ns() {
             if t > now || n >= 256 {
@@ -601,8 +599,17 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             });
             self.settle(now);
         }
-        // No separate flush: reap (below) submits what is queued first.
-        let next_due = [
+        if self.sched.peek_t_ns().is_none() && now >= self.clock.window_end_ns {
+            // The schedule is over; sealing takes care of what is still staged.
+            return self.start_sealing(now);
+        }
+        if n >= 256 {
+            // More events are due: take what has completed, do not wait.
+            self.idle = false;
+            return Flow::Again;
+        }
+        // No separate flush: `complete` (reap) submits what is queued first.
+        let wake = [
             self.sched.peek_t_ns(),
             self.writer.next_deadline_ns(),
             self.rd.as_ref().and_then(|rd| rd.next_due_ns()),
@@ -610,52 +617,20 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         ]
         .into_iter()
         .flatten()
-        .min();
-        if self.sched.peek_t_ns().is_none() && now >= self.clock.window_end_ns {
-            // The schedule is over; sealing takes care of what is still staged.
-            return StepResult::Done;
-        }
-        let wake = next_due.unwrap_or(self.clock.window_end_ns);
-        let reaped = if n >= 256 {
-            // More events are due: take what has completed, do not wait.
-            self.reap(Instant::now())
-        } else if wait == Wait::No {
-            if self.io.eng.in_flight() > 0 {
-                self.reap(Instant::now())
-            } else {
-                Ok(())
-            }
-        } else if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
-            // A busy-polling engine spins in `reap` instead (its reactor never sleeps).
-            let now = self.clock.now_ns();
-            if wake > now {
-                std::thread::sleep(Duration::from_nanos((wake - now).min(50_000_000)));
-            }
-            Ok(())
-        } else {
-            let deadline = self
-                .clock
+        .min()
+        .unwrap_or(self.clock.window_end_ns);
+        // A busy-polling engine spins in `reap` instead of the worker sleeping (its reactor
+        // never sleeps).
+        self.idle = self.io.eng.in_flight() == 0 && !self.io.caps.polls;
+        Flow::Wait(
+            self.clock
                 .instant(wake)
-                .min(Instant::now() + Duration::from_millis(50));
-            self.reap(deadline)
-        };
-        if let Err(e) = reaped {
-            return StepResult::Failed(e);
-        }
-        self.flush_ack_log();
-        if self.out.stats.errors > self.ctx.plan.max_errors {
-            self.ctx.stop.store(true, Ordering::Relaxed);
-            return StepResult::Done;
-        }
-        StepResult::Pending {
-            next_deadline_ns: wake,
-            more_due: n >= 256,
-        }
+                .min(Instant::now() + Duration::from_millis(50)),
+        )
     }
 
-    /// End of the run: seal every open log (end frame, final sync, close) and wait for it.
-    fn seal_all(&mut self) -> Result<(), String> {
-        let now = self.clock.now_ns();
+    /// The schedule is over: seal every open log, stop the reads, and go on sealing.
+    fn start_sealing(&mut self, now: u64) -> Flow {
         self.with_writer(now, |w, sh| {
             for slot in 0..crate::writer::LiveLogs::slots(w) {
                 if w.state(slot).is_some() {
@@ -665,44 +640,95 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         });
         self.with_reads(|rd, env| rd.stop_reads(env, now));
         self.settle(now);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.writer.open_logs() > 0 || self.rd.as_ref().is_some_and(|rd| rd.reads_busy()) {
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} logs still not sealed ({} replay reads unfinished) 120 s after the run ended",
-                    self.writer.open_logs(),
-                    self.rd.as_ref().map_or(0, |rd| rd.live_sessions())
-                ));
+        self.phase = Phase::Sealing {
+            until: Instant::now() + SEAL_TIMEOUT,
+        };
+        self.seal_pass(now)
+    }
+
+    /// One pass of sealing: retry what was pushed back, and say whether anything is left.
+    fn seal_pass(&mut self, now: u64) -> Flow {
+        let Phase::Sealing { until } = self.phase else {
+            debug_assert!(false, "seal_pass outside sealing");
+            return Flow::Done;
+        };
+        self.idle = false;
+        if self.writer.open_logs() == 0 && !self.rd.as_ref().is_some_and(|rd| rd.reads_busy()) {
+            self.phase = Phase::Done;
+            return Flow::Done;
+        }
+        if Instant::now() >= until {
+            self.failed.get_or_insert(format!(
+                "{} logs still not sealed ({} replay reads unfinished) {} s after the run ended",
+                self.writer.open_logs(),
+                self.rd.as_ref().map_or(0, |rd| rd.live_sessions()),
+                SEAL_TIMEOUT.as_secs()
+            ));
+            return Flow::Done;
+        }
+        if self.ctx.stop.load(Ordering::Relaxed) && self.out.stats.errors > self.ctx.plan.max_errors
+        {
+            // A failed run stops sealing; drain returns every buffer.
+            self.phase = Phase::Done;
+            return Flow::Done;
+        }
+        self.io.resubmit_backlog();
+        self.with_writer(now, |w, sh| w.retry(sh));
+        self.with_reads(|rd, env| rd.retry_reads(env, now));
+        self.settle(now);
+        if let Err(e) = self.io.eng.flush() {
+            self.failed
+                .get_or_insert(format!("engine {}: flush: {e}", self.io.caps.name));
+            return Flow::Done;
+        }
+        let reads_waiting = self.rd.as_ref().is_some_and(|rd| rd.has_retries());
+        if self.io.eng.in_flight() == 0
+            && self.io.backlog.is_empty()
+            && !self.writer.has_retries()
+            && !reads_waiting
+        {
+            // Nothing can progress: every remaining log failed.
+            self.with_writer(now, |w, sh| w.advance_all(sh));
+            if self.io.eng.in_flight() == 0 && self.io.backlog.is_empty() {
+                self.phase = Phase::Done;
+                return Flow::Done;
             }
-            if self.ctx.stop.load(Ordering::Relaxed)
-                && self.out.stats.errors > self.ctx.plan.max_errors
-            {
-                // A failed run stops sealing; drain returns every buffer.
-                return Ok(());
-            }
-            self.io.resubmit_backlog();
+        }
+        Flow::Wait(Instant::now() + Duration::from_millis(10))
+    }
+
+    /// Seal outside any engine loop (a caller that drove [`LoopBody::step`] itself and stopped
+    /// before the worker said it was done).
+    fn seal_blocking(&mut self) -> Result<(), String> {
+        loop {
             let now = self.clock.now_ns();
-            self.with_writer(now, |w, sh| w.retry(sh));
-            self.with_reads(|rd, env| rd.retry_reads(env, now));
-            self.settle(now);
-            self.io
-                .eng
-                .flush()
-                .map_err(|e| format!("engine {}: flush: {e}", self.io.caps.name))?;
-            let reads_waiting = self.rd.as_ref().is_some_and(|rd| rd.has_retries());
-            if self.io.eng.in_flight() == 0
-                && self.io.backlog.is_empty()
-                && !self.writer.has_retries()
-                && !reads_waiting
-            {
-                // Nothing can progress: every remaining log failed.
-                self.with_writer(now, |w, sh| w.advance_all(sh));
-                if self.io.eng.in_flight() == 0 && self.io.backlog.is_empty() {
-                    return Ok(());
-                }
+            let flow = match self.phase {
+                Phase::Running => self.start_sealing(now),
+                Phase::Sealing { .. } => self.seal_pass(now),
+                Phase::Done => Flow::Done,
+            };
+            match flow {
+                Flow::Done => return self.failed.take().map_or(Ok(()), Err),
+                Flow::Again => self.complete_at(Instant::now())?,
+                Flow::Wait(d) => self.complete_at(d)?,
             }
-            self.reap(Instant::now() + Duration::from_millis(10))?;
-            self.flush_ack_log();
+        }
+    }
+
+    /// Take completions until `deadline` (or sleep until then when the last pass found the
+    /// engine idle), then write the ack log's new lines and check the error budget.
+    fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
+        if self.idle {
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::sleep(deadline - now);
+            }
+        } else {
+            self.reap(deadline)?;
+        }
+        self.flush_ack_log();
+        if self.phase == Phase::Running && self.out.stats.errors > self.ctx.plan.max_errors {
+            self.ctx.stop.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -847,6 +873,40 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
         }
         self.writer.clear_ack_lines();
+    }
+}
+
+/// The worker as the pass an engine's loop runs ([`Recorder::run_loop`]): `step` runs the
+/// schedule, then seals, never blocking and taking no completions; `complete` takes them.
+impl<R: Recorder> LoopBody for DsWorker<'_, R> {
+    type R = R;
+
+    fn engine(&mut self) -> &mut R {
+        &mut self.io.eng
+    }
+
+    fn step(&mut self, _now: Instant) -> Flow {
+        let now = self.clock.now_ns();
+        match self.phase {
+            Phase::Running => self.run_pass(now),
+            Phase::Sealing { .. } => self.seal_pass(now),
+            Phase::Done => Flow::Done,
+        }
+    }
+
+    fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+        self.complete_at(deadline).map_err(|e| {
+            self.failed.get_or_insert(e.clone());
+            std::io::Error::other(e)
+        })
+    }
+
+    fn request_stop(&mut self) {
+        self.peer_stop = true;
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.is_some() || self.out.stats.errors > self.ctx.plan.max_errors
     }
 }
 
