@@ -183,7 +183,7 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
             quick,
         },
     };
-    run::prepare(&mut plan)?;
+    plan::check_target(&mut plan)?;
     if quick {
         // Variants may have been dropped: spread the budget over what remains.
         plan::apply_quick(&mut plan.runs);
@@ -356,7 +356,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     let mut results = match ResultsDir::create(out.clone(), meta.clone()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot create results folder {}: {e}", out.display());
+            eprintln!("error: cannot create results folder {e}");
             return ExitCode::from(1);
         }
     };
@@ -367,19 +367,12 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     let ending = match ending {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: writing results to {}: {e}", out.display());
+            eprintln!("error: {e}");
             Ending::Failed
         }
     };
     meta["end_utc"] = serde_json::Value::String(utc_now().0);
-    meta["status"] = serde_json::Value::String(
-        match ending {
-            Ending::Ok => "ok",
-            Ending::Failed => "failed",
-            Ending::Interrupted => "interrupted",
-        }
-        .into(),
-    );
+    meta["status"] = serde_json::Value::String(ending.as_str().into());
     results.meta = meta;
     if let Err(e) = results.write_meta() {
         eprintln!("error: writing meta.json: {e}");
