@@ -325,4 +325,58 @@ mod tests {
             ]
         );
     }
+
+    /// A ramfs mounted for one test, unmounted when dropped.
+    struct Ramfs(PathBuf);
+
+    impl Drop for Ramfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root: mounts a ramfs, which refuses O_DIRECT"]
+    fn refused_variants_leave_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mnt = tmp.path().join("ramfs");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "ramfs", "none"])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success();
+        assert!(mounted, "mount -t ramfs {}", mnt.display());
+        let _guard = Ramfs(mnt.clone());
+        let suite = super::super::Suite::parse("[[run]]\nengine = \"null\"\n", "t.toml").unwrap();
+        // Each of these probes with a file of its own on --dir's nearest existing folder.
+        for engine in ["buffered:direct=true", "aio", "uring", "glommio"] {
+            let runs = super::super::expand(
+                &suite,
+                &super::super::RawFields::new(),
+                &[engine.to_string()],
+            )
+            .unwrap();
+            let mut plan = Plan {
+                suite: "t".into(),
+                runs,
+                skipped: Vec::new(),
+                embedded: false,
+                global: super::super::Global {
+                    dir: mnt.join("data"),
+                    out: Some(mnt.join("out")),
+                    force: false,
+                    quick: false,
+                },
+            };
+            let err = check_target(&mut plan).unwrap_err().0;
+            assert!(err.contains("unsupported here"), "{engine}: {err}");
+            assert!(
+                err.contains(&mnt.display().to_string()) && !err.contains(".snapbench-plan"),
+                "{engine}: the message names --dir's folder: {err}"
+            );
+            assert_eq!(listing(&mnt), Vec::<PathBuf>::new(), "{engine} left files");
+        }
+    }
 }
