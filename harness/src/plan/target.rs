@@ -326,12 +326,16 @@ mod tests {
         );
     }
 
-    /// A ramfs mounted for one test, unmounted when dropped.
+    /// A ramfs mounted for one test, unmounted when dropped (lazily: an engine's probe may
+    /// still hold a descriptor of its removed probe file in this process).
     struct Ramfs(PathBuf);
 
     impl Drop for Ramfs {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
 
