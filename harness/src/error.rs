@@ -161,6 +161,18 @@ pub enum ExportError {
     },
 }
 
+/// A file-system step outside a run failed (listing a folder for `verify`, …).
+#[derive(Debug, Error)]
+#[error("cannot {op} {}: {source}", path.display())]
+pub struct FsError {
+    /// What was being done: "read folder", "stat".
+    pub op: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: io::Error,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,6 +152,14 @@ pub(crate) fn nearest_existing(path: &Path) -> PathBuf {
     }
 }
 
+/// statx says files at `path` cannot be opened with O_DIRECT.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("O_DIRECT is not supported for {} (statx reports a direct-I/O offset alignment of 0)", path.display())]
+pub struct NoDirectIo {
+    /// The path examined (the nearest existing one).
+    pub path: PathBuf,
+}
+
 /// (stx_dio_mem_align, stx_dio_offset_align) when the kernel fills STATX_DIOALIGN for `path`
 /// (relative paths resolve against the working directory).
 fn statx_dio(path: &Path) -> Option<(u32, u32)> {
@@ -170,14 +178,11 @@ fn statx_dio(path: &Path) -> Option<(u32, u32)> {
 /// statx STATX_DIOALIGN when the kernel fills it (filesystems such as ext4 fill it for regular
 /// files only), else the block device's logical_block_size for both, else 4096 ("assumed").
 /// Err when statx says O_DIRECT is unsupported there (offset alignment 0).
-pub fn dio_align(path: &Path) -> Result<DioAlign, String> {
+pub fn dio_align(path: &Path) -> Result<DioAlign, NoDirectIo> {
     let p = nearest_existing(path);
     if let Some((mem, off)) = statx_dio(&p) {
         if off == 0 {
-            return Err(format!(
-                "O_DIRECT is not supported for {} (statx reports a direct-I/O offset alignment of 0)",
-                p.display()
-            ));
+            return Err(NoDirectIo { path: p });
         }
         return Ok(DioAlign {
             mem_align_bytes: mem.max(1),

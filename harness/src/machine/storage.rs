@@ -224,7 +224,7 @@ pub fn describe_storage(dir: &Path) -> Value {
         .unwrap_or(Value::Null);
     let dio = match dio_align(&real) {
         Ok(d) => serde_json::to_value(d).unwrap_or(Value::Null),
-        Err(e) => json!({ "error": e }),
+        Err(e) => json!({ "error": e.to_string() }),
     };
     json!({
         "dir": dir.display().to_string(),

@@ -39,13 +39,17 @@ impl ProbeDir {
 
     /// The direct-I/O alignment of a regular file here (ext4 reports STATX_DIOALIGN for
     /// regular files only), from a probe file made for the purpose.
-    fn dio_align(&self) -> Result<machine::DioAlign, String> {
+    fn dio_align(&self) -> io::Result<machine::DioAlign> {
         let file = self.path.join("dio");
-        std::fs::File::create(&file)
-            .map_err(|e| format!("cannot make a probe file in {}: {e}", self.path.display()))?;
+        std::fs::File::create(&file).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot make a probe file in {}: {e}", self.path.display()),
+            )
+        })?;
         let align = machine::dio_align(&file);
         let _ = std::fs::remove_file(&file);
-        align
+        align.map_err(io::Error::other)
     }
 }
 
@@ -143,7 +147,7 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
             BadInput(format!(
                 "--dir {}: direct I/O is not possible there: {}",
                 dir.display(),
-                name_base(e)
+                name_base(e.to_string())
             ))
         })?;
         check_direct_sizes(&plan.runs, &align, &base)?;
