@@ -161,6 +161,42 @@ pub enum ExportError {
     },
 }
 
+/// Laying out a micro workload's file failed (before the clock starts).
+#[derive(Debug, Error)]
+pub enum MicroError {
+    /// An engine call (flush, reap) failed.
+    #[error("engine {engine}: {op}: {source}")]
+    Engine {
+        /// Engine name.
+        engine: &'static str,
+        /// The call.
+        op: &'static str,
+        /// The engine's error.
+        source: io::Error,
+    },
+    /// One op saw no completion in time.
+    #[error("engine {engine}: no completion within {limit_s} s")]
+    Stalled {
+        /// Engine name.
+        engine: &'static str,
+        /// The limit, s.
+        limit_s: u64,
+    },
+    /// An op completed with an error: the driver's description (engine, operation, file,
+    /// offset).
+    #[error("{0}")]
+    Completion(String),
+    /// A signal arrived while the file was being written.
+    #[error("interrupted while laying out the file")]
+    Interrupted,
+    /// Writing the file took too long.
+    #[error("laying out the file took more than {limit_s} s")]
+    LayoutTimeout {
+        /// The limit, s.
+        limit_s: u64,
+    },
+}
+
 /// A file-system step outside a run failed (listing a folder for `verify`, …).
 #[derive(Debug, Error)]
 #[error("cannot {op} {}: {source}", path.display())]

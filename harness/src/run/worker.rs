@@ -56,13 +56,13 @@ impl FactoryVisitor for WorkerVisitor {
         };
         let plan = Arc::clone(&self.ctx.plan);
         if let Workload::Micro(p) = &plan.workload {
-            if let Err(detail) = micro::layout(&mut eng, p, &self.ctx) {
+            if let Err(e) = micro::layout(&mut eng, p, &self.ctx) {
                 let mut rest = Vec::new();
                 let _ = eng.drain(&mut rest, Instant::now() + DRAIN_TIMEOUT);
                 return self.fail(RunError::Worker {
                     engine,
                     op: WorkerOp::MicroLayout,
-                    detail,
+                    detail: e.to_string(),
                 });
             }
         }
