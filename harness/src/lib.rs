@@ -1,5 +1,6 @@
 //! snapbench: the harness library (CLI, suites, driver, log writer, measurement, results).
 pub mod driver;
+pub mod error;
 pub mod machine;
 pub mod measure;
 pub mod micro;

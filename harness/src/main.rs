@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use snapbench::driver::INTERRUPTED;
+use snapbench::error::FsError;
 use snapbench::plan::{self, BadInput, FieldKind, Global, Plan, RawFields, Suite, FIELDS};
 use snapbench::results::{utc_now, ResultsDir, SummaryRow};
 use snapbench::run::{self, Ending, Progress};
@@ -183,7 +184,7 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
             quick,
         },
     };
-    run::prepare(&mut plan)?;
+    plan::check_target(&mut plan)?;
     if quick {
         // Variants may have been dropped: spread the budget over what remains.
         plan::apply_quick(&mut plan.runs);
@@ -356,7 +357,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     let mut results = match ResultsDir::create(out.clone(), meta.clone()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot create results folder {}: {e}", out.display());
+            eprintln!("error: cannot create results folder {e}");
             return ExitCode::from(1);
         }
     };
@@ -367,19 +368,12 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     let ending = match ending {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: writing results to {}: {e}", out.display());
+            eprintln!("error: {e}");
             Ending::Failed
         }
     };
     meta["end_utc"] = serde_json::Value::String(utc_now().0);
-    meta["status"] = serde_json::Value::String(
-        match ending {
-            Ending::Ok => "ok",
-            Ending::Failed => "failed",
-            Ending::Interrupted => "interrupted",
-        }
-        .into(),
-    );
+    meta["status"] = serde_json::Value::String(ending.as_str().into());
     results.meta = meta;
     if let Err(e) = results.write_meta() {
         eprintln!("error: writing meta.json: {e}");
@@ -464,18 +458,26 @@ fn fs_type(path: &Path) -> String {
 
 /// Every `.snap` file under `dir` (recursively; symbolic links to folders are not followed),
 /// sorted; the first folder that cannot be read is an error.
-fn snap_files_under(dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn snap_files_under(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d)
-            .map_err(|e| format!("cannot read folder {}: {e}", d.display()))?;
+        let read_folder = |source| FsError {
+            op: "read folder",
+            path: d.clone(),
+            source,
+        };
+        let entries = std::fs::read_dir(&d).map_err(read_folder)?;
         for e in entries {
-            let e = e.map_err(|e| format!("cannot read folder {}: {e}", d.display()))?;
+            let e = e.map_err(read_folder)?;
             let p = e.path();
             let is_dir = e
                 .file_type()
-                .map_err(|e| format!("cannot stat {}: {e}", p.display()))?
+                .map_err(|source| FsError {
+                    op: "stat",
+                    path: p.clone(),
+                    source,
+                })?
                 .is_dir();
             if is_dir {
                 stack.push(p);

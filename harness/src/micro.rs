@@ -10,6 +10,7 @@ use snapbench_engines::{Completion, FileKind, MatchId, Op, OpKind, Recorder};
 use snapbench_workloads::micro::{MicroOffsets, MicroParams};
 
 use crate::driver::{describe_error, Clock, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED};
+use crate::error::MicroError;
 use crate::measure::{HistKind, Stats};
 
 /// Size of the sequential writes that lay out the file before the measured run.
@@ -25,19 +26,34 @@ pub fn micro_file(worker: u32) -> MatchId {
     MatchId(u64::from(worker))
 }
 
-fn wait_one<R: Recorder>(eng: &mut R, out: &mut Vec<Completion<R::Buf>>) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// How long one setup op may take.
+const WAIT_ONE_S: u64 = 60;
+
+/// How long laying out a file may take.
+const LAYOUT_S: u64 = 600;
+
+/// An engine call failed: name the engine and the call.
+fn engine_err<R: Recorder>(eng: &R, op: &'static str) -> impl FnOnce(std::io::Error) -> MicroError {
+    let engine = eng.caps().name;
+    move |source| MicroError::Engine { engine, op, source }
+}
+
+fn wait_one<R: Recorder>(eng: &mut R, out: &mut Vec<Completion<R::Buf>>) -> Result<(), MicroError> {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_ONE_S);
     while out.is_empty() {
         if Instant::now() >= deadline {
-            return Err("no completion within 60 s".into());
+            return Err(MicroError::Stalled {
+                engine: eng.caps().name,
+                limit_s: WAIT_ONE_S,
+            });
         }
-        eng.flush().map_err(|e| e.to_string())?;
-        eng.reap(out, deadline).map_err(|e| e.to_string())?;
+        eng.flush().map_err(engine_err(eng, "flush"))?;
+        eng.reap(out, deadline).map_err(engine_err(eng, "reap"))?;
     }
     Ok(())
 }
 
-fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(), String> {
+fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(), MicroError> {
     let (kind, file) = (op.kind(), micro_file(ctx.worker));
     let mut op = op;
     let mut out = Vec::new();
@@ -49,14 +65,14 @@ fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(
     wait_one(eng, &mut out)?;
     for c in out {
         if let Err(e) = &c.res {
-            return Err(describe_error(
+            return Err(MicroError::Completion(describe_error(
                 eng.caps().name,
                 kind,
                 Some((file, FileKind::Data)),
                 None,
                 &ctx.dir,
                 e,
-            ));
+            )));
         }
         if let Some(b) = c.buf {
             eng.release_buf(b);
@@ -67,7 +83,11 @@ fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(
 
 /// Create the worker's file and write it in full (fallocated blocks would read back zeros
 /// without any I/O), then sync it. Not measured.
-pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Result<(), String> {
+pub fn layout<R: Recorder>(
+    eng: &mut R,
+    p: &MicroParams,
+    ctx: &WorkerCtx,
+) -> Result<(), MicroError> {
     let file = micro_file(ctx.worker);
     if ctx.plan.micro_file.is_some() {
         // A given, fully written file (linked into the run folder under the worker's name).
@@ -94,10 +114,10 @@ pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Res
     let mut offset = 0u64;
     let mut next_token = 1u64;
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(LAYOUT_S);
     while offset < p.file_size_bytes || eng.in_flight() > 0 {
         if ctx.should_stop() {
-            return Err("interrupted while laying out the file".into());
+            return Err(MicroError::Interrupted);
         }
         while offset < p.file_size_bytes && eng.in_flight() < eng.caps().max_in_flight.min(8) {
             let len = chunk.min(p.file_size_bytes - offset) as usize;
@@ -125,21 +145,24 @@ pub fn layout<R: Recorder>(eng: &mut R, p: &MicroParams, ctx: &WorkerCtx) -> Res
                 Err(_) => unreachable!("a write comes back as a write"),
             }
         }
-        eng.flush().map_err(|e| e.to_string())?;
-        eng.reap(&mut out, deadline).map_err(|e| e.to_string())?;
+        eng.flush().map_err(engine_err(eng, "flush"))?;
+        eng.reap(&mut out, deadline)
+            .map_err(engine_err(eng, "reap"))?;
         if Instant::now() >= deadline {
-            return Err("laying out the file took more than 600 s".into());
+            return Err(MicroError::LayoutTimeout { limit_s: LAYOUT_S });
         }
         for c in out.drain(..) {
             if let Err(e) = &c.res {
-                return Err(describe_error(
+                // Token t carried the chunk at (t - 1) * chunk.
+                let at = c.token.saturating_sub(1).saturating_mul(chunk);
+                return Err(MicroError::Completion(describe_error(
                     eng.caps().name,
                     OpKind::Write,
                     Some((file, FileKind::Data)),
-                    None,
+                    Some(at),
                     &ctx.dir,
                     e,
-                ));
+                )));
             }
             if let Some(b) = c.buf {
                 eng.release_buf(b);

@@ -15,17 +15,10 @@ use snapbench_workloads::reads::{Pacing, ReadMix, ReadParams};
 
 use crate::units::{parse_duration_s, parse_size};
 
-/// Bad input: exit status 2, one line naming the problem and the fix, before any file is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadInput(pub String);
+pub use crate::error::BadInput;
 
-impl fmt::Display for BadInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadInput {}
+mod target;
+pub use target::{check_target, corpus_logs};
 
 fn bad<T>(msg: impl Into<String>) -> Result<T, BadInput> {
     Err(BadInput(msg.into()))

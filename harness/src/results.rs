@@ -2,15 +2,78 @@
 //! `timeseries.csv` and `hist/RUN-KIND.hgrm`, each rewritten atomically (temporary name, then
 //! rename) after every run, so a later failure loses nothing.
 
-use std::io::Write as _;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::error::ExportError;
 use crate::measure::{HistKind, LatHist};
+
+mod exporters;
+pub use exporters::{
+    write_atomic, Exporter, Hgrm, MetaJson, SummaryCsv, SummaryJson, TimeseriesCsv,
+};
 
 /// Version of the results layout.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// How one run ended: the `status` column of summary.csv (and key of summary.json).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// The run covered its window and kept up with the offered load.
+    #[default]
+    Ok,
+    /// Lag behind schedule exceeded `--lag-limit-ms`: the engine could not keep up.
+    Saturated,
+    /// An I/O error (beyond `--max-errors`), a worker failure or a replay read that failed
+    /// verification; the invocation exits with status 1.
+    Failed,
+    /// Cut short by SIGINT or SIGTERM; what was gathered is kept.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Every status, in order of precedence (a failed run that was also interrupted is failed).
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+        RunStatus::Saturated,
+        RunStatus::Ok,
+    ];
+
+    /// The status as written in results files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Saturated => "saturated",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status of a run from what happened in it (failure beats interruption beats
+    /// saturation).
+    pub fn from_flags(failed: bool, interrupted: bool, saturated: bool) -> RunStatus {
+        if failed {
+            RunStatus::Failed
+        } else if interrupted {
+            RunStatus::Interrupted
+        } else if saturated {
+            RunStatus::Saturated
+        } else {
+            RunStatus::Ok
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that table columns (`{:<12}`) line up as they did with strings.
+        f.pad(self.as_str())
+    }
+}
 
 /// One row of summary.csv: one run.
 #[derive(Clone, Debug, Serialize, Default)]
@@ -28,7 +91,7 @@ pub struct SummaryRow {
     /// Measured window actually covered, s.
     pub duration_s: f64,
     /// ok | saturated | failed | interrupted.
-    pub status: String,
+    pub status: RunStatus,
     /// Snapshots written (DS) / I/Os completed (micro) in the window.
     pub ops: u64,
     /// Their payload bytes.
@@ -178,23 +241,8 @@ pub struct RunResult {
     pub hists: Vec<(HistKind, LatHist)>,
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
-/// The results folder being written.
+/// The results folder being written: every file is produced by an [`Exporter`] and written
+/// atomically by [`ResultsDir::export`], after every run.
 pub struct ResultsDir {
     /// Its path.
     pub path: PathBuf,
@@ -206,8 +254,10 @@ pub struct ResultsDir {
 
 impl ResultsDir {
     /// Create the folder (and hist/) and write meta.json.
-    pub fn create(path: PathBuf, meta: serde_json::Value) -> std::io::Result<ResultsDir> {
-        std::fs::create_dir_all(path.join("hist"))?;
+    pub fn create(path: PathBuf, meta: serde_json::Value) -> Result<ResultsDir, ExportError> {
+        let hist = path.join("hist");
+        std::fs::create_dir_all(&hist)
+            .map_err(|source| ExportError::Write { path: hist, source })?;
         let r = ResultsDir {
             path,
             meta,
@@ -217,65 +267,34 @@ impl ResultsDir {
         Ok(r)
     }
 
+    /// Serialise one file and write it atomically: the one place results reach the disk.
+    pub fn export(&self, e: &dyn Exporter) -> Result<(), ExportError> {
+        let bytes = e.serialize(&self.meta, &self.runs)?;
+        let path = self.path.join(e.file_name(&self.runs));
+        write_atomic(&path, &bytes).map_err(|source| ExportError::Write { path, source })
+    }
+
     /// Rewrite meta.json.
-    pub fn write_meta(&self) -> std::io::Result<()> {
-        let text = serde_json::to_vec_pretty(&self.meta).map_err(std::io::Error::other)?;
-        write_atomic(&self.path.join("meta.json"), &text)
+    pub fn write_meta(&self) -> Result<(), ExportError> {
+        self.export(&MetaJson)
     }
 
-    /// Add a run and rewrite every results file.
-    pub fn push(&mut self, run: RunResult) -> std::io::Result<()> {
-        for (kind, h) in &run.hists {
-            if h.count() > 0 {
-                let name = format!("{}-{}.hgrm", run.row.run_id, kind.name());
-                write_atomic(
-                    &self.path.join("hist").join(name),
-                    h.percentile_distribution().as_bytes(),
-                )?;
-            }
-        }
-        self.runs.push(run);
-        self.write_tables()
-    }
-
-    fn write_tables(&self) -> std::io::Result<()> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for r in &self.runs {
-            w.serialize(&r.row).map_err(std::io::Error::other)?;
-        }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        write_atomic(&self.path.join("summary.csv"), &bytes)?;
-
-        let json: Vec<serde_json::Value> = self
-            .runs
+    /// Add a run and rewrite every results file: its histograms, then the tables.
+    pub fn push(&mut self, run: RunResult) -> Result<(), ExportError> {
+        let index = self.runs.len();
+        let kinds: Vec<HistKind> = run
+            .hists
             .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(&r.row).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut v {
-                    m.insert("detail".into(), r.detail.clone());
-                }
-                v
-            })
+            .filter(|(_, h)| h.count() > 0)
+            .map(|(k, _)| *k)
             .collect();
-        let text = serde_json::to_vec_pretty(&serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "runs": json,
-        }))
-        .map_err(std::io::Error::other)?;
-        write_atomic(&self.path.join("summary.json"), &text)?;
-
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for r in &self.runs {
-            for row in &r.timeseries {
-                w.serialize(row).map_err(std::io::Error::other)?;
-            }
+        self.runs.push(run);
+        for kind in kinds {
+            self.export(&Hgrm { run: index, kind })?;
         }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        write_atomic(&self.path.join("timeseries.csv"), &bytes)
+        self.export(&SummaryCsv)?;
+        self.export(&SummaryJson)?;
+        self.export(&TimeseriesCsv)
     }
 }
 
@@ -337,7 +356,7 @@ mod tests {
             r.push(RunResult {
                 row: SummaryRow {
                     run_id: format!("0{i}-null"),
-                    status: "ok".into(),
+                    status: RunStatus::Ok,
                     ops: 10,
                     ..Default::default()
                 },

@@ -1,0 +1,228 @@
+//! Measurement: what one run's workers reported, merged, and what the machine did over the
+//! measured window (process and system CPU, device counters). No formatting here: the summary
+//! turns a [`Measurement`] into rows, notes and detail.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use snapbench_engines::Caps;
+
+use crate::driver::{Tick, WorkerOutcome, INTERRUPTED};
+use crate::error::RunError;
+use crate::machine;
+use crate::measure::{LatHist, Stats};
+use crate::plan::RunPlan;
+use crate::results::RunStatus;
+
+/// Machine counters taken at one edge of the measured window.
+#[derive(Clone, Copy, Default)]
+pub struct Sample {
+    /// Process CPU so far.
+    pub cpu: machine::ProcCpu,
+    /// System-wide CPU so far (None when /proc/stat is unreadable).
+    pub sys: Option<machine::SysCpu>,
+    /// Counters of the disk under `--dir` (None when it has none, e.g. tmpfs).
+    pub disk: Option<machine::DiskStats>,
+    /// When the sample was taken.
+    pub at: Option<Instant>,
+}
+
+impl Sample {
+    /// Take a sample now, with the counters of block device `disk` when given.
+    pub fn take(disk: Option<&str>) -> Sample {
+        Sample {
+            cpu: machine::proc_cpu(),
+            sys: machine::sys_cpu(),
+            disk: disk.and_then(machine::disk_stats),
+            at: Some(Instant::now()),
+        }
+    }
+}
+
+/// The workers' per-second ticks, merged by second (all workers of a second in one [`Tick`]).
+#[derive(Default)]
+pub struct Seconds {
+    /// Second → (workers heard from, their sum).
+    pub by_second: BTreeMap<u64, (u32, Tick)>,
+}
+
+impl Seconds {
+    /// Add one worker's tick; returns the second's merged ops once `workers` workers have
+    /// reported it.
+    pub fn add(&mut self, t: Tick, workers: u32) -> Option<u64> {
+        let sec = t.second;
+        let entry = self.by_second.entry(sec).or_insert_with(|| {
+            (
+                0,
+                Tick {
+                    worker: 0,
+                    second: sec,
+                    ops: 0,
+                    bytes: 0,
+                    io_ops: 0,
+                    errors: 0,
+                    max_lag_ns: 0,
+                    lat: LatHist::new(),
+                },
+            )
+        });
+        entry.0 += 1;
+        entry.1.ops += t.ops;
+        entry.1.bytes += t.bytes;
+        entry.1.io_ops += t.io_ops;
+        entry.1.errors += t.errors;
+        entry.1.max_lag_ns = entry.1.max_lag_ns.max(t.max_lag_ns);
+        entry.1.lat.merge(&t.lat);
+        (entry.0 == workers).then_some(entry.1.ops)
+    }
+}
+
+/// Everything measured about one run.
+pub struct Measurement {
+    /// Counters and histograms of the window, all workers merged.
+    pub stats: Stats,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Lag exceeded the limit at some point.
+    pub saturated: bool,
+    /// The first problem: the run's own setup failure, else the first worker's fatal error or
+    /// first I/O error (a tolerated I/O error is kept too, on an `ok` row).
+    pub error: Option<RunError>,
+    /// Measured window actually covered, s (the plan's duration unless cut short).
+    pub duration_s: f64,
+    /// Process user CPU over the window, s.
+    pub cpu_user_s: f64,
+    /// Process system CPU over the window, s.
+    pub cpu_sys_s: f64,
+    /// System-wide busy CPU over the window, s.
+    pub sys_busy_s: Option<f64>,
+    /// Device counters over the window.
+    pub disk: Option<machine::DiskStats>,
+    /// Logs created.
+    pub matches_started: u64,
+    /// Logs sealed and closed.
+    pub matches_sealed: u64,
+    /// Snapshots offered in the window.
+    pub offered: u64,
+    /// Prefilled (or adopted) matches.
+    pub prefill_matches: u64,
+    /// Their bytes.
+    pub prefill_bytes: u64,
+    /// Longest prefill, s.
+    pub prefill_s: f64,
+    /// The first few read verification failures, each with file and offset.
+    pub read_error_msgs: Vec<String>,
+    /// The engine's declared capabilities (from the first worker that built one).
+    pub caps: Option<Caps>,
+    /// io_uring io-wq worker threads alive when the run ended.
+    pub io_wq_threads_at_end: usize,
+}
+
+impl Measurement {
+    /// Merge the workers' outcomes and the window's samples. `fatal` is the run's own setup
+    /// failure, if any; the driver's messages are wrapped here, at its boundary.
+    pub fn collect(
+        plan: &RunPlan,
+        outcomes: Vec<WorkerOutcome>,
+        fatal: Option<RunError>,
+        s0: Sample,
+        s1: Sample,
+    ) -> Measurement {
+        let engine = plan.engine.variant();
+        let mut stats = Stats::default();
+        let mut saturated = false;
+        let mut interrupted = INTERRUPTED.load(Ordering::Relaxed);
+        let mut failed = fatal.is_some();
+        let mut error = fatal;
+        let (mut started, mut sealed, mut offered) = (0, 0, 0);
+        let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
+        let mut read_error_msgs: Vec<String> = Vec::new();
+        let mut caps = None;
+        for o in outcomes {
+            prefill_matches += o.prefill_matches;
+            prefill_bytes += o.prefill_bytes;
+            prefill_s = prefill_s.max(o.prefill_s);
+            read_error_msgs.extend(o.read_error_msgs);
+            stats.merge(&o.stats);
+            saturated |= o.saturated;
+            interrupted |= o.interrupted;
+            started += o.matches_started;
+            sealed += o.matches_sealed;
+            offered += o.offered;
+            failed |= o.fatal.is_some();
+            if error.is_none() {
+                error = match (o.fatal, o.first_error) {
+                    (Some(detail), _) => Some(RunError::Worker {
+                        engine: engine.clone(),
+                        op: crate::error::WorkerOp::Run,
+                        detail,
+                    }),
+                    (None, Some(detail)) => Some(RunError::Io {
+                        engine: engine.clone(),
+                        detail,
+                    }),
+                    (None, None) => None,
+                };
+            }
+            if caps.is_none() {
+                caps = o.caps;
+            }
+        }
+        failed |= stats.errors > plan.max_errors;
+        // A replay that reads back wrong data is a verification failure: the run fails (exit 1).
+        if stats.read_errors > 0 {
+            failed = true;
+            if error.is_none() {
+                error = Some(RunError::ReadVerification {
+                    count: stats.read_errors,
+                    first: read_error_msgs.first().cloned().unwrap_or_default(),
+                });
+            }
+        }
+        let status = RunStatus::from_flags(failed, interrupted, saturated);
+        // A complete run covers its whole window; a run cut short covers what was sampled of it.
+        let sampled_s = match (s0.at, s1.at) {
+            (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64().min(plan.duration_s),
+            _ => 0.0,
+        };
+        let duration_s = if (failed || interrupted) && sampled_s > 0.0 {
+            sampled_s
+        } else {
+            plan.duration_s
+        };
+        // System-wide busy CPU from precise idle time (the tick-sampled busy fields of
+        // /proc/stat under-count work done in short bursts, such as a driver that sleeps between
+        // events).
+        let sys_busy_s = match (s0.sys, s1.sys, s0.at, s1.at) {
+            (Some(a), Some(b), Some(t0), Some(t1)) if t1 > t0 => Some(
+                machine::SysCpu::busy_between(&a, &b, t1.duration_since(t0).as_secs_f64()),
+            ),
+            _ => None,
+        };
+        let disk = match (s0.disk, s1.disk) {
+            (Some(a), Some(b)) => Some(b.delta(&a)),
+            _ => None,
+        };
+        Measurement {
+            stats,
+            status,
+            saturated,
+            error,
+            duration_s,
+            cpu_user_s: s1.cpu.user_s - s0.cpu.user_s,
+            cpu_sys_s: s1.cpu.sys_s - s0.cpu.sys_s,
+            sys_busy_s,
+            disk,
+            matches_started: started,
+            matches_sealed: sealed,
+            offered,
+            prefill_matches,
+            prefill_bytes,
+            prefill_s,
+            read_error_msgs,
+            caps,
+            io_wq_threads_at_end: machine::count_threads("iou-wrk"),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Summary: one run's [`Measurement`] becomes its results — the summary row, the per-second
+//! rows, the notes that explain it, the nested detail and the histograms. No I/O here: the
+//! exporters write what this returns.
+
+use std::collections::BTreeMap;
+
+use crate::driver::Tick;
+use crate::measure::{HistKind, HIST_KINDS};
+use crate::plan::{Durability, RunPlan, Workload};
+use crate::results::{RunResult, SummaryRow, TimeseriesRow};
+
+use super::measurement::Measurement;
+
+/// Build the run's results from what was measured and its per-second ticks.
+pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Tick)>) -> RunResult {
+    let reads_active =
+        matches!(&plan.workload, Workload::Ds { params, reads, .. } if reads.active(params));
+    let verified = reads_active && m.caps.as_ref().is_some_and(|c| c.stores_data);
+    let row = row(plan, &m, verified);
+    let timeseries = timeseries(plan, seconds);
+    let notes = notes(plan, &m, reads_active, verified);
+    let detail = detail(plan, &m, reads_active, verified, notes);
+    let stats = m.stats;
+    RunResult {
+        row,
+        detail,
+        timeseries,
+        hists: HIST_KINDS
+            .iter()
+            .map(|k| (*k, stats.hists[*k as usize].clone()))
+            .collect(),
+    }
+}
+
+/// The summary.csv row.
+fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
+    let stats = &m.stats;
+    let duration_s = m.duration_s;
+    let lat = stats.hists[HistKind::Lat as usize].summary();
+    let ack = stats.hists[HistKind::Ack as usize].summary();
+    let ttfb = stats.hists[HistKind::ReadTtfb as usize].summary();
+    let full = stats.hists[HistKind::ReadFull as usize].summary();
+    let is_ds = matches!(plan.workload, Workload::Ds { .. });
+    let (cpu_user, cpu_sys) = (m.cpu_user_s, m.cpu_sys_s);
+    SummaryRow {
+        run_id: plan.run_id.clone(),
+        engine: plan.engine.name().to_string(),
+        variant: plan.engine.variant(),
+        workload: plan.workload.name(),
+        workers: plan.workers,
+        duration_s,
+        status: m.status,
+        ops: stats.ops,
+        bytes: stats.bytes,
+        errors: stats.errors,
+        ops_per_s: stats.ops as f64 / duration_s,
+        mib_per_s: stats.bytes as f64 / duration_s / (1u64 << 20) as f64,
+        lat_p50_us: lat.p50_us,
+        lat_p99_us: lat.p99_us,
+        lat_p999_us: lat.p999_us,
+        lat_max_us: lat.max_us,
+        ack_p50_us: ack.p50_us,
+        ack_p99_us: ack.p99_us,
+        ack_max_us: ack.max_us,
+        lat_samples: lat.samples,
+        cpu_user_s: Some(cpu_user),
+        cpu_sys_s: Some(cpu_sys),
+        sys_cpu_busy_s: m.sys_busy_s,
+        io_ops: stats.io_ops,
+        io_bytes: stats.io_bytes,
+        saturated: m.saturated,
+        offered_ops: m.offered,
+        io_syncs: stats.io_syncs,
+        io_write_p99_us: stats.hists[HistKind::IoWrite as usize].quantile_us(0.99),
+        io_sync_p99_us: stats.hists[HistKind::IoSync as usize].quantile_us(0.99),
+        cpu_cores: Some((cpu_user + cpu_sys) / duration_s),
+        cpu_us_per_op: (stats.ops > 0).then(|| (cpu_user + cpu_sys) * 1e6 / stats.ops as f64),
+        max_lag_ms: stats.max_lag_ns as f64 / 1e6,
+        disk_reads: m.disk.map(|d| d.reads),
+        disk_read_bytes: m.disk.map(|d| d.read_bytes),
+        disk_writes: m.disk.map(|d| d.writes),
+        disk_write_bytes: m.disk.map(|d| d.write_bytes),
+        durability: if is_ds {
+            plan.writer.durability.to_string()
+        } else {
+            String::new()
+        },
+        seed: plan.seed,
+        matches_started: m.matches_started,
+        matches_sealed: m.matches_sealed,
+        reads: stats.reads,
+        read_bytes: stats.read_bytes,
+        reads_per_s: stats.reads as f64 / duration_s,
+        read_ttfb_p50_us: ttfb.p50_us,
+        read_ttfb_p99_us: ttfb.p99_us,
+        read_full_p50_us: full.p50_us,
+        read_full_p99_us: full.p99_us,
+        read_full_max_us: full.max_us,
+        io_read_p99_us: stats.hists[HistKind::IoRead as usize].quantile_us(0.99),
+        tail_reads: stats.tail_reads,
+        read_tail_p99_us: stats.hists[HistKind::ReadTail as usize].quantile_us(0.99),
+        read_errors: stats.read_errors,
+        reads_verified: verified,
+        reads_dropped: stats.reads_dropped,
+        reads_no_target: stats.reads_no_target,
+        prefill_matches: m.prefill_matches,
+        prefill_bytes: m.prefill_bytes,
+        prefill_s: m.prefill_s,
+        error: m.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The timeseries.csv rows, each second marked as warm-up, measured or after the window.
+fn timeseries(plan: &RunPlan, seconds: BTreeMap<u64, (u32, Tick)>) -> Vec<TimeseriesRow> {
+    seconds
+        .into_iter()
+        .map(|(sec, (_, t))| {
+            let t0 = sec as f64;
+            let phase = if t0 < plan.warmup_s {
+                "warmup"
+            } else if t0 < plan.warmup_s + plan.duration_s {
+                "measured"
+            } else {
+                "after"
+            };
+            TimeseriesRow {
+                run_id: plan.run_id.clone(),
+                second: sec,
+                phase,
+                ops: t.ops,
+                mib: t.bytes as f64 / (1u64 << 20) as f64,
+                io_ops: t.io_ops,
+                errors: t.errors,
+                lat_p50_us: t.lat.quantile_us(0.5),
+                lat_p99_us: t.lat.quantile_us(0.99),
+                lat_max_us: t.lat.max_us(),
+                max_lag_ms: t.max_lag_ns as f64 / 1e6,
+            }
+        })
+        .collect()
+}
+
+/// Sentences that explain what a reader of the row could misjudge.
+fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) -> Vec<String> {
+    let is_ds = matches!(plan.workload, Workload::Ds { .. });
+    let mut notes = Vec::new();
+    if is_ds && plan.writer.durability == Durability::None {
+        notes.push("durability none: acks are not durable; not comparable between buffered and direct engines".to_string());
+    }
+    if m.saturated {
+        notes.push(format!(
+            "saturated: lag behind schedule reached {:.1} ms (limit {} ms); the engine could not keep up with the offered load",
+            m.stats.max_lag_ns as f64 / 1e6,
+            plan.writer.lag_limit_ms
+        ));
+    }
+    if reads_active && !verified {
+        notes.push(format!(
+            "replay reads not verified: engine {} does not store data (its reads return the buffer untouched)",
+            plan.engine.name()
+        ));
+    }
+    if m.stats.reads_dropped > 0 {
+        notes.push(format!(
+            "{} replay reads dropped: a worker's queue of waiting reads was full",
+            m.stats.reads_dropped
+        ));
+    }
+    if reads_active && plan.engine.page_cache_reads() {
+        notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
+    }
+    notes
+}
+
+/// The nested detail of summary.json.
+fn detail(
+    plan: &RunPlan,
+    m: &Measurement,
+    reads_active: bool,
+    verified: bool,
+    notes: Vec<String>,
+) -> serde_json::Value {
+    let h = |k: HistKind| m.stats.hists[k as usize].summary();
+    serde_json::json!({
+        "options": plan.options_json(),
+        "reads": {
+            "active": reads_active,
+            "verified": verified,
+            "read_errors": m.read_error_msgs,
+            "prefill": {
+                "matches": m.prefill_matches,
+                "bytes": m.prefill_bytes,
+                "seconds": m.prefill_s,
+                "from_corpus": plan.corpus,
+            },
+            "ttfb_us": h(HistKind::ReadTtfb),
+            "full_us": h(HistKind::ReadFull),
+            "tail_us": h(HistKind::ReadTail),
+            "io_read_us": h(HistKind::IoRead),
+            "tail_read_bytes": m.stats.tail_read_bytes,
+        },
+        "caps": m.caps,
+        "latency_us": {
+            "lat": h(HistKind::Lat),
+            "ack": h(HistKind::Ack),
+            "io_write": h(HistKind::IoWrite),
+            "io_sync": h(HistKind::IoSync),
+        },
+        "disk": m.disk,
+        "notes": notes,
+        "io_wq_threads_at_end": m.io_wq_threads_at_end,
+    })
+}
