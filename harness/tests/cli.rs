@@ -119,6 +119,12 @@ fn bad_input_exits_2_before_writing() {
     rejects(&["--engine", "bufered"], "did you mean `buffered`");
     rejects(&["--engine", "buffered:thread=4"], "did you mean `threads`");
     rejects(&["--engine", "buffered:direct=maybe"], "true or false");
+    // A knob value out of its declared range names the knob and the range.
+    rejects(&["--engine", "uring:entries=70000"], "uring:entries");
+    rejects(&["--engine", "uring:entries=70000"], "from 0 to 32768");
+    rejects(&["--engine", "buffered:threads=2000"], "from 0 to 1024");
+    rejects(&["--engine", "glommio:ring_depth=-1"], "glommio:ring_depth");
+    rejects(&["--engine", "poll:msg_ring_entries=0"], "from 1 to 65536");
     rejects(
         &[
             "--engine",
@@ -355,31 +361,55 @@ fn engines_lists_and_probes() {
             "{stdout}"
         );
         let lines: Vec<&str> = lines.collect();
+        // Knob rows: `name  default  range  help`, in aligned columns.
         for k in info.knobs {
             assert!(
                 lines.iter().any(|l| {
                     let w: Vec<&str> = l.split_whitespace().collect();
-                    w.len() >= 3 && w[0] == k.name && w[1] == "default" && w[2] == k.default
+                    w.len() >= 4 && w[0] == k.name && w[1] == k.default && w[2] == k.kind.range()
                 }),
-                "{}: knob {} missing: {section}",
+                "{}: knob {} (default {}, range {}) missing: {section}",
                 info.name,
-                k.name
+                k.name,
+                k.default,
+                k.kind.range()
             );
         }
+        // Probe rows: `supported|UNSUPPORTED  what  detail`.
         assert!(!rows.is_empty(), "{}: no probe row", info.name);
         for p in rows {
             let verdict = if p.supported {
-                "[supported]"
+                "supported"
             } else {
-                "[UNSUPPORTED]"
+                "UNSUPPORTED"
             };
-            let want = format!("{verdict} {}: ", p.what);
             assert!(
-                lines.iter().any(|l| l.trim_start().starts_with(&want)),
-                "{}: no `{want}` line: {section}",
-                info.name
+                lines.iter().any(|l| {
+                    l.trim_start()
+                        .strip_prefix(verdict)
+                        .and_then(|rest| rest.trim_start().strip_prefix(p.what.as_str()))
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.is_empty())
+                }),
+                "{}: no `{verdict} {}` line: {section}",
+                info.name,
+                p.what
             );
         }
+        // Aligned: every probe row's detail starts in the same column within the section.
+        let detail_cols: std::collections::BTreeSet<usize> = rows
+            .iter()
+            .filter_map(|p| {
+                lines.iter().find_map(|l| {
+                    let at = l.find(p.detail.as_str())?;
+                    l.contains(p.what.as_str()).then_some(at)
+                })
+            })
+            .collect();
+        assert!(
+            detail_cols.len() <= 1,
+            "{}: probe details not aligned ({detail_cols:?}): {section}",
+            info.name
+        );
     }
 }
 
