@@ -10,8 +10,8 @@
 //!   the worker runs, and never blocks in the kernel. A reactor therefore costs one whole core
 //!   whether it has work or not, and the results show it (process CPU ≈ one core per worker);
 //!   `caps().polls` tells the driver never to sleep on it. [`Poll::reap`] runs the same turns
-//!   for a caller that keeps its own loop (the prefill, the end-of-run seal, `drain`): turns
-//!   until at least one completion is ready or the deadline passes.
+//!   for a caller that keeps its own loop (the harness's prefill, any blocking wait, `drain`):
+//!   turns until at least one completion is ready or the deadline passes.
 //! - **spdk_thread** — the logical thread that owns pollers, a message queue and I/O channels;
 //!   SPDK may put several on one reactor, here each reactor runs exactly one: the [`Poll`]
 //!   instance. It is `!Send` and only ever used on the thread that built it.
@@ -736,11 +736,11 @@ impl Poll {
     }
 
     /// One turn of `run_loop`: as [`turn`](Poll::turn), with the I/O poller's completions kept
-    /// in `staged` for the worker and its error kept for the worker's next `reap`. `now` is the
-    /// turn's clock (the worker's timed poller and the registered pollers share it). Returns
-    /// whether any poller did work; the caller counts the turn.
+    /// in `staged` for the worker and its error kept for the worker's next `reap`. Returns
+    /// whether any poller did work (the caller counts the turn) and the clock the registered
+    /// pollers ran at (`None` when there are none: the clock was not read).
     #[inline]
-    fn loop_turn(&mut self, now: Instant) -> bool {
+    fn loop_turn(&mut self) -> (bool, Option<Instant>) {
         let mut busy = false;
         if self.failed.is_none() {
             // `take` leaves an empty Vec (no allocation); the capacity comes back with it.
@@ -761,8 +761,8 @@ impl Poll {
                 "more completions staged than ops in flight"
             );
         }
-        let pollers = (!self.pollers.is_empty()).then_some(now);
-        busy | self.other_pollers(pollers)
+        let now = (!self.pollers.is_empty()).then(Instant::now);
+        (busy | self.other_pollers(now), now)
     }
 
     /// Run the worker's step (counted).
@@ -848,8 +848,7 @@ impl Recorder for Poll {
     /// then turn after turn — I/O poller (completions kept for the worker), message poller,
     /// registered pollers, pending stops — and when the worker is due (completions found, its
     /// `Flow::Wait` deadline passed, `Flow::Again`, or [`Poll::wake`]) run its `complete` with
-    /// the turn's clock as deadline (in the past: its `reap` hands over what the turn found)
-    /// and then its `step`. Never sleeps. Returns when `step` says [`Flow::Done`]; an `Err`
+    /// a deadline in the past (its `reap` hands over what the turn found) and then its `step`. Never sleeps. Returns when `step` says [`Flow::Done`]; an `Err`
     /// from `complete` ends the loop, sends a stop to every other reactor
     /// ([`Poll::broadcast_stop`]) and is returned. Either way, stops that found a full ring
     /// are retried for up to [`STOP_GRACE`] before it returns.
@@ -868,21 +867,23 @@ impl Recorder for Poll {
                 Flow::Again => None,
                 Flow::Wait(deadline) => Some(deadline),
             };
-            // Turn until the worker is due.
-            let now = loop {
-                let r = body.engine();
-                let now = Instant::now();
-                let busy = r.loop_turn(now);
+            // Turn until the worker is due. The clock is read only for its timer, and only when
+            // nothing else made it due (once per turn the pollers ran with, if any).
+            let r = body.engine();
+            loop {
+                let (busy, now) = r.loop_turn();
                 let ready = !r.staged.is_empty() || r.failed.is_some() || r.wake;
-                let run = ready || due.is_none_or(|d| now >= d);
+                let run = ready || due.is_none_or(|d| now.unwrap_or_else(Instant::now) >= d);
                 r.count_turn(busy || run);
                 if run {
                     r.wake = false;
-                    break now;
+                    break;
                 }
-            };
-            body.engine().handover = true;
-            let done = body.complete(now);
+            }
+            // A deadline in the past: the turn has polled the CQ; `reap` hands over what it found.
+            r.handover = true;
+            let epoch = r.epoch;
+            let done = body.complete(epoch);
             let r = body.engine();
             r.handover = false;
             if let Err(e) = done {
