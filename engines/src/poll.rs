@@ -6,18 +6,31 @@
 //! model* and lets io_uring stand in for the user-space driver. The parts, by their SPDK names:
 //!
 //! - **reactor** — one per worker: the worker thread, pinned to its core by the harness, running
-//!   a loop that never sleeps. Here the loop is [`Poll::reap`]: it runs reactor *turns* until at
-//!   least one completion is ready or the deadline passes, and it never blocks in the kernel. A
-//!   reactor therefore costs one whole core whether it has work or not, and the results show it
-//!   (process CPU ≈ one core per worker); `caps().polls` tells the driver never to sleep on it.
+//!   a loop that never sleeps: [`Recorder::run_loop`], which runs reactor *turns* for as long as
+//!   the worker runs, and never blocks in the kernel. A reactor therefore costs one whole core
+//!   whether it has work or not, and the results show it (process CPU ≈ one core per worker);
+//!   `caps().polls` tells the driver never to sleep on it. [`Poll::reap`] runs the same turns
+//!   for a caller that keeps its own loop (the harness's prefill, any blocking wait, `drain`):
+//!   turns until at least one completion is ready or the deadline passes.
 //! - **spdk_thread** — the logical thread that owns pollers, a message queue and I/O channels;
 //!   SPDK may put several on one reactor, here each reactor runs exactly one: the [`Poll`]
 //!   instance. It is `!Send` and only ever used on the thread that built it.
 //! - **poller** — a function the reactor runs every turn (`spdk_poller_register` with period 0)
 //!   or every `period` (a timed poller). Each turn runs, in order: the *I/O completion poller*
 //!   (push queued SQEs, walk the CQ — SPDK's `bdev_nvme_poll` reaping its qpair), the *message
-//!   poller* (drain the inbound message rings, `msg_queue_run_batch`), and the registered pollers
-//!   whose time has come ([`Poll::register_poller`]).
+//!   poller* (drain the inbound message rings, `msg_queue_run_batch`), the registered pollers
+//!   whose time has come ([`Poll::register_poller`]), and, inside `run_loop`, the *worker*.
+//! - **the worker is a poller** — the harness's worker (a [`LoopBody`]) is the reactor's last
+//!   poller, run by `run_loop`. It is due when the I/O poller found completions, when its timed
+//!   poller fires (the deadline of its last [`Flow::Wait`]: the writer's next flush timer, the
+//!   next snapshot, the next read — every timer of the worker folds into that one deadline),
+//!   at once after [`Flow::Again`], or when a message or poller calls [`Poll::wake`] (a stop
+//!   request does). When due it runs `complete` (with a deadline in the past: the turn already
+//!   polled the CQ, so `complete`'s `reap` only hands over what the turn found) and then `step`.
+//!   A turn in which it is not due costs the I/O poller's check (no syscall unless SQEs are
+//!   queued or the kernel flagged completion work), one look at each inbound ring, one clock
+//!   read for the timed poller, and no allocation. [`ReactorStats`] counts turns, idle turns,
+//!   worker steps and messages.
 //! - **io_channel** — the per-thread I/O context (SPDK: one NVMe qpair per thread): one io_uring
 //!   ring per reactor with a registered (fixed) file table and registered buffers, shared with no
 //!   other reactor, no lock on it. It is the `uring` engine's instance, built with the reactor's
@@ -38,8 +51,32 @@
 //!   release store — no lock, no CAS, no allocation. A full ring hands the message back
 //!   (back-pressure), as `spdk_thread_send_msg` fails with `-ENOMEM`.
 //!
-//! SPDK's reactor *events* (`spdk_event_call`) are not modelled separately: a message does that
-//! job. The driver runs in its own loop and calls `reap`; the reactor turns run inside it.
+//! ## What crosses reactors
+//!
+//! The harness's workers share nothing on the I/O path: each owns the matches
+//! `(match_id − 1) % workers == worker`, writes and seals their logs, and serves their replay
+//! reads itself (no read is routed to another worker), and the end-of-run seal is each worker
+//! sealing its own logs when the shared clock says the run is over. So in a run exactly one kind
+//! of message crosses reactors: the **stop request**. When a worker's body ends because it
+//! failed, it calls [`Poll::broadcast_stop`]; when its `complete` returns an error (the engine
+//! failed), `run_loop` does it. The stop goes through `send_msg` to every other reactor of the
+//! run; each one records it ([`Poll::stop_requested`], [`Poll::stop_sender`]) and wakes its
+//! worker, which checks it in its step next to the harness's shared stop flag and ends. A full
+//! ring does not lose it: the stop stays pending ([`Poll::stops_pending`]) and every later turn
+//! retries it; a reactor leaving `run_loop` with a stop pending keeps retrying for up to
+//! [`STOP_GRACE`] (draining its own inbound rings meanwhile, so two reactors stopping each other
+//! cannot wedge), after which its own later turns (`reap`, `drain`) still retry. A reactor that
+//! is gone (dropped) needs no stop and is skipped.
+//!
+//! ## What is not modelled
+//!
+//! No user-space NVMe driver, DMA memory or hugepages (io_uring stands in); no IOPOLL (see
+//! above); one spdk_thread per reactor (no thread scheduling between reactors, no moving a
+//! thread to another core); SPDK's reactor *events* (`spdk_event_call`) are not separate (a
+//! message does that job); no bdev layer or per-device io_channel table (one ring per reactor
+//! is the only channel); no interrupt mode (a reactor never sleeps); no messages for the seal or
+//! for reads, since the harness has no such crossings (above); the shared stop flag of the
+//! harness still exists beside the stop message and stops every engine's workers.
 
 use std::io;
 use std::marker::PhantomData;
@@ -49,11 +86,18 @@ use std::time::{Duration, Instant};
 use crate::knobs::{declare_knobs, KnobError};
 use crate::spsc::{self, Consumer, Producer};
 use crate::uring::{self, Uring, UringBuf, UringKnobs};
-use crate::{Caps, Completion, Engine, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory};
+use crate::{
+    Caps, Completion, Engine, EngineConfig, Flow, LoopBody, Op, ProbeResult, Recorder,
+    RecorderFactory,
+};
 
 /// Messages a reactor's message poller takes from one inbound ring per turn (SPDK's
 /// `SPDK_MSG_BATCH_SIZE`), so a busy sender cannot starve the I/O poller.
 pub const MSG_BATCH: usize = 8;
+
+/// How long a reactor leaving [`Recorder::run_loop`] keeps retrying stop requests that found a
+/// full ring, before it returns and leaves them to its later turns.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
 declare_knobs! {
     /// Parsed knobs of the `poll` engine.
@@ -295,14 +339,23 @@ struct Poller {
 pub struct ReactorStats {
     /// Reactor turns run.
     pub turns: u64,
-    /// Turns in which some poller did work (completions reaped, messages run, a busy poller).
+    /// Turns in which some poller did work (completions reaped, messages run, a busy poller,
+    /// a stop sent, the worker run).
     pub busy_turns: u64,
+    /// Turns in which no poller did work (`turns == busy_turns + idle_turns`).
+    pub idle_turns: u64,
+    /// Calls of the worker's [`LoopBody::step`] by [`Recorder::run_loop`].
+    pub body_steps: u64,
     /// Messages sent by this reactor.
     pub msgs_sent: u64,
     /// Messages this reactor ran.
     pub msgs_run: u64,
     /// Registered-poller calls.
     pub poller_runs: u64,
+    /// Stop requests sent to other reactors (also counted in `msgs_sent`).
+    pub stops_sent: u64,
+    /// Stop requests received (also counted in `msgs_run`).
+    pub stops_received: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,6 +388,24 @@ pub struct Poll {
     stats: ReactorStats,
     /// An instant in the past: the I/O poller's deadline (it never waits).
     epoch: Instant,
+    /// Completions the I/O poller took during `run_loop`'s turns, until the worker's
+    /// `complete` takes them through `reap` (at most `caps.max_in_flight`: reserved at build).
+    staged: Vec<Completion<UringBuf>>,
+    /// Set by `run_loop` around the worker's `complete`: its first `reap` hands over `staged`
+    /// without a turn of its own (the loop's turn has just polled the CQ).
+    handover: bool,
+    /// An error of the I/O poller during `run_loop`'s turns; the next `reap` returns it.
+    failed: Option<io::Error>,
+    /// The worker is due on the next turn of `run_loop` ([`Poll::wake`]).
+    wake: bool,
+    /// The reactor whose stop request arrived first.
+    stop_from: Option<usize>,
+    /// `broadcast_stop` has been called (a second call sends nothing more).
+    stop_broadcast: bool,
+    /// `stop_pending[j]`: a stop request for reactor `j` found its ring full and is retried.
+    stop_pending: Vec<bool>,
+    /// How many of `stop_pending` are set.
+    stops_pending: usize,
     _one_thread: PhantomData<*const ()>,
 }
 
@@ -345,6 +416,9 @@ impl std::fmt::Debug for Poll {
             .field("reactors", &self.outbound.len())
             .field("knobs", &self.knobs)
             .field("stats", &self.stats)
+            .field("staged", &self.staged.len())
+            .field("stop_from", &self.stop_from)
+            .field("stops_pending", &self.stops_pending)
             .finish_non_exhaustive()
     }
 }
@@ -388,7 +462,9 @@ impl Poll {
         caps.name = "poll";
         caps.polls = true;
         caps.owns_loop = true;
+        let reactors = ends.outbound.len();
         Ok(Poll {
+            staged: Vec::with_capacity(caps.max_in_flight),
             chan,
             caps,
             knobs,
@@ -400,6 +476,13 @@ impl Poll {
             dead_pollers: 0,
             stats: ReactorStats::default(),
             epoch,
+            handover: false,
+            failed: None,
+            wake: false,
+            stop_from: None,
+            stop_broadcast: false,
+            stop_pending: vec![false; reactors],
+            stops_pending: 0,
             _one_thread: PhantomData,
         })
     }
@@ -468,35 +551,167 @@ impl Poll {
         }
     }
 
+    /// Make the worker run on the next turn of [`Recorder::run_loop`] (its `complete`, then its
+    /// `step`), whatever its deadline: for a message or a poller that changed what the worker
+    /// must do (a stop request calls it). Called outside `run_loop`, it makes the worker due
+    /// on the first turn of the next `run_loop`.
+    pub fn wake(&mut self) {
+        self.wake = true;
+    }
+
+    /// Whether another reactor of the run asked this one to stop ([`Poll::broadcast_stop`]).
+    /// The worker checks it in its step, next to the harness's own stop flag, and ends.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_from.is_some()
+    }
+
+    /// The reactor whose stop request arrived first, if any (for the worker's message).
+    pub fn stop_sender(&self) -> Option<usize> {
+        self.stop_from
+    }
+
+    /// Ask every other reactor of the run to stop: one stop message to each through
+    /// [`send_msg`](Poll::send_msg). The worker calls it when it ends because it failed;
+    /// `run_loop` calls it when the worker's `complete` fails. A ring that is full keeps its
+    /// stop pending, retried on every later turn; a reactor that is gone is skipped. Calling it
+    /// again sends nothing more. Returns the stops still pending ([`Poll::stops_pending`]).
+    pub fn broadcast_stop(&mut self) -> usize {
+        if !self.stop_broadcast {
+            self.stop_broadcast = true;
+            for to in 0..self.stop_pending.len() {
+                if to != self.me {
+                    self.stop_pending[to] = true;
+                    self.stops_pending += 1;
+                }
+            }
+        }
+        self.retry_stops();
+        self.stops_pending
+    }
+
+    /// Stop requests not yet delivered (their ring was full).
+    pub fn stops_pending(&self) -> usize {
+        self.stops_pending
+    }
+
+    /// Send the pending stop requests that fit now. Returns whether one went out.
+    fn retry_stops(&mut self) -> bool {
+        let mut sent = false;
+        for to in 0..self.stop_pending.len() {
+            if !self.stop_pending[to] {
+                continue;
+            }
+            let msg = Msg {
+                func: on_stop,
+                args: [0; 3],
+            };
+            let delivered = match self.send_msg(to, msg) {
+                Ok(()) => {
+                    self.stats.stops_sent += 1;
+                    sent = true;
+                    true
+                }
+                // Nothing left to stop there.
+                Err(SendError::Disconnected(_) | SendError::NoSuchReactor(_)) => true,
+                Err(SendError::Full(_)) => false,
+            };
+            if delivered {
+                self.stop_pending[to] = false;
+                self.stops_pending -= 1;
+            }
+        }
+        debug_assert_eq!(
+            self.stops_pending,
+            self.stop_pending.iter().filter(|p| **p).count(),
+            "pending stop count out of step"
+        );
+        sent
+    }
+
+    /// On the way out of `run_loop`: keep retrying pending stops for up to [`STOP_GRACE`],
+    /// running this reactor's message poller meanwhile (a peer doing the same needs its ring
+    /// to us drained). What is still pending after that waits for later turns.
+    fn settle_stops(&mut self) {
+        if self.stops_pending == 0 {
+            return;
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.stops_pending > 0 && Instant::now() < deadline {
+            self.retry_stops();
+            self.run_messages();
+            std::hint::spin_loop();
+        }
+    }
+
     /// One reactor turn: the I/O completion poller, the message poller, then registered
-    /// pollers. Completions go to `out`. Returns whether any poller did work.
+    /// pollers and pending stops. Completions go to `out`. Returns whether any poller did work.
     fn turn(&mut self, out: &mut Vec<Completion<UringBuf>>) -> io::Result<bool> {
+        let now = (!self.pollers.is_empty()).then(Instant::now);
+        let io = self.io_poller(out);
+        let busy = match io {
+            Ok(reaped) => self.other_pollers(now) | reaped,
+            // A failed ring ends the turn; it still counts.
+            Err(_) => true,
+        };
+        self.count_turn(busy);
+        io.map(|_| busy)
+    }
+
+    /// The I/O completion poller: push queued SQEs, take CQEs into `out`; enters the kernel only
+    /// when SQEs are queued or the ring flags pending completion work (never to wait). Returns
+    /// whether it took any.
+    #[inline]
+    fn io_poller(&mut self, out: &mut Vec<Completion<UringBuf>>) -> io::Result<bool> {
+        self.chan.reap(out, self.epoch).map(|n| n > 0)
+    }
+
+    /// The message poller, the registered pollers (`now`: when they run, `Some` if there are
+    /// any) and pending stops. Returns whether any did work.
+    #[inline]
+    fn other_pollers(&mut self, now: Option<Instant>) -> bool {
+        let mut busy = self.run_messages();
+        if let Some(now) = now {
+            busy |= self.run_pollers(now);
+        }
+        if self.stops_pending > 0 {
+            busy |= self.retry_stops();
+        }
+        busy
+    }
+
+    /// Account one turn.
+    #[inline]
+    fn count_turn(&mut self, busy: bool) {
         self.stats.turns += 1;
-        // I/O poller: push queued SQEs, take CQEs; enters the kernel only when SQEs are queued
-        // or the ring flags pending completion work (never to wait).
-        let mut busy = self.chan.reap(out, self.epoch)? > 0;
-        // Message poller: a batch from each inbound ring.
+        if busy {
+            self.stats.busy_turns += 1;
+        } else {
+            self.stats.idle_turns += 1;
+        }
+        debug_assert_eq!(
+            self.stats.turns,
+            self.stats.busy_turns + self.stats.idle_turns,
+            "every turn is busy or idle"
+        );
+    }
+
+    /// Message poller: a batch from each inbound ring. Returns whether it ran any.
+    fn run_messages(&mut self) -> bool {
+        let mut ran = false;
         for from in 0..self.inbound.len() {
             for _ in 0..MSG_BATCH {
                 let Some(m) = self.inbound[from].pop() else {
                     break;
                 };
                 self.stats.msgs_run += 1;
-                busy = true;
+                ran = true;
                 (m.func)(self, from, m.args);
             }
         }
-        if !self.pollers.is_empty() {
-            busy |= self.run_pollers();
-        }
-        if busy {
-            self.stats.busy_turns += 1;
-        }
-        Ok(busy)
+        ran
     }
 
-    fn run_pollers(&mut self) -> bool {
-        let now = Instant::now();
+    fn run_pollers(&mut self, now: Instant) -> bool {
         let mut busy = false;
         // Pollers registered meanwhile start next turn; unregistered ones are swept after.
         for i in 0..self.pollers.len() {
@@ -519,6 +734,50 @@ impl Poll {
         }
         busy
     }
+
+    /// One turn of `run_loop`: as [`turn`](Poll::turn), with the I/O poller's completions kept
+    /// in `staged` for the worker and its error kept for the worker's next `reap`. Returns
+    /// whether any poller did work (the caller counts the turn) and the clock the registered
+    /// pollers ran at (`None` when there are none: the clock was not read).
+    #[inline]
+    fn loop_turn(&mut self) -> (bool, Option<Instant>) {
+        let mut busy = false;
+        if self.failed.is_none() {
+            // `take` leaves an empty Vec (no allocation); the capacity comes back with it.
+            let mut staged = std::mem::take(&mut self.staged);
+            match self.io_poller(&mut staged) {
+                Ok(reaped) => busy = reaped,
+                Err(e) => {
+                    self.failed = Some(io::Error::new(
+                        e.kind(),
+                        format!("poll: reactor {}: I/O poller: {e}", self.me),
+                    ));
+                    busy = true;
+                }
+            }
+            self.staged = staged;
+            debug_assert!(
+                self.staged.len() <= self.caps.max_in_flight,
+                "more completions staged than ops in flight"
+            );
+        }
+        let now = (!self.pollers.is_empty()).then(Instant::now);
+        (busy | self.other_pollers(now), now)
+    }
+
+    /// Run the worker's step (counted).
+    #[inline]
+    fn step_body<B: LoopBody<R = Poll>>(body: &mut B) -> Flow {
+        body.engine().stats.body_steps += 1;
+        body.step(Instant::now())
+    }
+}
+
+/// A stop request from reactor `from` ([`Poll::broadcast_stop`]).
+fn on_stop(r: &mut Poll, from: usize, _: [u64; 3]) {
+    r.stats.stops_received += 1;
+    r.stop_from.get_or_insert(from);
+    r.wake();
 }
 
 impl Recorder for Poll {
@@ -544,15 +803,34 @@ impl Recorder for Poll {
         self.chan.flush()
     }
 
-    /// The reactor loop: turns until at least one completion is in `out` or `deadline` has
-    /// passed (at least one turn, so a past deadline still takes what is ready). Never sleeps
-    /// and never waits in the kernel, with or without ops in flight: messages and pollers keep
-    /// running while it spins.
+    /// The reactor loop for a caller with a loop of its own: turns until at least one
+    /// completion is in `out` or `deadline` has passed (at least one turn, so a past deadline
+    /// still takes what is ready). Never sleeps and never waits in the kernel, with or without
+    /// ops in flight: messages and pollers keep running while it spins. Completions a turn of
+    /// `run_loop` took and the worker has not taken yet come first, without a turn (after a
+    /// flush); the first call inside the worker's `complete` hands over what the loop's turn
+    /// found and runs no turn of its own. An error of the I/O poller during `run_loop` is
+    /// returned by the next call.
     fn reap(
         &mut self,
         out: &mut Vec<Completion<UringBuf>>,
         deadline: Instant,
     ) -> io::Result<usize> {
+        let handover = std::mem::take(&mut self.handover);
+        if !self.staged.is_empty() {
+            if !handover {
+                self.chan.flush()?;
+            }
+            let n = self.staged.len();
+            out.append(&mut self.staged);
+            return Ok(n);
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if handover {
+            return Ok(0);
+        }
         let before = out.len();
         loop {
             self.turn(out)?;
@@ -563,7 +841,58 @@ impl Recorder for Poll {
     }
 
     fn in_flight(&self) -> usize {
-        self.chan.in_flight()
+        self.chan.in_flight() + self.staged.len()
+    }
+
+    /// The reactor loop with the worker as its last poller (see the module doc): `step` once,
+    /// then turn after turn — I/O poller (completions kept for the worker), message poller,
+    /// registered pollers, pending stops — and when the worker is due (completions found, its
+    /// `Flow::Wait` deadline passed, `Flow::Again`, or [`Poll::wake`]) run its `complete` with
+    /// a deadline in the past (its `reap` hands over what the turn found) and then its `step`. Never sleeps. Returns when `step` says [`Flow::Done`]; an `Err`
+    /// from `complete` ends the loop, sends a stop to every other reactor
+    /// ([`Poll::broadcast_stop`]) and is returned. Either way, stops that found a full ring
+    /// are retried for up to [`STOP_GRACE`] before it returns.
+    fn run_loop<B: LoopBody<R = Self>>(body: &mut B) -> io::Result<()> {
+        debug_assert!(
+            !body.engine().handover,
+            "run_loop inside the worker's complete"
+        );
+        let mut flow = Poll::step_body(body);
+        loop {
+            let due = match flow {
+                Flow::Done => {
+                    body.engine().settle_stops();
+                    return Ok(());
+                }
+                Flow::Again => None,
+                Flow::Wait(deadline) => Some(deadline),
+            };
+            // Turn until the worker is due. The clock is read only for its timer, and only when
+            // nothing else made it due (once per turn the pollers ran with, if any).
+            let r = body.engine();
+            loop {
+                let (busy, now) = r.loop_turn();
+                let ready = !r.staged.is_empty() || r.failed.is_some() || r.wake;
+                let run = ready || due.is_none_or(|d| now.unwrap_or_else(Instant::now) >= d);
+                r.count_turn(busy || run);
+                if run {
+                    r.wake = false;
+                    break;
+                }
+            }
+            // A deadline in the past: the turn has polled the CQ; `reap` hands over what it found.
+            r.handover = true;
+            let epoch = r.epoch;
+            let done = body.complete(epoch);
+            let r = body.engine();
+            r.handover = false;
+            if let Err(e) = done {
+                r.broadcast_stop();
+                r.settle_stops();
+                return Err(e);
+            }
+            flow = Poll::step_body(body);
+        }
     }
 }
 
