@@ -252,9 +252,9 @@ pub struct Caps {
     /// never sleeps between turns on such an engine.
     pub polls: bool,
     /// The engine has an event loop of its own (glommio's executor, the `poll` reactor) and
-    /// would rather run the driver inside it, as a glommio task or a reactor poller. Today every
-    /// engine runs in the driver's plain loop (the loop is re-entered from `reap`); the driver
-    /// will consult this flag when it learns to run a worker inside an engine's loop.
+    /// overrides [`Recorder::run_loop`]: the harness's worker runs inside it, as a glommio task
+    /// or a reactor poller. The driver needs no branch on it (`run_loop` is chosen by type);
+    /// it is recorded with the results (`caps` in summary.json) so a reader knows which loop ran.
     pub owns_loop: bool,
     /// Most ops in flight at once; `submit` hands back further ops (back-pressure).
     pub max_in_flight: usize,

@@ -58,10 +58,11 @@
 //! reads itself (no read is routed to another worker), and the end-of-run seal is each worker
 //! sealing its own logs when the shared clock says the run is over. So in a run exactly one kind
 //! of message crosses reactors: the **stop request**. When a worker's body ends because it
-//! failed, it calls [`Poll::broadcast_stop`]; when its `complete` returns an error (the engine
-//! failed), `run_loop` does it. The stop goes through `send_msg` to every other reactor of the
-//! run; each one records it ([`Poll::stop_requested`], [`Poll::stop_sender`]) and wakes its
-//! worker, which checks it in its step next to the harness's shared stop flag and ends. A full
+//! failed (it says so through [`LoopBody::failed`] after a step), or when its `complete`
+//! returns an error (the engine failed), `run_loop` calls [`Poll::broadcast_stop`]. The stop goes through `send_msg` to every other reactor of the
+//! run; each one records it ([`Poll::stop_requested`], [`Poll::stop_sender`]), wakes its
+//! worker and hands it the request before its next step ([`LoopBody::request_stop`]): the
+//! worker then seals and ends as it would for the harness's shared stop flag. A full
 //! ring does not lose it: the stop stays pending ([`Poll::stops_pending`]) and every later turn
 //! retries it; a reactor leaving `run_loop` with a stop pending keeps retrying for up to
 //! [`STOP_GRACE`] (draining its own inbound rings meanwhile, so two reactors stopping each other
@@ -767,9 +768,20 @@ impl Poll {
 
     /// Run the worker's step (counted).
     #[inline]
+    /// Run the worker's `step`: first hand it a stop another reactor sent
+    /// ([`LoopBody::request_stop`]), and after it, when the worker has failed
+    /// ([`LoopBody::failed`]), send the stop to every other reactor (once).
     fn step_body<B: LoopBody<R = Poll>>(body: &mut B) -> Flow {
-        body.engine().stats.body_steps += 1;
-        body.step(Instant::now())
+        let r = body.engine();
+        r.stats.body_steps += 1;
+        if r.stop_requested() {
+            body.request_stop();
+        }
+        let flow = body.step(Instant::now());
+        if body.failed() {
+            body.engine().broadcast_stop();
+        }
+        flow
     }
 }
 

@@ -1047,6 +1047,107 @@ fn a_stop_broadcast_crosses_reactors_and_ends_the_other_worker() {
     assert_eq!((s1.stops_received, s1.msgs_run, s1.body_steps), (1, 1, 2));
 }
 
+/// The same crossing through the generic hooks the harness's worker implements: the failing
+/// body only says so (`LoopBody::failed`), and `run_loop` broadcasts for it; the other body only
+/// hears `LoopBody::request_stop`, never asking the engine.
+#[test]
+fn run_loop_carries_a_failed_body_to_the_other_reactor_through_the_generic_hooks() {
+    struct Failing {
+        eng: Poll,
+        steps: u32,
+    }
+    impl LoopBody for Failing {
+        type R = Poll;
+        fn engine(&mut self) -> &mut Poll {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            self.steps += 1;
+            match self.steps {
+                1 => Flow::Wait(now + Duration::from_millis(2)),
+                _ => Flow::Done,
+            }
+        }
+        fn complete(&mut self, _: Instant) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn failed(&self) -> bool {
+            self.steps >= 2
+        }
+    }
+    struct Told {
+        eng: Poll,
+        steps: u32,
+        told: bool,
+        started: Arc<AtomicU32>,
+    }
+    impl LoopBody for Told {
+        type R = Poll;
+        fn engine(&mut self) -> &mut Poll {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            self.steps += 1;
+            self.started.store(1, Ordering::Release);
+            if self.told {
+                Flow::Done
+            } else {
+                Flow::Wait(now + FAR)
+            }
+        }
+        fn complete(&mut self, _: Instant) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn request_stop(&mut self) {
+            self.told = true;
+        }
+    }
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let shared = Arc::new(RunShared::default());
+    let k = knobs("").unwrap();
+    let started = Arc::new(AtomicU32::new(0));
+    let other = {
+        let (k, dir, shared) = (k.clone(), dir.path().to_path_buf(), Arc::clone(&shared));
+        let started = Arc::clone(&started);
+        std::thread::spawn(move || {
+            let r = PollFactory(k)
+                .build(&loop_config(&dir, 1, 2, 8, shared))
+                .unwrap();
+            let mut body = Told {
+                eng: r,
+                steps: 0,
+                told: false,
+                started,
+            };
+            let t = Instant::now();
+            Poll::run_loop(&mut body).unwrap();
+            (t.elapsed(), body.steps, body.told, body.eng.stats())
+        })
+    };
+    let r0 = PollFactory(k)
+        .build(&loop_config(dir.path(), 0, 2, 8, Arc::clone(&shared)))
+        .unwrap();
+    let deadline = far();
+    while started.load(Ordering::Acquire) == 0 {
+        assert!(!other.is_finished(), "reactor 1 failed to start");
+        assert!(Instant::now() < deadline, "reactor 1 never started");
+        std::thread::yield_now();
+    }
+    let mut body = Failing { eng: r0, steps: 0 };
+    Poll::run_loop(&mut body).unwrap();
+    let s0 = body.eng.stats();
+    assert_eq!(s0.stops_sent, 1, "run_loop broadcast for the failed body");
+    drop(body);
+    let (elapsed, steps, told, s1) = other.join().unwrap();
+    assert!(told, "the other body never heard request_stop");
+    assert!(
+        elapsed < FAR / 2,
+        "reactor 1 ran to its far deadline: {elapsed:?}"
+    );
+    assert_eq!(steps, 2, "the first step, then the one the stop woke");
+    assert_eq!(s1.stops_received, 1);
+}
+
 /// A stop that finds the ring full is not lost: `run_loop` retries it for `STOP_GRACE`, then
 /// returns with it pending, and later turns deliver it once the target drained its ring.
 /// Broadcasting again sends nothing more.
