@@ -3,7 +3,9 @@
 //! ## The bridge
 //!
 //! glommio runs futures only inside `LocalExecutor::run`, and its reactor submits and reaps
-//! I/O only between task passes of that loop. The [`Recorder`] calls are plain functions, so:
+//! I/O only between task passes of that loop. The engine reaches it two ways.
+//!
+//! **From outside** (the [`Recorder`] calls as plain functions, the driver's own loop):
 //!
 //! - `submit` of a write, read, sync or directory sync resolves the file and parks the op in a
 //!   bounded vector (`max_in_flight` long, allocated once). Nothing reaches glommio yet.
@@ -12,9 +14,9 @@
 //!   the reap future), then waits for a completion or for a glommio `Timer` set to the
 //!   deadline. Because it awaits something the reactor completes, the executor polls its rings
 //!   and parks in `io_uring_enter` while idle (a future that only yields would spin without
-//!   letting the reactor run; see MACHINE.md). A deadline in the past still costs one reactor
-//!   pass (a 1 µs timer), so that parked ops are handed to the kernel and finished ones are
-//!   collected, but it never sleeps for longer. `flush` is that one pass.
+//!   letting the reactor run; see docs/machine.md). A deadline in the past still costs one
+//!   reactor pass (a 1 µs timer), so that parked ops are handed to the kernel and finished ones
+//!   are collected, but it never sleeps for longer. `flush` is that one pass.
 //! - Metadata ops (create, open, allocate, close, remove) run to completion inside `submit`,
 //!   through glommio's own calls (`OpenOptions::dma_open`, `DmaFile::pre_allocate`,
 //!   `DmaFile::close`, an unlink on glommio's blocking thread), as the `uring` and `aio`
@@ -24,15 +26,59 @@
 //!   through glommio, and if anything were still in flight it leaks the executor rather than
 //!   free memory the kernel may still write.
 //!
+//! **From inside** ([`Recorder::run_loop`], for a worker written as a [`LoopBody`]): the engine
+//! enters `run` once for the whole loop (the executor is an `Rc`, cloned before `run`, so the
+//! body can hold the engine meanwhile) and calls the body from a task in it. Each pass is
+//! `step`, then a wait, then `complete` with a deadline in the past:
+//!
+//! - While the loop runs (a mode flag), `submit` spawns each I/O op's task at once (glommio
+//!   polls a new task right away, which queues its I/O in the ring); `flush` does nothing; `reap`
+//!   never enters `run` and never waits, whatever its deadline: it moves the completions that
+//!   are ready into `out` (the loop has awaited them already); `drain` hands over what is ready
+//!   and fails with `WouldBlock` while ops are in flight, since nothing can wait there without
+//!   returning to the executor.
+//! - A metadata op, and every op submitted after it, is queued in order; when `step` returns,
+//!   the loop task runs the queue, awaiting each metadata op (I/O in flight keeps going; the
+//!   body does not step meanwhile, as a `submit` from outside blocks), so the order of
+//!   submission, and "a later op of the same file never finds it missing", hold as outside.
+//! - `Flow::Wait(d)` awaits "a completion is ready" or one glommio `Timer` (reset each pass,
+//!   not allocated) until `d`, so the executor parks in `io_uring_enter` while idle.
+//!   `Flow::Again`, a deadline already past, or completions already ready cost one reactor pass
+//!   (the 1 µs timer). A plain yield (`yield_if_needed`, `yield_task_queue_now`) is not enough:
+//!   glommio runs the yielding task again before its reactor, which then submits and reaps only
+//!   when its preempt timer fires. Measured here, a body that only returned `Again` saw its
+//!   4 KiB read complete after 5 passes (0.3 ms) with the timer, and after 136 075 and
+//!   681 288 passes (0.2 and 0.3 s) with the two yields.
+//! - An `Err` from `complete` ends the loop; the flag is cleared (also on unwinding) and the
+//!   tasks still in flight are glommio's as after any `reap`, so the next `reap`, `drain` or
+//!   `Drop` from outside collects them: nothing is lost, no task awaits anything dropped.
+//!   Completions, errors and buffers are the same as through `reap` (write buffers consumed,
+//!   reads copied once).
+//!
 //! Cost per I/O, stated plainly: one glommio task (a heap allocation) per op, glommio's own
 //! `Source` per I/O, one `Rc` per write (`write_rc_at`, so a short write can be completed from
-//! the same bytes), and per `reap` one more task for the reap future plus its `Timer`. Every
-//! `run` re-arms glommio's preemption timers and flushes its rings (a few `io_uring_enter`s).
-//! The `submit_reap` bench measures this against the `null` and `uring` paths: on the
-//! development VM, an O_DIRECT 4 KiB read at end of file (completed by the kernel inline, no
-//! device I/O) took 22.5 µs per round trip through glommio against 1.6 µs through `uring`
-//! (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per op in
-//! batches of 32.
+//! the same bytes); from outside, per `reap` one more task for the reap future plus its
+//! `Timer`, and every `run` re-arms glommio's preemption timers and flushes its rings (a few
+//! `io_uring_enter`s). [`Glommio::executor_runs`] counts the entries. The `submit_reap` bench
+//! measures both paths against the `null` and `uring` paths, with O_DIRECT 4 KiB reads at end
+//! of file (completed by the kernel inline, no device I/O). On the development VM, before
+//! `run_loop` existed: 22.5 µs per round trip through glommio's `reap` against 1.6 µs through
+//! `uring` (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per
+//! op in batches of 32. Measured again here with
+//! `run_loop` (criterion, `--warm-up-time 1 --measurement-time 3`, three runs each, median and
+//! min..max, under load from other builds on the 2 shared cores), per round trip at QD1 and
+//! per batch of 32:
+//!
+//! | path | QD1 | QD32 (batch) |
+//! |---|---|---|
+//! | old code, `reap` from outside | 8.4 µs (8.3..10.9) | 42.2 µs (33.8..44.3) |
+//! | `reap` from outside | 7.9 µs (7.5..9.0) | 36.7 µs (32.7..49.3) |
+//! | `run_loop` | 4.9 µs (4.6..5.2) | 32.8 µs (28.6..34.3) |
+//! | `uring`, `reap` / `run_loop` | 0.59 / 0.62 µs | 7.3 / 7.7 µs |
+//!
+//! strace counts 7.0 `io_uring_enter` per QD1 round trip through `reap` and 4.0 through
+//! `run_loop` (10 000 round trips each). At QD32 the loop saves little: the cost there is
+//! glommio's task and `Source` per op, not the entry into `run`.
 //!
 //! Known glommio limit: glommio 0.9 keeps one eventfd open for every executor that ever ran
 //! (its issue #448), so each engine instance and each probe leaves one descriptor behind.
@@ -46,6 +92,10 @@
 //! the arena when the write completes and the slot is free again once the completion is
 //! reaped). A read returns the caller's buffer filled, but glommio reads into a buffer of its
 //! own (also from the arena): the engine **copies** each read once into the caller's buffer.
+//! Every read is a `read_at_aligned` of the blocks that cover it, counted from the offset
+//! asked for, so a read that ends at an end of file inside a block reports exactly the bytes
+//! up to it (glommio 0.9's own `read_at` counts from the aligned-down start and reported bytes
+//! past the end of file).
 //! An arena too small for the pool falls back to glommio's aligned heap allocation, so the
 //! default `io_memory_mib=0` sizes it to the pool.
 //!
@@ -122,7 +172,7 @@ declare_knobs! {
 
 impl Engine for GlommioKnobs {
     const SUMMARY: &'static str =
-        "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor";
+        "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor, run_loop runs inside it";
     type Factory = GlommioFactory;
 
     fn factory(&self) -> GlommioFactory {
