@@ -3,7 +3,9 @@
 //! ## The bridge
 //!
 //! glommio runs futures only inside `LocalExecutor::run`, and its reactor submits and reaps
-//! I/O only between task passes of that loop. The [`Recorder`] calls are plain functions, so:
+//! I/O only between task passes of that loop. The engine reaches it two ways.
+//!
+//! **From outside** (the [`Recorder`] calls as plain functions, the driver's own loop):
 //!
 //! - `submit` of a write, read, sync or directory sync resolves the file and parks the op in a
 //!   bounded vector (`max_in_flight` long, allocated once). Nothing reaches glommio yet.
@@ -12,9 +14,9 @@
 //!   the reap future), then waits for a completion or for a glommio `Timer` set to the
 //!   deadline. Because it awaits something the reactor completes, the executor polls its rings
 //!   and parks in `io_uring_enter` while idle (a future that only yields would spin without
-//!   letting the reactor run; see MACHINE.md). A deadline in the past still costs one reactor
-//!   pass (a 1 µs timer), so that parked ops are handed to the kernel and finished ones are
-//!   collected, but it never sleeps for longer. `flush` is that one pass.
+//!   letting the reactor run; see docs/machine.md). A deadline in the past still costs one
+//!   reactor pass (a 1 µs timer), so that parked ops are handed to the kernel and finished ones
+//!   are collected, but it never sleeps for longer. `flush` is that one pass.
 //! - Metadata ops (create, open, allocate, close, remove) run to completion inside `submit`,
 //!   through glommio's own calls (`OpenOptions::dma_open`, `DmaFile::pre_allocate`,
 //!   `DmaFile::close`, an unlink on glommio's blocking thread), as the `uring` and `aio`
@@ -24,15 +26,59 @@
 //!   through glommio, and if anything were still in flight it leaks the executor rather than
 //!   free memory the kernel may still write.
 //!
+//! **From inside** ([`Recorder::run_loop`], for a worker written as a [`LoopBody`]): the engine
+//! enters `run` once for the whole loop (the executor is an `Rc`, cloned before `run`, so the
+//! body can hold the engine meanwhile) and calls the body from a task in it. Each pass is
+//! `step`, then a wait, then `complete` with a deadline in the past:
+//!
+//! - While the loop runs (a mode flag), `submit` spawns each I/O op's task at once (glommio
+//!   polls a new task right away, which queues its I/O in the ring); `flush` does nothing; `reap`
+//!   never enters `run` and never waits, whatever its deadline: it moves the completions that
+//!   are ready into `out` (the loop has awaited them already); `drain` hands over what is ready
+//!   and fails with `WouldBlock` while ops are in flight, since nothing can wait there without
+//!   returning to the executor.
+//! - A metadata op, and every op submitted after it, is queued in order; when `step` returns,
+//!   the loop task runs the queue, awaiting each metadata op (I/O in flight keeps going; the
+//!   body does not step meanwhile, as a `submit` from outside blocks), so the order of
+//!   submission, and "a later op of the same file never finds it missing", hold as outside.
+//! - `Flow::Wait(d)` awaits "a completion is ready" or one glommio `Timer` (reset each pass,
+//!   not allocated) until `d`, so the executor parks in `io_uring_enter` while idle.
+//!   `Flow::Again`, a deadline already past, or completions already ready cost one reactor pass
+//!   (the 1 µs timer). A plain yield (`yield_if_needed`, `yield_task_queue_now`) is not enough:
+//!   glommio runs the yielding task again before its reactor, which then submits and reaps only
+//!   when its preempt timer fires. Measured here, a body that only returned `Again` saw its
+//!   4 KiB read complete after 5 passes (0.3 ms) with the timer, and after 136 075 and
+//!   681 288 passes (0.2 and 0.3 s) with the two yields.
+//! - An `Err` from `complete` ends the loop; the flag is cleared (also on unwinding) and the
+//!   tasks still in flight are glommio's as after any `reap`, so the next `reap`, `drain` or
+//!   `Drop` from outside collects them: nothing is lost, no task awaits anything dropped.
+//!   Completions, errors and buffers are the same as through `reap` (write buffers consumed,
+//!   reads copied once).
+//!
 //! Cost per I/O, stated plainly: one glommio task (a heap allocation) per op, glommio's own
 //! `Source` per I/O, one `Rc` per write (`write_rc_at`, so a short write can be completed from
-//! the same bytes), and per `reap` one more task for the reap future plus its `Timer`. Every
-//! `run` re-arms glommio's preemption timers and flushes its rings (a few `io_uring_enter`s).
-//! The `submit_reap` bench measures this against the `null` and `uring` paths: on the
-//! development VM, an O_DIRECT 4 KiB read at end of file (completed by the kernel inline, no
-//! device I/O) took 22.5 µs per round trip through glommio against 1.6 µs through `uring`
-//! (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per op in
-//! batches of 32.
+//! the same bytes); from outside, per `reap` one more task for the reap future plus its
+//! `Timer`, and every `run` re-arms glommio's preemption timers and flushes its rings (a few
+//! `io_uring_enter`s). [`Glommio::executor_runs`] counts the entries. The `submit_reap` bench
+//! measures both paths against the `null` and `uring` paths, with O_DIRECT 4 KiB reads at end
+//! of file (completed by the kernel inline, no device I/O). On the development VM, before
+//! `run_loop` existed: 22.5 µs per round trip through glommio's `reap` against 1.6 µs through
+//! `uring` (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per
+//! op in batches of 32. Measured again here with
+//! `run_loop` (criterion, `--warm-up-time 1 --measurement-time 3`, three runs each, median and
+//! min..max, under load from other builds on the 2 shared cores), per round trip at QD1 and
+//! per batch of 32:
+//!
+//! | path | QD1 | QD32 (batch) |
+//! |---|---|---|
+//! | old code, `reap` from outside | 8.4 µs (8.3..10.9) | 42.2 µs (33.8..44.3) |
+//! | `reap` from outside | 7.9 µs (7.5..9.0) | 36.7 µs (32.7..49.3) |
+//! | `run_loop` | 4.9 µs (4.6..5.2) | 32.8 µs (28.6..34.3) |
+//! | `uring`, `reap` / `run_loop` | 0.59 / 0.62 µs | 7.3 / 7.7 µs |
+//!
+//! strace counts 7.0 `io_uring_enter` per QD1 round trip through `reap` and 4.0 through
+//! `run_loop` (10 000 round trips each). At QD32 the loop saves little: the cost there is
+//! glommio's task and `Source` per op, not the entry into `run`.
 //!
 //! Known glommio limit: glommio 0.9 keeps one eventfd open for every executor that ever ran
 //! (its issue #448), so each engine instance and each probe leaves one descriptor behind.
@@ -46,6 +92,10 @@
 //! the arena when the write completes and the slot is free again once the completion is
 //! reaped). A read returns the caller's buffer filled, but glommio reads into a buffer of its
 //! own (also from the arena): the engine **copies** each read once into the caller's buffer.
+//! Every read is a `read_at_aligned` of the blocks that cover it, counted from the offset
+//! asked for, so a read that ends at an end of file inside a block reports exactly the bytes
+//! up to it (glommio 0.9's own `read_at` counts from the aligned-down start and reported bytes
+//! past the end of file).
 //! An arena too small for the pool falls back to glommio's aligned heap allocation, so the
 //! default `io_memory_mib=0` sizes it to the pool.
 //!
@@ -85,6 +135,7 @@
 //! is used and glommio ignores the spin setting.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -103,8 +154,8 @@ use glommio::{CpuSet, GlommioError, LocalExecutor, LocalExecutorBuilder, Placeme
 use crate::buf::AlignedBuf;
 use crate::knobs::declare_knobs;
 use crate::{
-    file_name, Caps, Completion, Engine, EngineConfig, FastMap, Op, OpKind, ProbeResult, Recorder,
-    RecorderFactory,
+    file_name, Caps, Completion, Engine, EngineConfig, FastMap, Flow, LoopBody, Op, OpKind,
+    ProbeResult, Recorder, RecorderFactory,
 };
 
 declare_knobs! {
@@ -121,7 +172,7 @@ declare_knobs! {
 
 impl Engine for GlommioKnobs {
     const SUMMARY: &'static str =
-        "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor";
+        "glommio 0.9 DmaFile on a LocalExecutor per worker (O_DIRECT); reap re-enters the executor, run_loop runs inside it";
     type Factory = GlommioFactory;
 
     fn factory(&self) -> GlommioFactory {
@@ -286,8 +337,14 @@ fn write_warm_file(dir: &Path) -> io::Result<(PathBuf, AlignedBuf)> {
 /// block 0, and check that a read through glommio then works. Returns the open file (kept by
 /// the engine as its handle on the I/O arena).
 fn warm_device(ex: &LocalExecutor, dir: &Path) -> io::Result<DmaFile> {
-    let (path, block) = write_warm_file(dir)?;
-    let opened = ex.run(async {
+    ex.run(warm_device_in(dir.to_path_buf()))
+}
+
+/// [`warm_device`] as a future, for a caller already inside the executor (an `Open` run by
+/// [`Recorder::run_loop`]). The scratch file is written with plain blocking calls, as outside.
+async fn warm_device_in(dir: PathBuf) -> io::Result<DmaFile> {
+    let (path, block) = write_warm_file(&dir)?;
+    let opened = async {
         let f = DmaFile::open(&path).await.map_err(to_io)?;
         let read = f.read_at_aligned(0, WARM_BLOCK_BYTES).await.map_err(to_io);
         match read {
@@ -304,7 +361,8 @@ fn warm_device(ex: &LocalExecutor, dir: &Path) -> io::Result<DmaFile> {
                 Err(e)
             }
         }
-    });
+    }
+    .await;
     let _ = std::fs::remove_file(&path);
     opened.map_err(|e| {
         let hint = if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
@@ -337,26 +395,66 @@ impl RecorderFactory for GlommioFactory {
     }
 }
 
-/// Completions pushed by the op tasks, and the waker of the reap future waiting for them.
+/// Completions pushed by the op tasks, the waker of the future waiting for them, and the mode
+/// the engine is in (shared with the tasks and with [`Recorder::run_loop`]'s guard).
 #[derive(Default)]
 struct Shared {
     done: RefCell<Vec<Completion<DmaBuffer>>>,
     waiter: Cell<Option<Waker>>,
     /// Op tasks spawned and not finished.
     running: Cell<usize>,
+    /// Set while [`Recorder::run_loop`]'s task runs: the engine is inside the executor, so
+    /// `submit` spawns at once and `reap`/`flush` never enter `run`.
+    inside: Cell<bool>,
+    /// Entries into `LocalExecutor::run` since the engine was built.
+    runs: Cell<u64>,
 }
 
 impl Shared {
     fn complete(&self, c: Completion<DmaBuffer>) {
         self.done.borrow_mut().push(c);
+        debug_assert!(
+            self.running.get() > 0,
+            "a task finished that was never counted"
+        );
         self.running.set(self.running.get() - 1);
         if let Some(w) = self.waiter.take() {
             w.wake();
         }
     }
+
+    /// Enter `run` on `ex` (counted).
+    fn run<T>(&self, ex: &LocalExecutor, fut: impl Future<Output = T>) -> T {
+        debug_assert!(
+            !self.inside.get(),
+            "LocalExecutor::run entered from inside run_loop"
+        );
+        self.runs.set(self.runs.get() + 1);
+        ex.run(fut)
+    }
 }
 
-/// An op resolved at submit, waiting for the next `run` to become a glommio task.
+/// The mode flag of [`Recorder::run_loop`]: set while its task runs, cleared when the task
+/// ends, returns an error or unwinds; also forgets the waker of the finished task.
+struct Inside<'a>(&'a Shared);
+
+impl<'a> Inside<'a> {
+    fn enter(shared: &'a Shared) -> Inside<'a> {
+        debug_assert!(!shared.inside.get(), "run_loop re-entered");
+        shared.inside.set(true);
+        Inside(shared)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.inside.set(false);
+        self.0.waiter.take();
+    }
+}
+
+/// An op resolved at submit, waiting for the next `run` to become a glommio task (or spawned
+/// at once inside [`Recorder::run_loop`]).
 enum Job {
     Write {
         file: Rc<DmaFile>,
@@ -375,11 +473,41 @@ enum Job {
     SyncDir,
 }
 
+/// What a metadata op's future leaves for the engine to record.
+struct MetaDone {
+    /// The op's result: the file it opened (create, open), or nothing.
+    res: io::Result<Option<DmaFile>>,
+    /// The file that stays open under the op's id after all (an open whose warm-up failed).
+    keep: Option<Rc<DmaFile>>,
+    /// The device whose poll-ring decision the op warmed.
+    warmed: Option<u64>,
+}
+
+impl MetaDone {
+    fn of(res: io::Result<Option<DmaFile>>) -> MetaDone {
+        MetaDone {
+            res,
+            keep: None,
+            warmed: None,
+        }
+    }
+}
+
+/// A metadata op made ready to run: the future that performs it through glommio (it borrows
+/// nothing of the engine, so the engine may be used while it runs) and what its completion
+/// names.
+struct MetaJob {
+    token: u64,
+    kind: OpKind,
+    file: u64,
+    fut: Pin<Box<dyn Future<Output = MetaDone>>>,
+}
+
 /// Ready when a completion arrives (if `on_done`) or when the timer fires; the timer can only
 /// fire through a reactor pass, which is what hands parked ops to the kernel.
 struct WaitDone<'a> {
     shared: &'a Shared,
-    timer: Timer,
+    timer: &'a mut Timer,
     on_done: bool,
 }
 
@@ -391,7 +519,7 @@ impl Future for WaitDone<'_> {
             return Poll::Ready(());
         }
         this.shared.waiter.set(Some(cx.waker().clone()));
-        Pin::new(&mut this.timer).poll(cx).map(|_| ())
+        Pin::new(&mut *this.timer).poll(cx).map(|_| ())
     }
 }
 
@@ -403,10 +531,14 @@ const ONE_PASS: Duration = Duration::from_micros(1);
 pub struct Glommio {
     caps: Caps,
     /// Always `Some` until `Drop`, which leaks it if a task may still hold kernel-owned memory.
-    ex: Option<LocalExecutor>,
+    /// An `Rc` so that [`Recorder::run_loop`] holds it while its body holds the engine.
+    ex: Option<Rc<LocalExecutor>>,
     shared: Rc<Shared>,
-    /// Ops submitted and not yet handed to glommio (capacity `max_in_flight`).
+    /// Ops submitted from outside and not yet handed to glommio (capacity `max_in_flight`).
     pending: Vec<(u64, Job)>,
+    /// Inside [`Recorder::run_loop`]: a metadata op and every op submitted after it, in order,
+    /// for the loop to run once `step` returns (bounded by `max_in_flight` through `admit`).
+    serial: VecDeque<(u64, Op<DmaBuffer>)>,
     files: FastMap<Rc<DmaFile>>,
     dir: PathBuf,
     dir_file: Arc<File>,
@@ -451,9 +583,10 @@ impl Glommio {
                 owns_loop: true,
                 ..Caps::new("glommio", cfg)
             },
-            ex: Some(ex),
+            ex: Some(Rc::new(ex)),
             shared: Rc::new(Shared::default()),
             pending: Vec::with_capacity(queue_depth),
+            serial: VecDeque::with_capacity(queue_depth),
             files: FastMap::default(),
             dir: cfg.dir.clone(),
             dir_file: Arc::new(dir_file),
@@ -469,36 +602,45 @@ impl Glommio {
         &self.placement
     }
 
+    /// How many times the engine has entered `LocalExecutor::run` since it was built: once per
+    /// `reap`, `flush` or metadata op driven from outside, once for a whole
+    /// [`Recorder::run_loop`] (for tests and measurements).
+    pub fn executor_runs(&self) -> u64 {
+        self.shared.runs.get()
+    }
+
     fn path(&self, file: crate::MatchId, kind: crate::FileKind) -> PathBuf {
         self.dir.join(file_name(file, kind))
     }
 
-    /// Warm glommio's poll-ring decision for the device `path` lives on, if this thread has
-    /// not yet (a link may lead out of the engine's directory).
-    fn ensure_warm(&mut self, path: &Path) -> io::Result<()> {
+    /// The device `path` lives on, if this thread has not yet warmed glommio's poll-ring
+    /// decision for it (a link may lead out of the engine's directory), and the directory to
+    /// warm it from. `Ok(None)` when nothing is to do (or the file is missing: the open itself
+    /// reports it).
+    fn needs_warm(&self, path: &Path) -> io::Result<Option<(u64, PathBuf)>> {
         let Ok(target) = std::fs::canonicalize(path) else {
-            return Ok(()); // missing: the open itself reports it
+            return Ok(None);
         };
         let dev = std::fs::metadata(&target)?.dev();
         if self.warmed.contains(&dev) {
-            return Ok(());
+            return Ok(None);
         }
-        let parent = target.parent().unwrap_or(Path::new("/"));
-        let ex = self.ex.as_ref().expect("executor lives until drop");
-        let f = warm_device(ex, parent)?;
-        ex.run(async move {
-            let _ = f.close().await;
-        });
-        self.warmed.push(dev);
-        Ok(())
+        let parent = target.parent().unwrap_or(Path::new("/")).to_path_buf();
+        Ok(Some((dev, parent)))
     }
 
     /// Spawn a glommio task for every parked op. Call only inside `run`.
     fn spawn_pending(shared: &Rc<Shared>, pending: &mut Vec<(u64, Job)>, dir: &Arc<File>) {
         for (token, job) in pending.drain(..) {
-            shared.running.set(shared.running.get() + 1);
-            glommio::spawn_local(run_job(Rc::clone(shared), token, job, Arc::clone(dir))).detach();
+            Self::spawn_job(shared, token, job, dir);
         }
+    }
+
+    /// Spawn the glommio task of one op (glommio polls it once at once, which queues its I/O
+    /// in the ring for the next reactor pass). Call only inside `run`.
+    fn spawn_job(shared: &Rc<Shared>, token: u64, job: Job, dir: &Arc<File>) {
+        shared.running.set(shared.running.get() + 1);
+        glommio::spawn_local(run_job(Rc::clone(shared), token, job, Arc::clone(dir))).detach();
     }
 
     /// One `run`: hand parked ops to glommio, then wait until a completion arrives (when none
@@ -507,8 +649,8 @@ impl Glommio {
         let shared = Rc::clone(&self.shared);
         let pending = &mut self.pending;
         let dir = &self.dir_file;
-        let ex = self.ex.as_ref().expect("executor lives until drop");
-        ex.run(async {
+        let ex = self.ex.as_deref().expect("executor lives until drop");
+        shared.run(ex, async {
             Self::spawn_pending(&shared, pending, dir);
             let ready = !shared.done.borrow().is_empty();
             let now = Instant::now();
@@ -517,9 +659,10 @@ impl Glommio {
             } else {
                 (deadline - now).max(ONE_PASS)
             };
+            let mut timer = Timer::new(wait);
             WaitDone {
                 shared: &shared,
-                timer: Timer::new(wait),
+                timer: &mut timer,
                 on_done: !ready,
             }
             .await;
@@ -527,11 +670,80 @@ impl Glommio {
         });
     }
 
-    /// Run a metadata op to completion inside `run` (after handing parked ops to glommio, so
-    /// the order of submission is kept).
-    fn metadata(&mut self, token: u64, op: Op<DmaBuffer>) {
+    /// Queue (outside: park; inside: spawn) an admitted op, or run it if it is a metadata op
+    /// (outside only: inside, `submit` routes metadata ops to `serial`).
+    fn submit_now(&mut self, token: u64, op: Op<DmaBuffer>) {
         let kind = op.kind();
-        let res = match op {
+        let job = match op {
+            Op::Write {
+                file,
+                offset,
+                buf,
+                dsync,
+            } => match self.files.get(&file.0) {
+                Some(f) => Ok(Job::Write {
+                    file: Rc::clone(f),
+                    offset,
+                    buf,
+                    dsync,
+                }),
+                None => Err(Some(buf)),
+            },
+            Op::Read { file, offset, buf } => match self.files.get(&file.0) {
+                Some(f) => Ok(Job::Read {
+                    file: Rc::clone(f),
+                    offset,
+                    buf,
+                }),
+                None => Err(Some(buf)),
+            },
+            Op::Sync { file } => match self.files.get(&file.0) {
+                Some(f) => Ok(Job::Sync { file: Rc::clone(f) }),
+                None => Err(None),
+            },
+            Op::SyncDir => Ok(Job::SyncDir),
+            meta => {
+                debug_assert!(
+                    !self.shared.inside.get(),
+                    "metadata ops inside go to serial"
+                );
+                let job = self.prepare_meta(token, meta);
+                let done = self.run_meta(job.fut);
+                self.finish_meta(job.token, job.kind, job.file, done);
+                return;
+            }
+        };
+        match job {
+            Ok(job) if self.shared.inside.get() => {
+                Self::spawn_job(&self.shared, token, job, &self.dir_file)
+            }
+            Ok(job) => self.pending.push((token, job)),
+            // The file is not open: the op fails in its completion, its buffer handed back.
+            Err(buf) => self.shared.done.borrow_mut().push(Completion {
+                token,
+                kind,
+                res: Err(io::Error::from_raw_os_error(libc::EBADF)),
+                buf,
+            }),
+        }
+    }
+
+    /// Outside the loop: submit what a loop left in `serial` (only if it unwound mid-pass).
+    fn release_serial(&mut self) {
+        debug_assert!(!self.shared.inside.get());
+        while let Some((token, op)) = self.serial.pop_front() {
+            self.submit_now(token, op);
+        }
+    }
+
+    /// Prepare a metadata op: take what it needs from the engine (the path, the file it
+    /// replaces or closes) and build the future that performs it through glommio.
+    fn prepare_meta(&mut self, token: u64, op: Op<DmaBuffer>) -> MetaJob {
+        let kind = op.kind();
+        let ebadf = || -> Pin<Box<dyn Future<Output = MetaDone>>> {
+            Box::pin(async { MetaDone::of(Err(io::Error::from_raw_os_error(libc::EBADF))) })
+        };
+        let (file, fut): (u64, Pin<Box<dyn Future<Output = MetaDone>>>) = match op {
             Op::Create {
                 file,
                 kind: fk,
@@ -539,27 +751,34 @@ impl Glommio {
             } => {
                 let path = self.path(file, fk);
                 let old = self.files.remove(&file.0);
-                self.run_meta(async move {
-                    if let Some(old) = old {
-                        close_file(old).await?;
-                    }
-                    let f = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .dma_open(&path)
-                        .await
-                        .map_err(to_io)?;
-                    if prealloc_bytes > 0 {
-                        if let Err(e) = f.pre_allocate(prealloc_bytes, false).await {
-                            let _ = f.close().await;
-                            return Err(to_io(e));
-                        }
-                    }
-                    Ok(Some(f))
-                })
-                .map(|f| (file.0, f))
+                (
+                    file.0,
+                    Box::pin(async move {
+                        MetaDone::of(
+                            async {
+                                if let Some(old) = old {
+                                    close_file(old).await?;
+                                }
+                                let f = OpenOptions::new()
+                                    .read(true)
+                                    .write(true)
+                                    .create(true)
+                                    .truncate(true)
+                                    .dma_open(&path)
+                                    .await
+                                    .map_err(to_io)?;
+                                if prealloc_bytes > 0 {
+                                    if let Err(e) = f.pre_allocate(prealloc_bytes, false).await {
+                                        let _ = f.close().await;
+                                        return Err(to_io(e));
+                                    }
+                                }
+                                Ok(Some(f))
+                            }
+                            .await,
+                        )
+                    }),
+                )
             }
             Op::Open {
                 file,
@@ -567,23 +786,50 @@ impl Glommio {
                 writable,
             } => {
                 let path = self.path(file, fk);
-                match self.ensure_warm(&path) {
-                    Err(e) => Err(e),
-                    Ok(()) => {
+                match self.needs_warm(&path) {
+                    Err(e) => (file.0, Box::pin(async { MetaDone::of(Err(e)) })),
+                    Ok(warm) => {
                         let old = self.files.remove(&file.0);
-                        self.run_meta(async move {
-                            if let Some(old) = old {
-                                close_file(old).await?;
-                            }
-                            let f = OpenOptions::new()
-                                .read(true)
-                                .write(writable)
-                                .dma_open(&path)
-                                .await
-                                .map_err(to_io)?;
-                            Ok(Some(f))
-                        })
-                        .map(|f| (file.0, f))
+                        (
+                            file.0,
+                            Box::pin(async move {
+                                let mut warmed = None;
+                                if let Some((dev, parent)) = warm {
+                                    match warm_device_in(parent).await {
+                                        Ok(f) => {
+                                            let _ = f.close().await;
+                                            warmed = Some(dev);
+                                        }
+                                        // The open fails; the file open before stays open.
+                                        Err(e) => {
+                                            return MetaDone {
+                                                res: Err(e),
+                                                keep: old,
+                                                warmed: None,
+                                            }
+                                        }
+                                    }
+                                }
+                                let res = async {
+                                    if let Some(old) = old {
+                                        close_file(old).await?;
+                                    }
+                                    let f = OpenOptions::new()
+                                        .read(true)
+                                        .write(writable)
+                                        .dma_open(&path)
+                                        .await
+                                        .map_err(to_io)?;
+                                    Ok(Some(f))
+                                }
+                                .await;
+                                MetaDone {
+                                    res,
+                                    keep: None,
+                                    warmed,
+                                }
+                            }),
+                        )
                     }
                 }
             }
@@ -592,49 +838,72 @@ impl Glommio {
                 offset,
                 len_bytes,
             } => match self.files.get(&file.0).cloned() {
-                None => Err(io::Error::from_raw_os_error(libc::EBADF)),
-                Some(f) => self
-                    .run_meta(async move {
-                        f.pre_allocate(offset + len_bytes, false)
-                            .await
-                            .map_err(to_io)?;
-                        Ok(None)
-                    })
-                    .map(|_| (file.0, None)),
+                None => (file.0, ebadf()),
+                Some(f) => (
+                    file.0,
+                    Box::pin(async move {
+                        MetaDone::of(
+                            f.pre_allocate(offset + len_bytes, false)
+                                .await
+                                .map(|()| None)
+                                .map_err(to_io),
+                        )
+                    }),
+                ),
             },
             Op::Close { file } => match self.files.remove(&file.0) {
-                None => Err(io::Error::from_raw_os_error(libc::EBADF)),
-                Some(f) => self
-                    .run_meta(async move {
-                        close_file(f).await?;
-                        Ok(None)
-                    })
-                    .map(|_| (file.0, None)),
+                None => (file.0, ebadf()),
+                Some(f) => (
+                    file.0,
+                    Box::pin(async move { MetaDone::of(close_file(f).await.map(|()| None)) }),
+                ),
             },
             Op::Remove { file, kind: fk } => {
                 let path = self.path(file, fk);
                 let open = self.files.remove(&file.0);
-                self.run_meta(async move {
-                    if let Some(f) = open {
-                        let _ = close_file(f).await;
-                    }
-                    glommio::executor()
-                        .spawn_blocking(move || std::fs::remove_file(path))
-                        .await?;
-                    Ok(None)
-                })
-                .map(|_| (file.0, None))
+                (
+                    file.0,
+                    Box::pin(async move {
+                        if let Some(f) = open {
+                            let _ = close_file(f).await;
+                        }
+                        MetaDone::of(
+                            glommio::executor()
+                                .spawn_blocking(move || std::fs::remove_file(path))
+                                .await
+                                .map(|()| None),
+                        )
+                    }),
+                )
             }
             Op::Write { .. } | Op::Read { .. } | Op::Sync { .. } | Op::SyncDir => {
                 unreachable!("I/O ops go through tasks")
             }
         };
-        let res = match res {
-            Ok((id, Some(f))) => {
-                self.files.insert(id, Rc::new(f));
+        MetaJob {
+            token,
+            kind,
+            file,
+            fut,
+        }
+    }
+
+    /// Record what a metadata op did and park its completion for `reap`.
+    fn finish_meta(&mut self, token: u64, kind: OpKind, file: u64, done: MetaDone) {
+        if let Some(dev) = done.warmed {
+            if !self.warmed.contains(&dev) {
+                self.warmed.push(dev);
+            }
+        }
+        if let Some(f) = done.keep {
+            self.files.insert(file, f);
+        }
+        let res = match done.res {
+            Ok(Some(f)) => {
+                self.files.insert(file, Rc::new(f));
                 Ok(0)
             }
-            Ok(_) => Ok(0),
+            Ok(None) => Ok(0),
             Err(e) => Err(e),
         };
         self.shared.done.borrow_mut().push(Completion {
@@ -645,18 +914,40 @@ impl Glommio {
         });
     }
 
-    fn run_meta<F>(&mut self, fut: F) -> io::Result<Option<DmaFile>>
-    where
-        F: Future<Output = io::Result<Option<DmaFile>>>,
-    {
+    /// Run a metadata op's future to completion inside `run` (after handing parked ops to
+    /// glommio, so the order of submission is kept).
+    fn run_meta(&mut self, fut: Pin<Box<dyn Future<Output = MetaDone>>>) -> MetaDone {
         let shared = Rc::clone(&self.shared);
         let pending = &mut self.pending;
         let dir = &self.dir_file;
-        let ex = self.ex.as_ref().expect("executor lives until drop");
-        ex.run(async {
+        let ex = self.ex.as_deref().expect("executor lives until drop");
+        shared.run(ex, async {
             Self::spawn_pending(&shared, pending, dir);
             fut.await
         })
+    }
+
+    /// Inside [`Recorder::run_loop`], after `step`: run the ops `submit` queued behind a
+    /// metadata op, in order, awaiting each metadata op (I/O already in flight keeps going
+    /// meanwhile; the body does not step, as a `submit` from outside blocks until it is done).
+    async fn run_serial<B: LoopBody<R = Glommio>>(body: &mut B) {
+        loop {
+            let eng = body.engine();
+            let Some((token, op)) = eng.serial.pop_front() else {
+                return;
+            };
+            match op {
+                op @ (Op::Write { .. } | Op::Read { .. } | Op::Sync { .. } | Op::SyncDir) => {
+                    eng.submit_now(token, op)
+                }
+                meta => {
+                    let job = eng.prepare_meta(token, meta);
+                    let done = job.fut.await;
+                    body.engine()
+                        .finish_meta(job.token, job.kind, job.file, done);
+                }
+            }
+        }
     }
 }
 
@@ -701,28 +992,39 @@ async fn write_all(file: &DmaFile, buf: DmaBuffer, offset: u64) -> io::Result<us
     Ok(done)
 }
 
+/// The span of whole blocks (`align` bytes) that covers `[pos, pos + size)`: its start, and
+/// how far into it `pos` lies.
+fn aligned_span(pos: u64, size: usize, align: u64) -> (u64, usize, usize) {
+    let align = align.max(1);
+    let start = pos - pos % align;
+    let skip = (pos - start) as usize;
+    let span = (skip + size).next_multiple_of(align as usize);
+    (start, skip, span)
+}
+
 /// Read `buf.len()` bytes at `offset` (fewer only at end of file), copying glommio's buffers
 /// into `buf`.
+///
+/// Every read goes through `read_at_aligned` over the whole blocks that cover what is left:
+/// glommio 0.9's `read_at` counts the bytes the kernel returned from the aligned-down start,
+/// not from the position asked for, so a read that ends at an end of file inside a block
+/// reports up to `pos % alignment` bytes past it (a 16 KiB read of a 10 000-byte file at 512-byte
+/// alignment: 10 000, then 272 more from the second read). Here the count is the kernel's,
+/// less the bytes before `pos`, so it never passes the file's size.
 async fn read_full(file: &DmaFile, buf: &mut DmaBuffer, offset: u64) -> io::Result<usize> {
     let want = buf.len();
-    let align = file.alignment();
     let mut got = 0usize;
     while got < want {
-        let pos = offset + got as u64;
-        let size = want - got;
-        let r = if pos % align == 0 && size as u64 % align == 0 {
-            file.read_at_aligned(pos, size).await
-        } else {
-            file.read_at(pos, size).await
-        }
-        .map_err(to_io)?;
-        if r.is_empty() {
+        let (start, skip, span) = aligned_span(offset + got as u64, want - got, file.alignment());
+        let r = file.read_at_aligned(start, span).await.map_err(to_io)?;
+        let n = r.len().saturating_sub(skip).min(want - got);
+        if n == 0 {
             break;
         }
-        let n = r.len().min(size);
-        buf.as_bytes_mut()[got..got + n].copy_from_slice(&r[..n]);
+        buf.as_bytes_mut()[got..got + n].copy_from_slice(&r[skip..skip + n]);
         got += n;
     }
+    debug_assert!(got <= want);
     Ok(got)
 }
 
@@ -804,70 +1106,52 @@ impl Recorder for Glommio {
         self.bufs_out = self.bufs_out.saturating_sub(1);
     }
 
+    /// Outside [`run_loop`](Recorder::run_loop), I/O ops are parked for the next `run` and
+    /// metadata ops run to completion here. Inside it, I/O ops become glommio tasks at once,
+    /// and a metadata op (with every op submitted after it, in order) is queued for the loop,
+    /// which runs it when `step` returns.
     fn submit(&mut self, token: u64, op: Op<DmaBuffer>) -> Result<(), Op<DmaBuffer>> {
         let op = self.caps.admit(self.in_flight(), op)?;
-        let kind = op.kind();
-        let job = match op {
-            Op::Write {
-                file,
-                offset,
-                buf,
-                dsync,
-            } => match self.files.get(&file.0) {
-                Some(f) => Ok(Job::Write {
-                    file: Rc::clone(f),
-                    offset,
-                    buf,
-                    dsync,
-                }),
-                None => Err(Some(buf)),
-            },
-            Op::Read { file, offset, buf } => match self.files.get(&file.0) {
-                Some(f) => Ok(Job::Read {
-                    file: Rc::clone(f),
-                    offset,
-                    buf,
-                }),
-                None => Err(Some(buf)),
-            },
-            Op::Sync { file } => match self.files.get(&file.0) {
-                Some(f) => Ok(Job::Sync { file: Rc::clone(f) }),
-                None => Err(None),
-            },
-            Op::SyncDir => Ok(Job::SyncDir),
-            meta => {
-                self.metadata(token, meta);
-                return Ok(());
-            }
-        };
-        match job {
-            Ok(job) => self.pending.push((token, job)),
-            // The file is not open: the op fails in its completion, its buffer handed back.
-            Err(buf) => self.shared.done.borrow_mut().push(Completion {
-                token,
-                kind,
-                res: Err(io::Error::from_raw_os_error(libc::EBADF)),
-                buf,
-            }),
+        let meta = !matches!(
+            op,
+            Op::Write { .. } | Op::Read { .. } | Op::Sync { .. } | Op::SyncDir
+        );
+        if self.shared.inside.get() && (meta || !self.serial.is_empty()) {
+            self.serial.push_back((token, op));
+        } else {
+            self.submit_now(token, op);
         }
         Ok(())
     }
 
+    /// Outside the loop: one reactor pass when ops are parked. Inside it: nothing to do (ops
+    /// are glommio's already; the loop's next wait is the reactor pass that submits them).
     fn flush(&mut self) -> io::Result<()> {
+        if self.shared.inside.get() {
+            return Ok(());
+        }
+        self.release_serial();
         if !self.pending.is_empty() {
             self.drive(Instant::now());
         }
         Ok(())
     }
 
+    /// Outside the loop: enters the executor until a completion or `deadline` (see the module
+    /// doc). Inside [`run_loop`](Recorder::run_loop) it never enters `run` and never waits,
+    /// whatever `deadline` says: it hands over the completions that are ready (the loop has
+    /// already awaited them).
     fn reap(
         &mut self,
         out: &mut Vec<Completion<DmaBuffer>>,
         deadline: Instant,
     ) -> io::Result<usize> {
-        let ready = !self.shared.done.borrow().is_empty();
-        if !self.pending.is_empty() || (!ready && self.shared.running.get() > 0) {
-            self.drive(deadline);
+        if !self.shared.inside.get() {
+            self.release_serial();
+            let ready = !self.shared.done.borrow().is_empty();
+            if !self.pending.is_empty() || (!ready && self.shared.running.get() > 0) {
+                self.drive(deadline);
+            }
         }
         let mut done = self.shared.done.borrow_mut();
         let n = done.len();
@@ -882,7 +1166,95 @@ impl Recorder for Glommio {
     }
 
     fn in_flight(&self) -> usize {
-        self.pending.len() + self.shared.running.get() + self.shared.done.borrow().len()
+        self.pending.len()
+            + self.serial.len()
+            + self.shared.running.get()
+            + self.shared.done.borrow().len()
+    }
+
+    /// As the trait's `drain`; inside [`run_loop`](Recorder::run_loop), where nothing can wait
+    /// without returning to the executor, it hands over what is ready and fails with
+    /// `WouldBlock` if ops are still in flight (return [`Flow::Done`] and drain after the loop).
+    fn drain(&mut self, out: &mut Vec<Completion<DmaBuffer>>, deadline: Instant) -> io::Result<()> {
+        if self.shared.inside.get() {
+            self.reap(out, deadline)?;
+            return match self.in_flight() {
+                0 => Ok(()),
+                n => Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "glommio: drain inside run_loop: {n} ops still in flight; the loop awaits \
+                         them (return Flow::Done, then drain)"
+                    ),
+                )),
+            };
+        }
+        self.flush()?;
+        while self.in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "glommio: {} ops still in flight at the drain deadline",
+                        self.in_flight()
+                    ),
+                ));
+            }
+            self.reap(out, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Enters the executor once and runs `body` from a task in it: `step`, then the ops it
+    /// queued behind a metadata op, then a wait — for [`Flow::Wait`] until a completion is ready
+    /// or a glommio `Timer` fires at the deadline; for [`Flow::Again`] (or a deadline already
+    /// past, or completions already ready) one reactor pass (a 1 µs timer, which only the
+    /// reactor can fire: a plain yield would run the task again without letting the reactor
+    /// submit or reap) — then `complete` with a deadline in the past. An `Err` from `complete`
+    /// ends the loop; ops still in flight stay glommio tasks, which the next `reap`, `drain`
+    /// or `Drop` drives as usual.
+    fn run_loop<B: LoopBody<R = Self>>(body: &mut B) -> io::Result<()> {
+        let eng = body.engine();
+        eng.release_serial();
+        let ex = Rc::clone(eng.ex.as_ref().expect("executor lives until drop"));
+        let shared = Rc::clone(&eng.shared);
+        let res = shared.run(&ex, async {
+            let _inside = Inside::enter(&shared);
+            {
+                // Ops parked from outside become tasks now.
+                let eng = body.engine();
+                Glommio::spawn_pending(&shared, &mut eng.pending, &eng.dir_file);
+            }
+            let mut timer = Timer::new(ONE_PASS);
+            loop {
+                let flow = body.step(Instant::now());
+                Glommio::run_serial(body).await;
+                let deadline = match flow {
+                    Flow::Done => return Ok(()),
+                    Flow::Again => None,
+                    Flow::Wait(d) => Some(d),
+                };
+                let ready = !shared.done.borrow().is_empty();
+                let now = Instant::now();
+                let (wait, on_done) = match deadline {
+                    Some(d) if !ready && d > now => ((d - now).max(ONE_PASS), true),
+                    _ => (ONE_PASS, false),
+                };
+                timer.reset(wait);
+                WaitDone {
+                    shared: &shared,
+                    timer: &mut timer,
+                    on_done,
+                }
+                .await;
+                shared.waiter.take();
+                body.complete(Instant::now())?;
+            }
+        });
+        debug_assert!(!shared.inside.get());
+        // Only an unwinding pass could leave queued ops; hand them to the outside path.
+        body.engine().release_serial();
+        res
     }
 }
 
@@ -904,7 +1276,7 @@ impl Drop for Glommio {
         let files: Vec<Rc<DmaFile>> = self.files.drain().map(|(_, f)| f).collect();
         let arena = self.arena.take();
         let Some(ex) = self.ex.take() else { return };
-        ex.run(async move {
+        self.shared.run(&ex, async move {
             for f in files {
                 let _ = close_file(f).await;
             }
@@ -1058,6 +1430,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ring_depth(&k, 300), 64);
+    }
+
+    #[test]
+    fn aligned_span_covers_the_request() {
+        // The EOF case of the behaviour test: the rest of a 16 KiB read after 10 000 bytes.
+        assert_eq!(aligned_span(10_000, 6384, 512), (9728, 272, 6656));
+        assert_eq!(aligned_span(0, 16384, 512), (0, 0, 16384));
+        assert_eq!(aligned_span(4096, 100, 4096), (4096, 0, 4096));
+        assert_eq!(aligned_span(4097, 4096, 4096), (4096, 1, 8192));
+        // No alignment (glommio off O_DIRECT): the request itself.
+        assert_eq!(aligned_span(7, 9, 1), (7, 0, 9));
+        assert_eq!(aligned_span(7, 9, 0), (7, 0, 9));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use glommio::io::{DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 use snapbench_engines::glommio::{Glommio, GlommioFactory, GlommioKnobs};
 use snapbench_engines::{
-    file_name, Completion, EngineConfig, EngineSpec, FileKind, KnobError, MatchId, Op, OpKind,
-    Recorder, RecorderFactory,
+    file_name, Completion, EngineConfig, EngineSpec, FileKind, Flow, KnobError, LoopBody, MatchId,
+    Op, OpKind, Recorder, RecorderFactory,
 };
 
 const M: MatchId = MatchId(0x605);
@@ -692,4 +692,629 @@ fn drop_with_io_in_flight() {
             "write {i} in flight at drop did not land"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `Recorder::run_loop`: the body runs from a task inside glommio's executor
+
+type Dma = glommio::io::DmaBuffer;
+
+/// Whether a loop body's round trips write or read, or close the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Writing,
+    Reading,
+    Closing,
+    Finished,
+}
+
+/// A loop body that creates `M` (in the same step as its first writes, which the engine must
+/// order behind the create), writes `blocks` blocks of `B` at queue depth `qd`, reads them all
+/// back at the same depth checking every byte, then closes the file.
+struct RoundTrips {
+    eng: Glommio,
+    qd: usize,
+    blocks: u64,
+    out: Vec<Completion<Dma>>,
+    phase: Phase,
+    created: bool,
+    next: u64,
+    finished_blocks: u64,
+    /// Most ops in flight seen after a step's submits.
+    max_in_flight: usize,
+    steps: u64,
+    /// `executor_runs()` at the first step; every later step must see the same count.
+    runs_inside: Option<u64>,
+    /// glommio's executor id as seen from `step` (reachable only inside `run`).
+    executor_id: Option<usize>,
+    give_up: Instant,
+}
+
+impl RoundTrips {
+    fn new(eng: Glommio, qd: usize, blocks: u64) -> RoundTrips {
+        RoundTrips {
+            eng,
+            qd,
+            blocks,
+            out: Vec::with_capacity(qd + 2),
+            phase: Phase::Writing,
+            created: false,
+            next: 0,
+            finished_blocks: 0,
+            max_in_flight: 0,
+            steps: 0,
+            runs_inside: None,
+            executor_id: None,
+            give_up: Instant::now() + Duration::from_secs(30),
+        }
+    }
+
+    fn seed(block: u64) -> u8 {
+        (block * 13 + 1) as u8
+    }
+
+    fn take_completions(&mut self) {
+        for c in std::mem::take(&mut self.out) {
+            match c.kind {
+                OpKind::Create => assert!(c.res.is_ok(), "create failed: {:?}", c.res),
+                OpKind::Write => {
+                    assert_eq!(*c.res.as_ref().expect("write"), B, "token {}", c.token);
+                    assert!(c.buf.is_none(), "a write consumes its DmaBuffer");
+                    self.finished_blocks += 1;
+                }
+                OpKind::Read => {
+                    let block = c.token - 10_000;
+                    assert_eq!(*c.res.as_ref().expect("read"), B, "block {block}");
+                    let b = c.buf.expect("read hands its buffer back");
+                    assert_eq!(
+                        b.as_ref(),
+                        &pattern(B, Self::seed(block))[..],
+                        "block {block} read back differs"
+                    );
+                    self.eng.release_buf(b);
+                    self.finished_blocks += 1;
+                }
+                OpKind::Close => {
+                    assert!(c.res.is_ok(), "close failed: {:?}", c.res);
+                    self.phase = Phase::Finished;
+                }
+                other => panic!("unexpected completion {other:?}"),
+            }
+        }
+    }
+
+    /// Submit the phase's next ops while the queue depth allows.
+    fn submit_more(&mut self) {
+        while self.next < self.blocks && self.eng.in_flight() < self.qd {
+            let i = self.next;
+            let op = match self.phase {
+                Phase::Writing => {
+                    let mut b = self.eng.alloc_buf(B).expect("buffer");
+                    b.as_mut().copy_from_slice(&pattern(B, Self::seed(i)));
+                    (
+                        100 + i,
+                        Op::Write {
+                            file: M,
+                            offset: i * B as u64,
+                            buf: b,
+                            dsync: false,
+                        },
+                    )
+                }
+                Phase::Reading => (
+                    10_000 + i,
+                    Op::Read {
+                        file: M,
+                        offset: i * B as u64,
+                        buf: self.eng.alloc_buf(B).expect("buffer"),
+                    },
+                ),
+                Phase::Closing | Phase::Finished => return,
+            };
+            match self.eng.submit(op.0, op.1) {
+                Ok(()) => self.next += 1,
+                Err(op) => {
+                    // Back-pressure (the create holds a slot): hand the buffer back, retry later.
+                    if let Op::Write { buf, .. } | Op::Read { buf, .. } = op {
+                        self.eng.release_buf(buf);
+                    }
+                    break;
+                }
+            }
+        }
+        self.max_in_flight = self.max_in_flight.max(self.eng.in_flight());
+    }
+}
+
+impl LoopBody for RoundTrips {
+    type R = Glommio;
+    fn engine(&mut self) -> &mut Glommio {
+        &mut self.eng
+    }
+    fn step(&mut self, now: Instant) -> Flow {
+        self.steps += 1;
+        assert!(now < self.give_up, "round trips stuck in {:?}", self.phase);
+        // Only reachable from inside `LocalExecutor::run` (panics outside).
+        self.executor_id = Some(glommio::executor().id());
+        let runs = self.eng.executor_runs();
+        assert_eq!(
+            *self.runs_inside.get_or_insert(runs),
+            runs,
+            "a step entered LocalExecutor::run"
+        );
+        self.take_completions();
+        if !self.created {
+            self.eng
+                .submit(
+                    1,
+                    Op::Create {
+                        file: M,
+                        kind: FileKind::Log,
+                        prealloc_bytes: 1 << 20,
+                    },
+                )
+                .expect("room for the create");
+            self.created = true;
+        }
+        if self.finished_blocks == self.blocks {
+            match self.phase {
+                Phase::Writing => {
+                    self.phase = Phase::Reading;
+                    self.next = 0;
+                    self.finished_blocks = 0;
+                }
+                Phase::Reading => {
+                    self.eng
+                        .submit(2, Op::Close { file: M })
+                        .expect("room for the close");
+                    self.phase = Phase::Closing;
+                }
+                Phase::Closing => {}
+                Phase::Finished => return Flow::Done,
+            }
+        }
+        self.submit_more();
+        Flow::Wait(now + Duration::from_secs(10))
+    }
+    fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+        assert!(deadline <= Instant::now(), "glommio waits itself first");
+        self.eng.reap(&mut self.out, deadline).map(|_| ())
+    }
+}
+
+/// Round trips through `run_loop` at queue depth `qd`: everything completes with the same
+/// completions as through `reap`, the loop enters `LocalExecutor::run` exactly once however
+/// many passes it makes, `step` runs inside the executor, and the bytes are on disk.
+fn loop_round_trips(qd: usize, blocks: u64) {
+    let _g = serial();
+    let dir = disk_dir();
+    require_supported(dir.path());
+    let path = dir.path().to_path_buf();
+    let (steps, max_in_flight, executor_id, runs) = on_fresh_thread(move || {
+        let eng = build(GlommioKnobs::default(), &path, qd, qd);
+        let before = eng.executor_runs();
+        let mut body = RoundTrips::new(eng, qd, blocks);
+        Glommio::run_loop(&mut body).expect("run_loop");
+        assert_eq!(body.phase, Phase::Finished);
+        assert_eq!(body.eng.in_flight(), 0, "ops left after Done");
+        let runs = body.eng.executor_runs() - before;
+        // Every buffer came back (writes consumed theirs, reads were released): the pool is
+        // whole again.
+        let all: Vec<_> = (0..qd)
+            .map(|_| body.eng.alloc_buf(B).expect("slot"))
+            .collect();
+        for b in all {
+            body.eng.release_buf(b);
+        }
+        (body.steps, body.max_in_flight, body.executor_id, runs)
+    });
+    assert_eq!(runs, 1, "run_loop entered LocalExecutor::run {runs} times");
+    assert!(executor_id.is_some(), "step never saw the executor");
+    assert!(
+        steps >= 2 * blocks / qd as u64,
+        "{steps} steps for {blocks} blocks"
+    );
+    assert_eq!(max_in_flight, qd, "the queue depth was never filled");
+    let data = std::fs::read(dir.path().join(file_name(M, FileKind::Log))).unwrap();
+    for i in 0..blocks as usize {
+        assert_eq!(
+            &data[i * B..(i + 1) * B],
+            &pattern(B, RoundTrips::seed(i as u64))[..],
+            "block {i} on disk"
+        );
+    }
+}
+
+#[test]
+fn run_loop_round_trips_qd1() {
+    loop_round_trips(1, 16);
+}
+
+#[test]
+fn run_loop_round_trips_qd32() {
+    loop_round_trips(32, 128);
+}
+
+/// Errors through the loop arrive as error completions, as through `reap`: an open (a
+/// metadata op, run by the loop) of a missing file fails with ENOENT, a read of a file that is
+/// not open fails with EBADF and hands its buffer back, and a write to a file opened read-only
+/// fails in the kernel with EBADF and is not reported as written.
+#[test]
+fn run_loop_errors_arrive_in_completions() {
+    struct Errors {
+        eng: Glommio,
+        out: Vec<Completion<Dma>>,
+        submitted: bool,
+    }
+    impl LoopBody for Errors {
+        type R = Glommio;
+        fn engine(&mut self) -> &mut Glommio {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            if !self.submitted {
+                self.submitted = true;
+                let missing = MatchId(0xdead);
+                self.eng
+                    .submit(
+                        1,
+                        Op::Open {
+                            file: missing,
+                            kind: FileKind::Data,
+                            writable: false,
+                        },
+                    )
+                    .expect("room");
+                let b = self.eng.alloc_buf(B).unwrap();
+                self.eng
+                    .submit(
+                        2,
+                        Op::Read {
+                            file: missing,
+                            offset: 0,
+                            buf: b,
+                        },
+                    )
+                    .expect("room");
+                let mut b = self.eng.alloc_buf(B).unwrap();
+                b.as_mut().copy_from_slice(&pattern(B, 9));
+                self.eng
+                    .submit(
+                        3,
+                        Op::Write {
+                            file: M,
+                            offset: 0,
+                            buf: b,
+                            dsync: false,
+                        },
+                    )
+                    .expect("room");
+            }
+            if self.out.len() == 3 {
+                Flow::Done
+            } else {
+                Flow::Wait(now + Duration::from_secs(10))
+            }
+        }
+        fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+            self.eng.reap(&mut self.out, deadline).map(|_| ())
+        }
+    }
+
+    let _g = serial();
+    let dir = disk_dir();
+    require_supported(dir.path());
+    std::fs::write(dir.path().join(file_name(M, FileKind::Data)), pattern(B, 1)).unwrap();
+    let path = dir.path().to_path_buf();
+    on_fresh_thread(move || {
+        let mut eng = build(GlommioKnobs::default(), &path, 4, 4);
+        ok(
+            &mut eng,
+            1,
+            Op::Open {
+                file: M,
+                kind: FileKind::Data,
+                writable: false,
+            },
+        );
+        let mut body = Errors {
+            eng,
+            out: Vec::new(),
+            submitted: false,
+        };
+        Glommio::run_loop(&mut body).expect("run_loop");
+        let mut out = std::mem::take(&mut body.out);
+        out.sort_by_key(|c| c.token);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].kind, OpKind::Open);
+        let e = out[0].res.as_ref().expect_err("open of a missing file");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+        assert_eq!(out[1].kind, OpKind::Read);
+        let e = out[1].res.as_ref().expect_err("read of a file not open");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        let b = out[1]
+            .buf
+            .take()
+            .expect("the failed read hands its buffer back");
+        body.eng.release_buf(b);
+        assert_eq!(out[2].kind, OpKind::Write);
+        let e = out[2].res.as_ref().expect_err("write to a read-only file");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        // The engine still works, from outside now.
+        assert_eq!(read(&mut body.eng, 4, M, 0, B), pattern(B, 1));
+    });
+    assert_eq!(
+        std::fs::read(dir.path().join(file_name(M, FileKind::Data))).unwrap(),
+        pattern(B, 1),
+        "the failed write changed the file"
+    );
+}
+
+/// An `Err` from `complete` ends the loop with that error while 32 writes may still be in
+/// flight; the engine then drains them from outside (every write lands, nothing is lost) and
+/// drops without leaving a file or ring open.
+#[test]
+fn run_loop_error_from_complete_ends_the_loop_engine_drains_and_drops() {
+    struct Stop {
+        eng: Glommio,
+        submitted: bool,
+        completes: usize,
+    }
+    impl LoopBody for Stop {
+        type R = Glommio;
+        fn engine(&mut self) -> &mut Glommio {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            assert!(!self.submitted, "stepped again after complete failed");
+            self.submitted = true;
+            for i in 0..32u64 {
+                let mut b = self.eng.alloc_buf(64 * 1024).unwrap();
+                b.as_mut().fill(i as u8 + 1);
+                self.eng
+                    .submit(
+                        100 + i,
+                        Op::Write {
+                            file: M,
+                            offset: i * 64 * 1024,
+                            buf: b,
+                            dsync: false,
+                        },
+                    )
+                    .expect("room");
+            }
+            Flow::Wait(now + Duration::from_secs(10))
+        }
+        fn complete(&mut self, _deadline: Instant) -> std::io::Result<()> {
+            self.completes += 1;
+            Err(std::io::Error::other("the body gives up"))
+        }
+    }
+
+    let _g = serial();
+    let dir = disk_dir();
+    require_supported(dir.path());
+    let path = dir.path().to_path_buf();
+    on_fresh_thread(move || {
+        drop(build(GlommioKnobs::default(), &path, 32, 32));
+        let (base, base_eventfds) = fds();
+        let mut eng = build(GlommioKnobs::default(), &path, 32, 32);
+        ok(
+            &mut eng,
+            1,
+            Op::Create {
+                file: M,
+                kind: FileKind::Log,
+                prealloc_bytes: 4 << 20,
+            },
+        );
+        let mut body = Stop {
+            eng,
+            submitted: false,
+            completes: 0,
+        };
+        let e = Glommio::run_loop(&mut body).expect_err("complete failed");
+        assert_eq!(e.to_string(), "the body gives up");
+        assert_eq!(body.completes, 1, "the loop went on after the error");
+        let mut eng = body.eng;
+        // Nothing was reaped: all 32 are still the engine's (in flight or done, unreaped).
+        assert_eq!(eng.in_flight(), 32);
+        let mut out = Vec::new();
+        eng.drain(&mut out, far()).expect("drain after the loop");
+        assert_eq!(out.len(), 32);
+        assert_eq!(eng.in_flight(), 0);
+        for c in &out {
+            assert_eq!(c.kind, OpKind::Write);
+            assert_eq!(*c.res.as_ref().unwrap(), 64 * 1024);
+        }
+        // And the engine keeps working from outside.
+        let c = write(&mut eng, 200, M, 32 * 64 * 1024, &pattern(B, 3));
+        assert_eq!(*c.res.as_ref().unwrap(), B);
+        drop(eng);
+        let (after, eventfds) = fds();
+        assert_eq!(after, base, "files or rings left open after drop");
+        assert!(
+            eventfds <= base_eventfds + 1,
+            "{eventfds} eventfds, {base_eventfds} before"
+        );
+    });
+    let data = std::fs::read(dir.path().join(file_name(M, FileKind::Log))).unwrap();
+    for i in 0..32usize {
+        assert!(
+            data[i * 65536..(i + 1) * 65536]
+                .iter()
+                .all(|b| *b == i as u8 + 1),
+            "write {i} in flight when the loop ended did not land"
+        );
+    }
+    assert_eq!(&data[32 * 65536..32 * 65536 + B], &pattern(B, 3)[..]);
+}
+
+/// `Flow::Again` gives the reactor a real pass: a body that never waits sees its read complete
+/// within a few passes (with a plain yield, the task runs again and again and the reactor
+/// submits the read only when glommio's preempt timer fires). Inside the loop, `reap` with a far deadline and `drain` never block
+/// the executor: `reap` returns what is ready, `drain` says ops are still in flight.
+#[test]
+fn run_loop_again_lets_the_reactor_run_and_reap_never_blocks_inside() {
+    struct Spin {
+        eng: Glommio,
+        out: Vec<Completion<Dma>>,
+        submitted: bool,
+        passes: u64,
+        longest_reap: Duration,
+        drain_inside: Option<std::io::Result<()>>,
+        give_up: Instant,
+    }
+    impl LoopBody for Spin {
+        type R = Glommio;
+        fn engine(&mut self) -> &mut Glommio {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            self.passes += 1;
+            if now > self.give_up {
+                return Flow::Done; // the test fails on the missing completion
+            }
+            if !self.submitted {
+                self.submitted = true;
+                let b = self.eng.alloc_buf(B).unwrap();
+                self.eng
+                    .submit(
+                        2,
+                        Op::Read {
+                            file: M,
+                            offset: 0,
+                            buf: b,
+                        },
+                    )
+                    .expect("room");
+                // Spawned, not yet seen by the kernel: drain cannot wait here.
+                let mut none = Vec::new();
+                self.drain_inside = Some(self.eng.drain(&mut none, now + Duration::from_secs(5)));
+                assert!(none.is_empty());
+            }
+            let t = Instant::now();
+            self.eng
+                .reap(&mut self.out, t + Duration::from_secs(5))
+                .unwrap();
+            self.longest_reap = self.longest_reap.max(t.elapsed());
+            if self.out.is_empty() {
+                Flow::Again
+            } else {
+                Flow::Done
+            }
+        }
+        fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+            assert!(deadline <= Instant::now());
+            self.eng.reap(&mut self.out, deadline).map(|_| ())
+        }
+    }
+
+    let _g = serial();
+    let dir = disk_dir();
+    require_supported(dir.path());
+    let path = dir.path().to_path_buf();
+    on_fresh_thread(move || {
+        let mut eng = build(GlommioKnobs::default(), &path, 4, 4);
+        create_log(&mut eng, 1);
+        let c = write(&mut eng, 3, M, 0, &pattern(B, 5));
+        assert!(c.res.is_ok());
+        let mut body = Spin {
+            eng,
+            out: Vec::new(),
+            submitted: false,
+            passes: 0,
+            longest_reap: Duration::ZERO,
+            drain_inside: None,
+            give_up: Instant::now() + Duration::from_secs(5),
+        };
+        let t = Instant::now();
+        Glommio::run_loop(&mut body).expect("run_loop");
+        assert_eq!(
+            body.out.len(),
+            1,
+            "the read never completed in {:?}",
+            t.elapsed()
+        );
+        // Measured here: 5 passes, 0.3 ms; with `yield_task_queue_now` or `yield_if_needed`
+        // instead of the reactor pass, the read completed only when glommio's preempt timer
+        // fired, after 136 075 and 681 288 passes (0.2 and 0.3 s).
+        assert!(
+            body.passes < 10_000,
+            "{} passes before the read completed: Again does not give the reactor a pass",
+            body.passes
+        );
+        let c = body.out.pop().unwrap();
+        assert_eq!(*c.res.as_ref().unwrap(), B);
+        assert_eq!(c.buf.as_ref().unwrap().as_ref(), &pattern(B, 5)[..]);
+        body.eng.release_buf(c.buf.unwrap());
+        assert!(
+            body.longest_reap < Duration::from_millis(100),
+            "a reap inside the loop blocked for {:?}",
+            body.longest_reap
+        );
+        let e = body
+            .drain_inside
+            .take()
+            .unwrap()
+            .expect_err("drain inside with a read in flight");
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        assert!(e.to_string().contains("run_loop"), "{e}");
+    });
+}
+
+/// `Flow::Wait` with nothing in flight sleeps on glommio's timer until the deadline (and no
+/// longer): five waits of 20 ms take about 100 ms.
+#[test]
+fn run_loop_wait_sleeps_until_the_deadline() {
+    struct Sleeper {
+        eng: Glommio,
+        waits: u32,
+        early: u32,
+        last_deadline: Option<Instant>,
+    }
+    impl LoopBody for Sleeper {
+        type R = Glommio;
+        fn engine(&mut self) -> &mut Glommio {
+            &mut self.eng
+        }
+        fn step(&mut self, now: Instant) -> Flow {
+            if let Some(d) = self.last_deadline {
+                if now < d {
+                    self.early += 1;
+                }
+            }
+            if self.waits == 5 {
+                return Flow::Done;
+            }
+            self.waits += 1;
+            let d = now + Duration::from_millis(20);
+            self.last_deadline = Some(d);
+            Flow::Wait(d)
+        }
+        fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+            let mut out = Vec::new();
+            self.eng.reap(&mut out, deadline).map(|_| ())
+        }
+    }
+
+    let _g = serial();
+    let dir = disk_dir();
+    require_supported(dir.path());
+    let path = dir.path().to_path_buf();
+    on_fresh_thread(move || {
+        let eng = build(GlommioKnobs::default(), &path, 4, 4);
+        let mut body = Sleeper {
+            eng,
+            waits: 0,
+            early: 0,
+            last_deadline: None,
+        };
+        let t = Instant::now();
+        Glommio::run_loop(&mut body).expect("run_loop");
+        let took = t.elapsed();
+        assert_eq!(body.early, 0, "a wait ended before its deadline");
+        assert!(took >= Duration::from_millis(100), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    });
 }
