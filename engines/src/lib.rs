@@ -23,12 +23,19 @@
 //!   completion channel until the deadline.
 //! - `uring`, `poll`: `submit` fills SQEs (back-pressure when the SQ or the fixed-buffer pool is
 //!   full), `flush` is one `io_uring_enter`, `reap` walks the CQ; buffers are registered slots
-//!   and the kernel owns them from submit until the CQE returns them; `poll` sets `caps().polls`.
+//!   and the kernel owns them from submit until the CQE returns them; `poll` sets `caps().polls`
+//!   and overrides [`Recorder::run_loop`]: its reactor runs the harness's worker as a poller.
 //! - `aio`: iocbs queued by `submit`, one `io_submit` per `flush`, `io_getevents` (or the
 //!   user-space AIO ring) in `reap`.
 //! - `glommio`: `Buf` is a `DmaBuffer`; a write consumes it (the completion returns `buf: None`),
-//!   a read copies glommio's own buffer into the caller's; `reap` re-enters the executor until a
-//!   completion or the deadline (it awaits the completions or a glommio timer; see the `glommio` module).
+//!   a read copies glommio's own buffer into the caller's. Its [`Recorder::run_loop`] runs the
+//!   harness's worker from a task inside its executor, awaiting completions or a glommio timer
+//!   there; a `reap` called from outside re-enters the executor until a completion or the
+//!   deadline (see the `glommio` module).
+//!
+//! The loop: [`Recorder::run_loop`] runs a [`LoopBody`] (the harness's worker) pass by pass —
+//! `step` (due work, submits), then `complete` (take completions up to a deadline). The default
+//! is the plain blocking loop; engines with a loop of their own run the body inside it.
 //!
 //! Syncs: a `Sync` covers exactly the writes that had completed before it was submitted. The
 //! harness only submits a sync after the writes it must cover completed, so an engine that
