@@ -460,3 +460,199 @@ pub fn scan_corpus(ctx: &WorkerCtx) -> Corpus {
     corpus.secs = started.elapsed().as_secs_f64();
     corpus
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use snapbench_engines::buffered::{Buffered, BufferedKnobs};
+    use snapbench_engines::{Caps, EngineConfig, OpKind};
+
+    use super::*;
+    use crate::plan::{expand, RawFields, RunPlan, Suite, Workload};
+    use crate::snaplog::{check_log, index_log, LogState as CheckState};
+
+    /// A one-run plan from a suite's text.
+    fn plan_of(text: &str) -> RunPlan {
+        let suite = Suite::parse(text, "t.toml").expect("suite parses");
+        expand(&suite, &RawFields::new(), &[])
+            .expect("suite expands")
+            .remove(0)
+    }
+
+    fn ctx_of(plan: RunPlan, dir: &Path, worker: u32) -> WorkerCtx {
+        let (ticks, _) = std::sync::mpsc::sync_channel(16);
+        WorkerCtx {
+            plan: Arc::new(plan),
+            worker,
+            dir: dir.to_path_buf(),
+            stop: Arc::new(AtomicBool::new(false)),
+            ticks,
+        }
+    }
+
+    fn engine_config(dir: &Path, queue_depth: usize, buf_count: usize) -> EngineConfig {
+        EngineConfig {
+            dir: dir.to_path_buf(),
+            worker: 0,
+            workers: 1,
+            queue_depth,
+            buf_bytes: 64 * 1024,
+            buf_count,
+            dio_align_bytes: 4096,
+            shared: Default::default(),
+        }
+    }
+
+    fn ds_params(plan: &RunPlan) -> (DsParams, ReadParams) {
+        match &plan.workload {
+            Workload::Ds { params, reads, .. } => (params.clone(), reads.clone()),
+            Workload::Micro(_) => panic!("a DS plan"),
+        }
+    }
+
+    const SUITE: &str = "[[run]]\nengine = \"buffered\"\nworkers = 2\nprefill_matches = 7\n\
+                         prefill_match_bytes = \"300k\"\nkeyframe_s = 0.5\n";
+
+    /// Each worker's prefilled logs are its own ids, sealed, created at their final size, and
+    /// indexed as a walk of the file indexes them; every log of the run is there once.
+    #[test]
+    fn prefilled_logs_verify_and_their_index_matches_the_files() {
+        for threads in [0u32, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let plan = plan_of(SUITE);
+            let (params, reads) = ds_params(&plan);
+            let mut all = Vec::new();
+            for worker in 0..2 {
+                let ctx = ctx_of(plan.clone(), dir.path(), worker);
+                let knobs = BufferedKnobs::parse(&format!("threads={threads}")).unwrap();
+                // A shallow queue and a small pool: the shell waits for room and buffers.
+                let mut eng = Buffered::new(knobs, &engine_config(dir.path(), 3, 2)).unwrap();
+                let logs = write_logs(&mut eng, &ctx, &params, &reads).expect("prefill");
+                assert_eq!(eng.in_flight(), 0, "threads={threads}");
+                let ids: Vec<u64> = logs.iter().map(|f| f.id).collect();
+                let owned: Vec<u64> = reads.prefill_ids(worker, 2).collect();
+                assert_eq!(ids, owned, "threads={threads}: this worker's ids, in order");
+                for f in &logs {
+                    let path = dir.path().join(file_name(MatchId(f.id), FileKind::Log));
+                    let bytes = std::fs::read(&path).unwrap();
+                    let check = check_log(&bytes, Some(f.id));
+                    assert_eq!(
+                        check.state,
+                        CheckState::Sealed,
+                        "{}: {check:?}",
+                        path.display()
+                    );
+                    assert_eq!(check.valid_end_offset, f.data_end);
+                    assert!(f.data_end >= reads.prefill_match_bytes);
+                    assert_eq!(
+                        bytes.len() as u64,
+                        f.data_end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64,
+                        "created at its final size"
+                    );
+                    let ix = index_log(&bytes, f.id).expect("indexes");
+                    assert_eq!(ix.data_end, f.data_end);
+                    assert_eq!(ix.keyframes, f.keys, "{}", path.display());
+                    assert!(f.keys.len() >= 2, "keyframes every 0.5 s: {:?}", f.keys);
+                    // The last snapshot (the end frame's time) is the one the log ends at.
+                    assert_eq!(ix.last_t_ns, f.last_t_ns);
+                }
+                let corpus = prefill(&mut eng, &ctx, &params, &reads).expect("again");
+                assert_eq!(corpus.matches, logs.len() as u64);
+                assert_eq!(corpus.bytes, logs.iter().map(|f| f.data_end).sum::<u64>());
+                all.extend(ids);
+                let mut rest = Vec::new();
+                eng.drain(&mut rest, Instant::now() + Duration::from_secs(10))
+                    .unwrap();
+            }
+            all.sort_unstable();
+            let every: Vec<u64> = (0..7).map(|k| PREFILL_ID_BASE + k).collect();
+            assert_eq!(all, every, "threads={threads}");
+        }
+    }
+
+    /// An engine whose write at one offset of one log fails with ENOSPC.
+    struct FailWrite {
+        inner: Buffered,
+        file: MatchId,
+        offset: u64,
+        failed: Vec<Completion<<Buffered as Recorder>::Buf>>,
+    }
+
+    impl Recorder for FailWrite {
+        type Buf = <Buffered as Recorder>::Buf;
+        fn caps(&self) -> &Caps {
+            self.inner.caps()
+        }
+        fn alloc_buf(&mut self, len: usize) -> Option<Self::Buf> {
+            self.inner.alloc_buf(len)
+        }
+        fn release_buf(&mut self, buf: Self::Buf) {
+            self.inner.release_buf(buf)
+        }
+        fn submit(&mut self, token: u64, op: Op<Self::Buf>) -> Result<(), Op<Self::Buf>> {
+            match op {
+                Op::Write {
+                    file, offset, buf, ..
+                } if file == self.file && offset == self.offset => {
+                    self.failed.push(Completion {
+                        token,
+                        kind: OpKind::Write,
+                        res: Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                        buf: Some(buf),
+                    });
+                    Ok(())
+                }
+                op => self.inner.submit(token, op),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+        fn reap(
+            &mut self,
+            out: &mut Vec<Completion<Self::Buf>>,
+            deadline: Instant,
+        ) -> std::io::Result<usize> {
+            let n = self.failed.len();
+            out.append(&mut self.failed);
+            let deadline = if n > 0 { Instant::now() } else { deadline };
+            Ok(n + self.inner.reap(out, deadline)?)
+        }
+        fn in_flight(&self) -> usize {
+            self.inner.in_flight() + self.failed.len()
+        }
+    }
+
+    /// A failed write fails the prefill with the engine, operation, file and offset; every
+    /// other log still drains and nothing is left in flight.
+    #[test]
+    fn a_failed_write_names_engine_operation_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan_of(SUITE);
+        let (params, reads) = ds_params(&plan);
+        let ctx = ctx_of(plan, dir.path(), 0);
+        let inner =
+            Buffered::new(BufferedKnobs::default(), &engine_config(dir.path(), 8, 8)).unwrap();
+        let file = MatchId(PREFILL_ID_BASE + 3); // worker 0 of 2 owns ids base+1, +3, +5
+        let mut eng = FailWrite {
+            inner,
+            file,
+            offset: 128 * 1024,
+            failed: Vec::new(),
+        };
+        let e = write_logs(&mut eng, &ctx, &params, &reads).unwrap_err();
+        let path = dir.path().join(file_name(file, FileKind::Log));
+        assert_eq!(
+            e,
+            format!(
+                "prefill: engine buffered: write {} at offset {}: {}",
+                path.display(),
+                128 * 1024,
+                std::io::Error::from_raw_os_error(libc::ENOSPC)
+            )
+        );
+        assert_eq!(eng.in_flight(), 0);
+    }
+}
