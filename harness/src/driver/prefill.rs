@@ -44,8 +44,8 @@ impl Corpus {
 /// Largest write of the prefill, bytes.
 const PREFILL_WRITE_BYTES: usize = 1 << 20;
 
-/// Most bytes of logs the prefill holds staged at once: it opens at most this much of logs
-/// together (and never more than the engine's queue depth or buffer pool).
+/// Most bytes the prefill's open logs may hold staged together: it opens no more logs than
+/// this allows (nor more than the engine's queue depth or buffer pool).
 const PREFILL_STAGED_BYTES: u64 = 64 << 20;
 
 /// What an engine op of the prefill was, by token.
@@ -267,12 +267,14 @@ fn write_logs<R: Recorder>(
     })
     .sync_dir_after_create(false);
     // One write per log in flight: open enough logs to fill the queue, within the pool and a
-    // bound on the bytes staged.
-    let log_bytes = reads.prefill_match_bytes.max(BLOCK_BYTES as u64);
+    // bound on the bytes staged (each log is fed up to a window of two writes unwritten, and
+    // may stage one snapshot more).
+    let window_bytes = 2 * chunk as u64;
+    let staged_per_log = window_bytes + chunk as u64;
     let max_open = caps
         .max_in_flight
         .min(caps.buf_count)
-        .min((PREFILL_STAGED_BYTES / log_bytes) as usize)
+        .min((PREFILL_STAGED_BYTES / staged_per_log) as usize)
         .max(1);
     let mut io = PrefillIo {
         eng,
@@ -292,27 +294,46 @@ fn write_logs<R: Recorder>(
     let mut ids = reads.prefill_ids(ctx.worker, plan.workers);
     let mut more = true;
     let mut started = 0usize;
-    let mut snaps = Vec::new();
+    // The logs still taking snapshots, and spare snapshot lists (reused).
+    let mut feeding: Vec<Feeding> = Vec::with_capacity(max_open);
+    let mut spare: Vec<Vec<MatchSnapshot>> = Vec::with_capacity(max_open);
     let mut comps = Vec::with_capacity(caps.max_in_flight.max(1));
     loop {
         while more && io.error.is_none() && writer.open_logs() < max_open {
-            match ids.next() {
-                Some(id) => {
-                    let spec = LogSpec {
-                        id,
-                        target_bytes: reads.prefill_match_bytes,
-                        created,
-                    };
-                    start_log(&mut writer, &mut io, params, plan.seed, spec, &mut snaps)?;
-                    started += 1;
-                }
-                None => more = false,
-            }
+            let Some(id) = ids.next() else {
+                more = false;
+                break;
+            };
+            let spec = LogSpec {
+                id,
+                target_bytes: reads.prefill_match_bytes,
+                created,
+            };
+            let snaps = spare.pop().unwrap_or_default();
+            feeding.push(start_log(
+                &mut writer,
+                &mut io,
+                params,
+                plan.seed,
+                spec,
+                snaps,
+            )?);
+            started += 1;
         }
+        // Top every log up to its window of unwritten bytes; seal those that have it all.
+        feeding.retain_mut(|f| {
+            if f.feed(&mut writer, &mut io, window_bytes) {
+                return true;
+            }
+            spare.push(std::mem::take(&mut f.snaps));
+            false
+        });
         if writer.open_logs() == 0 {
             break;
         }
         io.resubmit_backlog();
+        // Flush deadlines are moot here (each log is topped up to more than a write, and its
+        // seal flushes the rest): fire them so that none is left queued.
         writer.on_timers(u64::MAX, &mut io);
         writer.retry(&mut io);
         if io.idle() {
@@ -335,6 +356,7 @@ fn write_logs<R: Recorder>(
             Instant::now() + Duration::from_millis(100),
         )?;
     }
+    debug_assert!(feeding.is_empty(), "every log sealed");
     if io.error.is_none() && !io.finished.is_empty() {
         debug_assert_eq!(io.finished.len(), started, "every log finished");
         io.submit_op(PrefillOp::SyncDir, Op::SyncDir);
@@ -365,17 +387,71 @@ struct LogSpec {
     created: u64,
 }
 
+/// A started log still taking its snapshots: fed a window at a time, so that the writer stages
+/// a couple of writes of it, not the whole log.
+struct Feeding {
+    slot: u32,
+    snaps: Vec<MatchSnapshot>,
+    /// The next snapshot to append.
+    next: usize,
+    /// The file offset its last snapshot ends at (before the end frame).
+    end_bytes: u64,
+}
+
+impl Feeding {
+    /// Append snapshots while fewer than `window_bytes` of the log are unwritten; after the
+    /// last one, seal it. Returns whether it still has snapshots to take.
+    fn feed(&mut self, writer: &mut LogWriter, io: &mut dyn WriterIo, window_bytes: u64) -> bool {
+        let Some(live) = writer.live(self.slot) else {
+            debug_assert!(false, "a log is freed only after its seal");
+            return false;
+        };
+        if !live.failed {
+            // Completions come in only between feeds: the published end holds still here.
+            let published_off = live.published_off;
+            while let Some(s) = self.snaps.get(self.next).copied() {
+                let end_off = writer.live(self.slot).map_or(u64::MAX, |l| l.end_off);
+                if end_off - published_off >= window_bytes {
+                    break;
+                }
+                writer.append(
+                    self.slot,
+                    s.seq,
+                    s.t_ns,
+                    super::frame_kind(s.kind),
+                    s.payload_bytes,
+                    io,
+                );
+                self.next += 1;
+            }
+            if self.next < self.snaps.len() {
+                return true;
+            }
+            debug_assert_eq!(
+                writer.live(self.slot).map(|l| l.end_off),
+                Some(self.end_bytes),
+                "the writer framed what was sized"
+            );
+        }
+        // The end frame's time is the last snapshot's (0 for a log without any).
+        let last_t_ns = self.snaps.last().map_or(0, |s| s.t_ns);
+        writer.seal(self.slot, last_t_ns, io);
+        false
+    }
+}
+
 /// Start one prefilled log in `writer`: its snapshots from the DS model, up to the first that
-/// brings the log to `target_bytes`, then the seal. The log is created at its final size (the
-/// frames' spans, the end frame, zeros to the block's end), so the file is allocated once.
-fn start_log<R: Recorder>(
+/// brings the log to `target_bytes`, to be fed by [`Feeding::feed`]. The log is created at its
+/// final size (the frames' spans, the end frame, zeros to the block's end), so the file is
+/// allocated once.
+fn start_log(
     writer: &mut LogWriter,
-    io: &mut PrefillIo<'_, R>,
+    io: &mut dyn WriterIo,
     params: &DsParams,
     seed: u64,
     spec: LogSpec,
-    snaps: &mut Vec<MatchSnapshot>,
-) -> Result<(), String> {
+    mut snaps: Vec<MatchSnapshot>,
+) -> Result<Feeding, String> {
     snaps.clear();
     let mut end = BLOCK_BYTES as u64;
     for snap in MatchSnapshots::new(params, seed, spec.id)? {
@@ -388,25 +464,12 @@ fn start_log<R: Recorder>(
     let data_end = end + snaplog::frame_span_bytes(end, snaplog::END_PAYLOAD_BYTES);
     let size_bytes = data_end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
     let slot = writer.start_sized(spec.id, 0, spec.created, size_bytes, io);
-    let mut last_t_ns = 0;
-    for s in snaps.iter() {
-        writer.append(
-            slot,
-            s.seq,
-            s.t_ns,
-            super::frame_kind(s.kind),
-            s.payload_bytes,
-            io,
-        );
-        last_t_ns = s.t_ns;
-    }
-    debug_assert_eq!(
-        writer.live(slot).map(|l| l.end_off),
-        Some(end),
-        "the writer framed what was sized"
-    );
-    writer.seal(slot, last_t_ns, io);
-    Ok(())
+    Ok(Feeding {
+        slot,
+        snaps,
+        next: 0,
+        end_bytes: end,
+    })
 }
 
 /// Adopt the prefilled logs (ids from [`PREFILL_ID_BASE`]) this worker owns among the `.snap`
