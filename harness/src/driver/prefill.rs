@@ -271,11 +271,16 @@ fn write_logs<R: Recorder>(
     // may stage one snapshot more).
     let window_bytes = 2 * chunk as u64;
     let staged_per_log = window_bytes + chunk as u64;
-    let max_open = caps
-        .max_in_flight
-        .min(caps.buf_count)
-        .min((PREFILL_STAGED_BYTES / staged_per_log) as usize)
-        .max(1);
+    // An engine that completes every op inside `submit` gains nothing from more logs at once:
+    // it writes them one after the other, as the logs of a single-threaded recorder.
+    let max_open = if caps.synchronous {
+        1
+    } else {
+        caps.max_in_flight
+            .min(caps.buf_count)
+            .min((PREFILL_STAGED_BYTES / staged_per_log) as usize)
+            .max(1)
+    };
     let mut io = PrefillIo {
         eng,
         name: caps.name,
