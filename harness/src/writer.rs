@@ -407,6 +407,8 @@ pub struct LogWriter {
     poked: Vec<u32>,
     ack_buf: Vec<u8>,
     open_logs: usize,
+    /// Sync the directory after each create (see [`LogWriter::sync_dir_after_create`]).
+    sync_dir_after_create: bool,
 }
 
 impl LogWriter {
@@ -425,7 +427,22 @@ impl LogWriter {
             poked: Vec::new(),
             ack_buf: Vec::with_capacity(4096),
             open_logs: 0,
+            sync_dir_after_create: true,
         }
+    }
+
+    /// Whether the writer syncs the directory after each create (the default) before it counts
+    /// a log's bytes durable. Off, a created log counts as in a synced directory at once: the
+    /// shell syncs the directory itself before it relies on any of them (the prefill: once,
+    /// after every log is closed). Only for [`Durability::None`], whose acknowledgements claim
+    /// no durability; a log is still sealed by its final sync.
+    pub fn sync_dir_after_create(mut self, on: bool) -> LogWriter {
+        debug_assert!(
+            on || self.cfg.durability == Durability::None,
+            "acknowledged durable without the directory sync"
+        );
+        self.sync_dir_after_create = on;
+        self
     }
 
     /// The settings.
@@ -494,12 +511,27 @@ impl LogWriter {
     }
 
     /// Start the log of match `id` (intended start `t_ns`): its header block is staged and the
-    /// create submitted. Returns its slot.
+    /// create submitted, preallocating `prealloc_bytes` of the config. Returns its slot.
     pub fn start(
         &mut self,
         id: u64,
         t_ns: u64,
         created_unix_ns: u64,
+        io: &mut dyn WriterIo,
+    ) -> u32 {
+        let prealloc_bytes = self.cfg.prealloc_bytes;
+        self.start_sized(id, t_ns, created_unix_ns, prealloc_bytes, io)
+    }
+
+    /// [`LogWriter::start`] for a log whose size the shell knows: the create preallocates
+    /// `prealloc_bytes` (the file's size until a write reaches past it; later growth is in
+    /// chunks of the config's `prealloc_bytes`). The prefill passes each log's final size.
+    pub fn start_sized(
+        &mut self,
+        id: u64,
+        t_ns: u64,
+        created_unix_ns: u64,
+        prealloc_bytes: u64,
         io: &mut dyn WriterIo,
     ) -> u32 {
         debug_assert!(!self.by_id.contains_key(&id), "match {id} started twice");
@@ -523,7 +555,7 @@ impl LogWriter {
             submitted_off: 0,
             written_off: 0,
             synced_off: 0,
-            alloc_end: self.cfg.prealloc_bytes,
+            alloc_end: prealloc_bytes,
             write: None,
             alloc: None,
             sync: None,
@@ -548,7 +580,6 @@ impl LogWriter {
         self.by_id.insert(id, slot);
         self.open_logs += 1;
         let log = LogRef { slot, id };
-        let prealloc_bytes = self.cfg.prealloc_bytes;
         self.emit(
             io,
             WriterOp::Create {
@@ -966,8 +997,13 @@ impl LogWriter {
                     LogState::Creating { sealing: true } => LogState::Sealing,
                     st => st,
                 };
-                let log = LogRef { slot, id };
-                self.emit(io, WriterOp::SyncDir { log });
+                if self.sync_dir_after_create {
+                    let log = LogRef { slot, id };
+                    self.emit(io, WriterOp::SyncDir { log });
+                } else {
+                    // The shell syncs the directory itself (see `sync_dir_after_create`).
+                    self.log_mut(slot).dir_synced = true;
+                }
                 self.flush(slot, io);
             }
             WriterOp::SyncDir { .. } => {
