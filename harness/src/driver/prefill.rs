@@ -119,7 +119,7 @@ impl<R: Recorder> PrefillIo<'_, R> {
         let name = self.name;
         self.eng
             .reap(comps, deadline)
-            .map_err(|e| format!("engine {name}: prefill: reap: {e}"))?;
+            .map_err(|e| format!("engine {name}: reap: {e}"))?;
         for c in comps.drain(..) {
             if let Some(b) = c.buf {
                 self.eng.release_buf(b);
@@ -136,7 +136,8 @@ impl<R: Recorder> PrefillIo<'_, R> {
                     PrefillOp::SyncDir => (None, None),
                 };
                 let what = super::describe_error(name, c.kind, file, offset, self.dir, e);
-                self.error.get_or_insert(format!("prefill: {what}"));
+                // The caller names the step ("prefill: ").
+                self.error.get_or_insert(what);
             }
             if let PrefillOp::Writer(op) = rec {
                 writer.on_complete(op, c.res.is_ok(), self);
@@ -715,7 +716,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "prefill: engine buffered: write {} at offset {}: {}",
+                "engine buffered: write {} at offset {}: {}",
                 path.display(),
                 128 * 1024,
                 std::io::Error::from_raw_os_error(libc::ENOSPC)
