@@ -161,45 +161,11 @@ struct WriterShell<'s, R: Recorder> {
 
 impl<R: Recorder> WriterIo for WriterShell<'_, R> {
     fn submit(&mut self, op: WriterOp, data: &[u8]) -> bool {
-        let file = MatchId(op.log().id);
-        let eop = match op {
-            WriterOp::Write {
-                offset,
-                len_bytes,
-                dsync,
-                ..
-            } => {
-                if !self.io.has_room() {
-                    return false;
-                }
-                let Some(mut buf) = self.io.eng.alloc_buf(len_bytes as usize) else {
-                    return false;
-                };
-                let b = buf.as_mut();
-                b[..data.len()].copy_from_slice(data);
-                b[data.len()..].fill(0);
-                Op::Write {
-                    file,
-                    offset,
-                    buf,
-                    dsync,
-                }
-            }
-            WriterOp::Create { prealloc_bytes, .. } => Op::Create {
-                file,
-                kind: FileKind::Log,
-                prealloc_bytes,
-            },
-            WriterOp::SyncDir { .. } => Op::SyncDir,
-            WriterOp::Allocate {
-                offset, len_bytes, ..
-            } => Op::Allocate {
-                file,
-                offset,
-                len_bytes,
-            },
-            WriterOp::Sync { .. } => Op::Sync { file },
-            WriterOp::Close { .. } => Op::Close { file },
+        if matches!(op, WriterOp::Write { .. }) && !self.io.has_room() {
+            return false;
+        }
+        let Some(eop) = common::engine_op(&mut self.io.eng, op, data) else {
+            return false;
         };
         let submit_ns = match op {
             WriterOp::Write { .. } | WriterOp::Sync { .. } => {

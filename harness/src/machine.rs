@@ -20,3 +20,16 @@ pub use cpu::{proc_cpu, sys_cpu, ProcCpu, SysCpu};
 pub use disk::{block_dev_of, dio_align, disk_stats, BlockDev, DioAlign, DiskStats, NoDirectIo};
 pub use host::{build_info, describe_host};
 pub use storage::describe_storage;
+
+/// A fresh scratch directory under `base` for the machine tests, removed by the caller.
+#[cfg(test)]
+fn scratch_dir(base: &str, tag: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(base).join(format!(
+        "snapbench-machine-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("create scratch dir");
+    p
+}

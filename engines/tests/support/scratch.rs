@@ -91,8 +91,27 @@ impl ScratchExt4 {
 
     /// Unmount and mount again (after [`power_cut`](Self::power_cut): the journal replays
     /// what was committed). Every file of the filesystem must be closed.
+    ///
+    /// An umount that finds the filesystem busy is retried for up to 5 s: the kernel may drop
+    /// the last reference to a just-closed file a moment after `close` returns (a deferred
+    /// `fput`), and this suite runs its variants on parallel threads. A descriptor really left
+    /// open still fails it, naming the mount.
     pub fn remount(&self) {
-        sh("umount", &[self.mnt.to_str().unwrap()]);
+        let mnt = self.mnt.to_str().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let out = Command::new("umount").arg(mnt).output().expect("umount");
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(
+                err.contains("busy") && std::time::Instant::now() < deadline,
+                "umount {mnt}: {err} (open descriptors: {:?})",
+                open_fds_under(&self.mnt)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         self.mount();
     }
 }
@@ -102,4 +121,15 @@ impl Drop for ScratchExt4 {
         let _ = Command::new("umount").arg(&self.mnt).status();
         let _ = Command::new("losetup").args(["-d", &self.dev]).status();
     }
+}
+
+/// This process's open descriptors that point under `dir` (for a busy-umount message).
+fn open_fds_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| p.starts_with(dir))
+        .collect()
 }

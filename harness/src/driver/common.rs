@@ -6,10 +6,11 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use snapbench_engines::{file_name, Caps, FileKind, MatchId, OpKind};
+use snapbench_engines::{file_name, Caps, FileKind, MatchId, Op, OpKind, Recorder};
 
 use crate::measure::{LatHist, Stats};
 use crate::plan::RunPlan;
+use crate::writer::WriterOp;
 
 /// Set by SIGINT/SIGTERM handlers: workers stop, seal what they can and report.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -215,4 +216,45 @@ pub fn describe_error(
         ),
         None => format!("engine {engine}: {} {file}: {err}", kind.name()),
     }
+}
+
+/// The engine op for a writer op, with a write's staged bytes copied into a buffer from the
+/// engine's pool (zero-padded to the write's length: no allocation per I/O). `None` when the
+/// pool has no buffer for the write: the writer keeps it and retries.
+pub(crate) fn engine_op<R: Recorder>(eng: &mut R, op: WriterOp, data: &[u8]) -> Option<Op<R::Buf>> {
+    let file = MatchId(op.log().id);
+    Some(match op {
+        WriterOp::Write {
+            offset,
+            len_bytes,
+            dsync,
+            ..
+        } => {
+            let mut buf = eng.alloc_buf(len_bytes as usize)?;
+            let b = buf.as_mut();
+            b[..data.len()].copy_from_slice(data);
+            b[data.len()..].fill(0);
+            Op::Write {
+                file,
+                offset,
+                buf,
+                dsync,
+            }
+        }
+        WriterOp::Create { prealloc_bytes, .. } => Op::Create {
+            file,
+            kind: FileKind::Log,
+            prealloc_bytes,
+        },
+        WriterOp::SyncDir { .. } => Op::SyncDir,
+        WriterOp::Allocate {
+            offset, len_bytes, ..
+        } => Op::Allocate {
+            file,
+            offset,
+            len_bytes,
+        },
+        WriterOp::Sync { .. } => Op::Sync { file },
+        WriterOp::Close { .. } => Op::Close { file },
+    })
 }

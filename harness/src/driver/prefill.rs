@@ -149,45 +149,13 @@ impl<R: Recorder> PrefillIo<'_, R> {
 
 impl<R: Recorder> WriterIo for PrefillIo<'_, R> {
     fn submit(&mut self, op: WriterOp, data: &[u8]) -> bool {
-        let file = MatchId(op.log().id);
-        let eop = match op {
-            WriterOp::Write {
-                offset,
-                len_bytes,
-                dsync,
-                ..
-            } => {
-                if !self.backlog.is_empty() || self.eng.in_flight() >= self.max_in_flight {
-                    return false;
-                }
-                let Some(mut buf) = self.eng.alloc_buf(len_bytes as usize) else {
-                    return false;
-                };
-                let b = buf.as_mut();
-                b[..data.len()].copy_from_slice(data);
-                b[data.len()..].fill(0);
-                Op::Write {
-                    file,
-                    offset,
-                    buf,
-                    dsync,
-                }
-            }
-            WriterOp::Create { prealloc_bytes, .. } => Op::Create {
-                file,
-                kind: FileKind::Log,
-                prealloc_bytes,
-            },
-            WriterOp::SyncDir { .. } => Op::SyncDir,
-            WriterOp::Allocate {
-                offset, len_bytes, ..
-            } => Op::Allocate {
-                file,
-                offset,
-                len_bytes,
-            },
-            WriterOp::Sync { .. } => Op::Sync { file },
-            WriterOp::Close { .. } => Op::Close { file },
+        if matches!(op, WriterOp::Write { .. })
+            && (!self.backlog.is_empty() || self.eng.in_flight() >= self.max_in_flight)
+        {
+            return false;
+        }
+        let Some(eop) = super::common::engine_op(self.eng, op, data) else {
+            return false;
         };
         self.submit_op(PrefillOp::Writer(op), eop);
         true

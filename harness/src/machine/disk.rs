@@ -212,17 +212,7 @@ pub fn dio_align(path: &Path) -> Result<DioAlign, NoDirectIo> {
 mod tests {
     use super::*;
 
-    /// A fresh scratch directory under `base`, removed by the caller.
-    fn scratch_dir(base: &str, tag: &str) -> PathBuf {
-        let p = PathBuf::from(base).join(format!(
-            "snapbench-machine-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create scratch dir");
-        p
-    }
+    use crate::machine::scratch_dir;
 
     #[test]
     fn diskstats_parse_and_delta() {
