@@ -44,7 +44,7 @@ fn disk_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(std::env::temp_dir()).unwrap()
 }
 
-/// AIO and O_DIRECT work on this machine's ext4 (MACHINE.md): fail, naming why, where they do
+/// AIO and O_DIRECT work on this machine's ext4 (docs/machine.md): fail, naming why, where they do
 /// not.
 fn require_supported(variant: &str, dir: &Path) {
     if let Err(why) = EngineSpec::parse(variant).unwrap().check_supported(dir) {
@@ -142,7 +142,7 @@ fn probe_reports_every_row() {
     let names: Vec<&str> = rows.iter().map(|p| p.what.as_str()).collect();
     assert_eq!(names, ["(engine)", "direct", "user_reap", "fdsync"]);
     for p in &rows {
-        // Every row works on this machine's kernel and ext4 (MACHINE.md).
+        // Every row works on this machine's kernel and ext4 (docs/machine.md).
         assert!(p.supported, "{}: {}", p.what, p.detail);
     }
     // The probe leaves no file behind in the ancestor it used.

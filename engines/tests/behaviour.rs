@@ -105,7 +105,7 @@ fn run_behaviour<B: Behaviour>(variant: &str) {
     };
     let spec = EngineSpec::parse(variant).expect("variant parses");
     let dir = disk_dir();
-    // Every variant runs on this machine (MACHINE.md): an unsupported one is a failure, not a
+    // Every variant runs on this machine (docs/machine.md): an unsupported one is a failure, not a
     // skip.
     if let Err(why) = spec.check_supported(dir.path()) {
         panic!("{variant} cannot run here: {why}");

@@ -48,7 +48,7 @@ fn on_disk(dir: &Path) -> bool {
     !matches!(mount, Some((_, ty)) if ty == "tmpfs")
 }
 
-/// glommio runs on this machine's disk (MACHINE.md): fail, naming why, where it does not.
+/// glommio runs on this machine's disk (docs/machine.md): fail, naming why, where it does not.
 fn require_supported(dir: &Path) {
     if let Err(why) = EngineSpec::parse("glommio").unwrap().check_supported(dir) {
         panic!("glommio cannot run on {}: {why}", dir.display());
@@ -251,7 +251,7 @@ fn pitfall_605_reproduced_without_the_precaution() {
     let _g = serial();
     let dir = disk_dir();
     assert!(on_disk(dir.path()), "{} is tmpfs", dir.path().display());
-    // This machine's disk has no poll queues (MACHINE.md), so the pitfall must show; a device
+    // This machine's disk has no poll queues (docs/machine.md), so the pitfall must show; a device
     // with poll queues cannot reproduce it and fails here, saying so.
     let (fresh, written) = raw_glommio_new_file_first(dir.path()).expect(
         "polled reads work on this device (it has poll queues): glommio #605 cannot occur here",

@@ -4,7 +4,7 @@
 //! For every engine variant that stores data (`data_variants!` of the shared list), on a scratch
 //! ext4 mounted with `commit=60` (so only explicit syncs commit its journal): writes that were reaped and then covered by a reaped `Sync`, and writes
 //! made with `dsync`, must survive the ext4 shutdown ioctl with `EXT4_GOING_FLAGS_NOLOGFLUSH`
-//! (MACHINE.md: a power cut). Writes never synced are the control: if every one of them survived
+//! (docs/machine.md: a power cut). Writes never synced are the control: if every one of them survived
 //! too, the cut proved nothing and the test fails. A `Sync` that did not reach the disk, or one
 //! that overtook a write it covers, loses acknowledged blocks and fails the test.
 

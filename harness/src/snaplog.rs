@@ -1,6 +1,6 @@
 //! SNAPLOG1: the match-log format every engine writes, and the one checker that verifies them all.
 //!
-//! The format is specified in DESIGN.md, section "SNAPLOG1". In short (little-endian, block size
+//! The format is specified in docs/snaplog.md. In short (little-endian, block size
 //! [`BLOCK_BYTES`], CRC-32C):
 //!
 //! * bytes `0..4096`: the file header (magic, match id, creation time, block size, crc, zeros);
@@ -271,7 +271,7 @@ pub fn append_end_frame(
 // Reading and checking
 // ------------------------------------------------------------------------------------------------
 
-/// Verdict on a log, as DESIGN.md defines the states (see the module documentation).
+/// Verdict on a log, as docs/snaplog.md defines the states (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogState {

@@ -1,4 +1,4 @@
-//! Sizes and durations as users write them (DESIGN.md, "Units and the suite file").
+//! Sizes and durations as users write them (docs/design.md).
 
 /// Parse a size: plain bytes, or a number with `k`/`m`/`g` or `KiB`/`MiB`/`GiB` (powers of
 /// 1024), or `KB`/`MB`/`GB` (powers of 1000). Fractions are allowed when the result is whole.

@@ -9,7 +9,7 @@
 //! * **Power cut** (root; `.ci/run` runs `--ignored` as root): the run writes to a scratch ext4
 //!   mounted with `commit=60` (only explicit syncs commit its journal), the ack log lives on
 //!   another filesystem, and the cut is the ext4 shutdown ioctl with `EXT4_GOING_FLAGS_NOLOGFLUSH`
-//!   (MACHINE.md: what was not synced is gone after a remount). snapbench then gets EIO and must
+//!   (docs/machine.md: what was not synced is gone after a remount). snapbench then gets EIO and must
 //!   exit 1. A control run with `--durability none` must lose frames that were visible before the
 //!   cut, or the cut proved nothing.
 //!

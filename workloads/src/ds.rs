@@ -1,6 +1,6 @@
 //! The DS snapshot model: what a replay recorder receives from dedicated game servers.
 //!
-//! The model follows `WORKLOAD.md` ("Write side: matches"):
+//! The model follows docs/workload.md ("Write side: matches"):
 //!
 //! * `matches` matches are running when the run starts (all get a [`DsEvent::Start`] at
 //!   `t_ns = 0`). Each draws a total duration from a lognormal with mean `match_minutes` and SD
@@ -79,7 +79,7 @@ pub enum Arrivals {
 /// Parameters of the DS snapshot model; see the [module documentation](self) for the model and
 /// [`DsParams::validate`] for the accepted ranges.
 ///
-/// Sizes in presets and defaults written "KB" in `WORKLOAD.md` are taken as follows: whole KB are
+/// Sizes in presets and defaults written "KB" in docs/workload.md are taken as follows: whole KB are
 /// KiB (48 KB = 49 152 B, 64 KB = 65 536 B, 8 KB = 8192 B, 1 MB = 1 MiB), fractional ones are
 /// decimal (0.8 KB = 800 B, 1.7 KB = 1700 B, 2.8 KB = 2800 B).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,7 +94,7 @@ pub struct DsParams {
     /// DS-side batching interval in seconds, 0..=3600; 0 sends each snapshot on its own.
     pub batch_s: f64,
     /// Mean payload of an ordinary delta snapshot, before bursts and shrinking; must lie in
-    /// `snapshot_min_bytes..=snapshot_max_bytes` (`WORKLOAD.md` sweeps 150..=8192).
+    /// `snapshot_min_bytes..=snapshot_max_bytes` (docs/workload.md sweeps 150..=8192).
     pub snapshot_bytes: f64,
     /// Coefficient of variation of the delta-size lognormal, 0..=10 (0 = constant size).
     pub snapshot_cv: f64,
@@ -129,7 +129,7 @@ pub struct DsParams {
 }
 
 impl Default for DsParams {
-    /// The defaults of `WORKLOAD.md`: 256 matches at 64 Hz, 1.7 KB (CV 0.8) deltas clamped to
+    /// The defaults of docs/workload.md: 256 matches at 64 Hz, 1.7 KB (CV 0.8) deltas clamped to
     /// 64 B..=64 KiB, 2 % bursts × 8, a 64 KiB keyframe every 60 s, 35 ± 8 min matches clamped to
     /// 10..=120 min, Poisson arrivals, no batching, no time compression, no shrinking.
     fn default() -> DsParams {
@@ -191,7 +191,7 @@ fn check_u32(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), String> {
 }
 
 impl DsParams {
-    /// The named preset of `WORKLOAD.md` (write side), or `None` for an unknown name (see
+    /// The named preset of docs/workload.md (write side), or `None` for an unknown name (see
     /// [`PRESETS`]). Parameters a preset does not set take the defaults.
     ///
     /// * `fps-128tick`: 128 Hz, 800 B deltas, 48 KiB keyframe every 60 s, 40 ± 10 min matches.

@@ -1,6 +1,6 @@
 //! Seeded workload generators for snapbench.
 //!
-//! * [`ds`] — the dedicated-game-server (DS) snapshot model of `WORKLOAD.md`: matches start,
+//! * [`ds`] — the dedicated-game-server (DS) snapshot model of docs/workload.md: matches start,
 //!   send snapshots at their record rate (optionally batched), and end; each worker gets the
 //!   open-loop schedule of the matches it owns.
 //! * [`reads`] — the read side of the DS model: replay downloads, seeks and live tails as an

@@ -1,5 +1,5 @@
 //! The read side of the DS workload: viewers downloading, seeking in and tailing match logs
-//! (`WORKLOAD.md`, "Read side: replays").
+//! (docs/workload.md, "Read side: replays").
 //!
 //! * **Arrivals**: one-shot reads arrive as a Poisson process (open loop) of rate `reads_per_s`,
 //!   or, when that is not given, `reads_per_match` × the rate at which matches finish (Little's
@@ -36,7 +36,7 @@ use crate::seed;
 /// up from 1), so a prefilled log never shares a name with a log the run creates.
 pub const PREFILL_ID_BASE: u64 = 1 << 56;
 
-/// Share of one-shot reads that go to a match finished in the last hour (`WORKLOAD.md`).
+/// Share of one-shot reads that go to a match finished in the last hour (docs/workload.md).
 pub const RECENT_FRACTION: f64 = 0.8;
 
 /// "The last hour", in match time; in run time it is divided by `time_scale`.
@@ -210,7 +210,7 @@ pub struct ReadParams {
 }
 
 impl Default for ReadParams {
-    /// `WORKLOAD.md`'s defaults: 0.1 reads per match, 70/25/5, 256 KiB reads as fast as
+    /// docs/workload.md's defaults: 0.1 reads per match, 70/25/5, 256 KiB reads as fast as
     /// possible, no live viewers, 200 prefilled matches of 1 MiB each.
     fn default() -> ReadParams {
         ReadParams {

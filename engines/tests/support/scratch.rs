@@ -1,6 +1,6 @@
 //! A small scratch ext4 on a loop device (root only), shared by the engine and harness fault
 //! tests: mount, power-cut (the ext4 shutdown ioctl with `EXT4_GOING_FLAGS_NOLOGFLUSH`, which
-//! MACHINE.md shows drops everything not yet synced), remount, undo on drop.
+//! docs/machine.md shows drops everything not yet synced), remount, undo on drop.
 
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
