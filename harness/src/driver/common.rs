@@ -116,7 +116,12 @@ impl Clock {
     /// Nanoseconds since start.
     #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` as ns on this clock (0 before the start).
+    pub fn ns_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_nanos() as u64
     }
 
     /// Whether a schedule time lies in the measured window.
@@ -257,4 +262,42 @@ pub(crate) fn engine_op<R: Recorder>(eng: &mut R, op: WriterOp, data: &[u8]) -> 
         WriterOp::Sync { .. } => Op::Sync { file },
         WriterOp::Close { .. } => Op::Close { file },
     })
+}
+
+/// Ops an engine pushed back (`submit` handed them back), resubmitted in order before anything
+/// newer, so back-pressure never reorders a worker's ops. Bounded by what its owner keeps in
+/// flight.
+pub(crate) struct Backlog<B>(std::collections::VecDeque<(u64, Op<B>)>);
+
+impl<B> Backlog<B> {
+    /// An empty queue with room for `n` ops.
+    pub(crate) fn with_capacity(n: usize) -> Backlog<B> {
+        Backlog(std::collections::VecDeque::with_capacity(n))
+    }
+
+    /// Whether nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Submit `op`, or queue it behind earlier pushed-back ops (keeps submission order).
+    pub(crate) fn submit<R: Recorder<Buf = B>>(&mut self, eng: &mut R, token: u64, op: Op<B>) {
+        if !self.0.is_empty() {
+            self.0.push_back((token, op));
+            return;
+        }
+        if let Err(op) = eng.submit(token, op) {
+            self.0.push_back((token, op));
+        }
+    }
+
+    /// Submit what waits, in order, until the engine pushes back again.
+    pub(crate) fn resubmit<R: Recorder<Buf = B>>(&mut self, eng: &mut R) {
+        while let Some((token, op)) = self.0.pop_front() {
+            if let Err(op) = eng.submit(token, op) {
+                self.0.push_front((token, op));
+                break;
+            }
+        }
+    }
 }

@@ -3,7 +3,6 @@
 //! keyframe indexes are rebuilt by walking the logs. The prefill writes its logs through the
 //! same sans-I/O [`LogWriter`] as the DS worker, with a blocking I/O shell of its own.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use snapbench_engines::{file_name, Completion, FastMap, FileKind, MatchId, Op, R
 use snapbench_workloads::ds::{DsParams, MatchSnapshot, MatchSnapshots};
 use snapbench_workloads::reads::{ReadParams, PREFILL_ID_BASE};
 
+use super::common::Backlog;
 use super::replay::CatEntry;
 use super::WorkerCtx;
 use crate::plan::Durability;
@@ -70,7 +70,7 @@ struct PrefillIo<'e, R: Recorder> {
     token: u64,
     /// Ops the engine pushed back, in submission order (bounded: every open log has at most
     /// one op out at a time, plus the directory sync).
-    backlog: VecDeque<(u64, Op<R::Buf>)>,
+    backlog: Backlog<R::Buf>,
     /// Logs sealed and closed cleanly.
     finished: Vec<FinishedLog>,
     /// The first error, naming the engine, operation, file and offset.
@@ -85,22 +85,11 @@ impl<R: Recorder> PrefillIo<'_, R> {
         self.token += 1;
         let token = self.token;
         self.ops.insert(token, rec);
-        if !self.backlog.is_empty() {
-            self.backlog.push_back((token, op));
-            return;
-        }
-        if let Err(op) = self.eng.submit(token, op) {
-            self.backlog.push_back((token, op));
-        }
+        self.backlog.submit(self.eng, token, op);
     }
 
     fn resubmit_backlog(&mut self) {
-        while let Some((token, op)) = self.backlog.pop_front() {
-            if let Err(op) = self.eng.submit(token, op) {
-                self.backlog.push_front((token, op));
-                break;
-            }
-        }
+        self.backlog.resubmit(self.eng);
     }
 
     /// Nothing submitted or queued is left.
@@ -256,7 +245,7 @@ fn write_logs<R: Recorder>(
         max_in_flight: caps.max_in_flight.max(1),
         ops: FastMap::default(),
         token: 0,
-        backlog: VecDeque::with_capacity(max_open + 1),
+        backlog: Backlog::with_capacity(max_open + 1),
         finished: Vec::new(),
         error: None,
         dir: &ctx.dir,
