@@ -15,7 +15,6 @@
 //! executor, a poller of the `poll` reactor. Latencies are measured from each snapshot's
 //! intended arrival time.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::Path;
@@ -36,6 +35,7 @@ mod prefill;
 mod replay;
 
 pub use crate::writer::MAX_KEYS_PER_MATCH;
+use common::Backlog;
 pub use common::{
     describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED, MAX_READ_ERROR_MSGS,
 };
@@ -97,29 +97,18 @@ struct EngineIo<R: Recorder> {
     eng: R,
     caps: Caps,
     ops: Slab,
-    backlog: VecDeque<(u64, Op<R::Buf>)>,
+    backlog: Backlog<R::Buf>,
 }
 
 impl<R: Recorder> EngineIo<R> {
     /// Submit, or queue behind earlier back-pressured ops (keeps submission order).
     fn submit(&mut self, rec: OpRec, op: Op<R::Buf>) {
         let token = self.ops.insert(rec);
-        if !self.backlog.is_empty() {
-            self.backlog.push_back((token, op));
-            return;
-        }
-        if let Err(op) = self.eng.submit(token, op) {
-            self.backlog.push_back((token, op));
-        }
+        self.backlog.submit(&mut self.eng, token, op);
     }
 
     fn resubmit_backlog(&mut self) {
-        while let Some((token, op)) = self.backlog.pop_front() {
-            if let Err(op) = self.eng.submit(token, op) {
-                self.backlog.push_front((token, op));
-                break;
-            }
-        }
+        self.backlog.resubmit(&mut self.eng);
     }
 
     fn has_room(&self) -> bool {
@@ -262,9 +251,6 @@ pub struct DsWorker<'a, R: Recorder> {
     /// The fatal error of a failed step, reported by `finish`.
     failed: Option<String>,
     phase: Phase,
-    /// The last step found nothing in flight on an engine that does not poll: the default
-    /// loop's `complete` sleeps until the deadline instead of waiting in `reap`.
-    idle: bool,
     /// A peer (another reactor of the run) asked this worker to stop.
     peer_stop: bool,
 }
@@ -373,7 +359,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 eng,
                 caps,
                 ops: Slab::new(qd * 2),
-                backlog: VecDeque::with_capacity(qd),
+                backlog: Backlog::with_capacity(qd),
             },
             clock,
             sched,
@@ -389,7 +375,6 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             rd,
             failed: None,
             phase: Phase::Running,
-            idle: false,
             peer_stop: false,
         })
     }
@@ -571,7 +556,6 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         }
         if n >= 256 {
             // More events are due: take what has completed, do not wait.
-            self.idle = false;
             return Flow::Again;
         }
         // No separate flush: `complete` (reap) submits what is queued first.
@@ -585,14 +569,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         .flatten()
         .min()
         .unwrap_or(self.clock.window_end_ns);
-        // A busy-polling engine spins in `reap` instead of the worker sleeping (its reactor
-        // never sleeps).
-        self.idle = self.io.eng.in_flight() == 0 && !self.io.caps.polls;
-        Flow::Wait(
-            self.clock
-                .instant(wake)
-                .min(Instant::now() + Duration::from_millis(50)),
-        )
+        // At most 50 ms from this pass's time (no second clock read).
+        Flow::Wait(self.clock.instant(wake.min(now + 50_000_000)))
     }
 
     /// The schedule is over: seal every open log, stop the reads, and go on sealing.
@@ -618,7 +596,6 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             debug_assert!(false, "seal_pass outside sealing");
             return Flow::Done;
         };
-        self.idle = false;
         if self.writer.open_logs() == 0 && !self.rd.as_ref().is_some_and(|rd| rd.reads_busy()) {
             self.phase = Phase::Done;
             return Flow::Done;
@@ -681,10 +658,11 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         }
     }
 
-    /// Take completions until `deadline` (or sleep until then when the last pass found the
-    /// engine idle), then write the ack log's new lines and check the error budget.
+    /// Take completions until `deadline` (or sleep until then when nothing is in flight on an
+    /// engine that does not poll: a busy-polling engine spins in `reap` instead, its reactor
+    /// never sleeps), then write the ack log's new lines and check the error budget.
     fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
-        if self.idle {
+        if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
             let now = Instant::now();
             if deadline > now {
                 std::thread::sleep(deadline - now);
@@ -851,8 +829,9 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
         &mut self.io.eng
     }
 
-    fn step(&mut self, _now: Instant) -> Flow {
-        let now = self.clock.now_ns();
+    fn step(&mut self, now: Instant) -> Flow {
+        // The loop's clock reading, not a second one.
+        let now = self.clock.ns_at(now);
         match self.phase {
             Phase::Running => self.run_pass(now),
             Phase::Sealing { .. } => self.seal_pass(now),
