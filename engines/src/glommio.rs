@@ -64,17 +64,17 @@
 //! of file (completed by the kernel inline, no device I/O). On the development VM, before
 //! `run_loop` existed: 22.5 µs per round trip through glommio's `reap` against 1.6 µs through
 //! `uring` (strace: 7 `io_uring_enter` per round trip against 1), and 1.9 against 0.64 µs per
-//! op in batches of 32. Measured again here with
-//! `run_loop` (criterion, `--warm-up-time 1 --measurement-time 3`, three runs each, median and
-//! min..max, under load from other builds on the 2 shared cores), per round trip at QD1 and
-//! per batch of 32:
+//! op in batches of 32. Measured again on 2026-12-02 on a quiet VM (criterion,
+//! `--warm-up-time 1 --measurement-time 3`, old and new bench binaries in turn, three rounds,
+//! median and min..max; docs/benchmarks.md has the command), per round trip at QD1 and per
+//! batch of 32:
 //!
 //! | path | QD1 | QD32 (batch) |
 //! |---|---|---|
-//! | old code, `reap` from outside | 8.4 µs (8.3..10.9) | 42.2 µs (33.8..44.3) |
-//! | `reap` from outside | 7.9 µs (7.5..9.0) | 36.7 µs (32.7..49.3) |
-//! | `run_loop` | 4.9 µs (4.6..5.2) | 32.8 µs (28.6..34.3) |
-//! | `uring`, `reap` / `run_loop` | 0.59 / 0.62 µs | 7.3 / 7.7 µs |
+//! | old code, `reap` from outside | 7.31 µs (7.27..7.44) | 30.7 µs (30.5..31.1) |
+//! | `reap` from outside | 7.30 µs (7.29..7.34) | 30.9 µs (30.8..30.9) |
+//! | `run_loop` | 4.38 µs (4.33..4.42) | 27.2 µs (27.15..27.19) |
+//! | `uring`, `reap` / `run_loop` | 0.49 / 0.47 µs | 6.28 / 6.22 µs |
 //!
 //! strace counts 7.0 `io_uring_enter` per QD1 round trip through `reap` and 4.0 through
 //! `run_loop` (10 000 round trips each). At QD32 the loop saves little: the cost there is
