@@ -1081,12 +1081,87 @@ pub fn expand(
                 ),
             );
         }
-        for variant in get_engines(&m)? {
-            let spec = EngineSpec::parse(&variant).map_err(|e| BadInput(e.to_string()))?;
-            runs.push(resolve_run(runs.len() + 1, spec, &m)?);
+        let engines = get_engines(&m)?;
+        for point in sweep_points(&m)? {
+            for variant in &engines {
+                let spec = EngineSpec::parse(variant).map_err(|e| BadInput(e.to_string()))?;
+                let mut run = resolve_run(runs.len() + 1, spec, &point.fields)?;
+                for (name, value) in &point.values {
+                    run.run_id.push('-');
+                    run.run_id.push_str(&sanitize(&format!("{name}{value}")));
+                }
+                runs.push(run);
+            }
         }
     }
     Ok(runs)
+}
+
+/// One point of a sweep: the run's fields with every list replaced by one of its values, and
+/// the swept `(field, value)` pairs (empty when nothing is swept).
+struct SweepPoint {
+    fields: RawFields,
+    values: Vec<(&'static str, String)>,
+}
+
+/// A value as it appears in a run id (strings without their quotes).
+fn sweep_label(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Expand every list in a numeric field into the cross product of its values (fields in name
+/// order, the last varying fastest). A list in a non-numeric field, an empty list, or a list
+/// holding a list or table is bad input naming the field.
+fn sweep_points(m: &RawFields) -> Result<Vec<SweepPoint>, BadInput> {
+    let mut points = vec![SweepPoint {
+        fields: m.clone(),
+        values: Vec::new(),
+    }];
+    for (name, value) in m {
+        let toml::Value::Array(items) = value else {
+            continue;
+        };
+        let Some(fd) = field(name) else { continue };
+        match fd.kind {
+            K::Engines => continue,
+            K::Uint | K::Float | K::Size | K::Duration => {}
+            K::Text | K::Bool => return bad(format!(
+                "field `{name}`: a list (sweep) is allowed only in numeric fields; give one value"
+            )),
+        }
+        if items.is_empty() {
+            return bad(format!(
+                "field `{name}`: empty list; give at least one value, e.g. {name} = [250, 500]"
+            ));
+        }
+        for item in items {
+            if !matches!(
+                item,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::String(_)
+            ) {
+                return Err(typed_err(
+                    name,
+                    item,
+                    "a sweep list holds plain values (numbers, or sizes/durations as strings)",
+                ));
+            }
+        }
+        let mut next = Vec::with_capacity(points.len() * items.len());
+        for p in &points {
+            for item in items {
+                let mut fields = p.fields.clone();
+                fields.insert(name, item.clone());
+                let mut values = p.values.clone();
+                values.push((*name, sweep_label(item)));
+                next.push(SweepPoint { fields, values });
+            }
+        }
+        points = next;
+    }
+    Ok(points)
 }
 
 /// Shrink durations so the whole suite fits in [`QUICK_BUDGET_S`] (setup and sealing included).
@@ -1138,6 +1213,64 @@ mod tests {
         assert_eq!(runs[0].duration_s, 2.0);
         let runs = runs_of("[[run]]\nengine = \"null,buffered\"").unwrap();
         assert_eq!(runs.len(), 2);
+    }
+
+    #[test]
+    fn sweeps_expand_and_cross() {
+        let runs = runs_of(
+            "[[run]]\nengine = [\"null\", \"buffered\"]\nmatches = [250, 500, 750]\nduration = 2",
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 6);
+        let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids[0], "01-null-matches250");
+        assert_eq!(ids[1], "02-buffered-matches250");
+        assert_eq!(ids[5], "06-buffered-matches750");
+        let matches: Vec<u32> = runs
+            .iter()
+            .map(|r| match &r.workload {
+                Workload::Ds { params, .. } => params.matches,
+                Workload::Micro(_) => panic!("a DS run"),
+            })
+            .collect();
+        assert_eq!(matches, [250, 250, 500, 500, 750, 750]);
+        // Two swept fields cross; a default list sweeps too; sizes as strings.
+        let runs = runs_of(
+            "[defaults]\ntick_hz = [30, 60]\n[[run]]\nengine = \"null\"\nmatches = [10, 20]\nsegment_bytes = [\"64k\", \"128k\"]",
+        )
+        .unwrap();
+        assert_eq!(runs.len(), 8);
+        let mut ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 8, "run ids are unique");
+        assert!(
+            runs[0].run_id.contains("segment_bytes64k"),
+            "{}",
+            runs[0].run_id
+        );
+        assert!(runs.iter().any(|r| matches!(&r.workload,
+            Workload::Ds { params, .. } if params.matches == 20 && params.tick_hz == 60.0)));
+        // No list: run ids unchanged.
+        assert_eq!(
+            runs_of("[[run]]\nengine = \"null\"").unwrap()[0].run_id,
+            "01-null"
+        );
+    }
+
+    #[test]
+    fn bad_sweeps_name_the_field() {
+        let e = runs_of("[[run]]\nengine = \"null\"\nmatches = []").unwrap_err();
+        assert!(e.0.contains("field `matches`: empty list"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nmatches = [250, \"many\"]").unwrap_err();
+        assert!(e.0.contains("field `matches`"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nmatches = [250, [1]]").unwrap_err();
+        assert!(e.0.contains("field `matches`"), "{e}");
+        let e = runs_of("[[run]]\nengine = \"null\"\nmatches = [250, 2.5]").unwrap_err();
+        assert!(e.0.contains("field `matches`"), "{e}");
+        let e =
+            runs_of("[[run]]\nengine = \"null\"\ndurability = [\"every\", \"none\"]").unwrap_err();
+        assert!(e.0.contains("field `durability`: a list (sweep)"), "{e}");
     }
 
     #[test]
