@@ -563,9 +563,27 @@ pub struct RunPlan {
     pub micro_file: Option<PathBuf>,
     /// DS: a folder of prefilled logs from an earlier run, read instead of writing a prefill.
     pub corpus: Option<PathBuf>,
+    // -- issue 10: a row says what it ran --
+    /// Which repeat of its configuration this run is, from 1 (`--repeat`).
+    pub repeat: u32,
+    /// The swept `(field, value)` pairs of this run (empty when nothing is swept); they end its
+    /// run id.
+    pub swept: Vec<(&'static str, String)>,
 }
 
 impl RunPlan {
+    /// Give the run its position in the plan (from 1) and the run id that goes with it:
+    /// `NN-variant`, then each swept value (`-matches250`).
+    pub fn set_index(&mut self, index: usize) {
+        self.index = index;
+        let mut id = format!("{index:02}-{}", sanitize(&self.engine.variant()));
+        for (name, value) in &self.swept {
+            id.push('-');
+            id.push_str(&sanitize(&format!("{name}{value}")));
+        }
+        self.run_id = id;
+    }
+
     /// Every option of this run, for meta.json and summary.json.
     pub fn options_json(&self) -> serde_json::Value {
         let knobs: serde_json::Map<String, serde_json::Value> = self
@@ -609,6 +627,7 @@ impl RunPlan {
             "lag_limit_ms": self.writer.lag_limit_ms,
             "micro_file": self.micro_file,
             "corpus": self.corpus,
+            "repeat": self.repeat,
         })
     }
 }
@@ -1024,6 +1043,8 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         },
         micro_file: get_text(m, "file_path")?.map(PathBuf::from),
         corpus: get_text(m, "corpus")?.map(PathBuf::from),
+        repeat: 1,
+        swept: Vec::new(),
     })
 }
 
@@ -1086,10 +1107,8 @@ pub fn expand(
             for variant in &engines {
                 let spec = EngineSpec::parse(variant).map_err(|e| BadInput(e.to_string()))?;
                 let mut run = resolve_run(runs.len() + 1, spec, &point.fields)?;
-                for (name, value) in &point.values {
-                    run.run_id.push('-');
-                    run.run_id.push_str(&sanitize(&format!("{name}{value}")));
-                }
+                run.swept = point.values.clone();
+                run.set_index(runs.len() + 1);
                 runs.push(run);
             }
         }
@@ -1128,9 +1147,11 @@ fn sweep_points(m: &RawFields) -> Result<Vec<SweepPoint>, BadInput> {
         match fd.kind {
             K::Engines => continue,
             K::Uint | K::Float | K::Size | K::Duration => {}
-            K::Text | K::Bool => return bad(format!(
+            K::Text | K::Bool => {
+                return bad(format!(
                 "field `{name}`: a list (sweep) is allowed only in numeric fields; give one value"
-            )),
+            ))
+            }
         }
         if items.is_empty() {
             return bad(format!(

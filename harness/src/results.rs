@@ -199,6 +199,15 @@ pub struct SummaryRow {
     pub prefill_s: f64,
     /// First error or fatal problem, if any.
     pub error: String,
+    // -- issue 10: a row says what it ran --
+    /// Concurrent matches (DS; empty for micro runs).
+    pub matches: Option<u32>,
+    /// Server tick rate, Hz (DS).
+    pub tick_hz: Option<f64>,
+    /// Snapshots per second per match sent to the recorder, Hz (DS).
+    pub record_hz: Option<f64>,
+    /// Which repeat of its configuration this run is, from 1 (`--repeat`).
+    pub repeat: u32,
 }
 
 /// One per-second row of timeseries.csv.

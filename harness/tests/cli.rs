@@ -730,3 +730,47 @@ fn bad_read_fields_exit_2() {
         "no read side",
     );
 }
+
+/// A suite with a `matches` sweep and a micro run, run for a moment on the null engine.
+fn sweep_suite(dir: &Path) -> PathBuf {
+    let suite = dir.join("sweep-test.toml");
+    std::fs::write(
+        &suite,
+        "[defaults]\nduration = 0.5\nwarmup = 0.1\n\
+         [[run]]\nengine = \"null\"\nmatches = [8, 16]\n\
+         [[run]]\nengine = \"null\"\nworkload = \"micro\"\nfile_size = \"4MiB\"\n",
+    )
+    .unwrap();
+    suite
+}
+
+#[test]
+fn rows_say_what_they_ran() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let assert = snapbench()
+        .arg("run")
+        .arg(sweep_suite(tmp.path()))
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(
+        column(&out, "run_id"),
+        ["01-null-matches8", "02-null-matches16", "03-null"]
+    );
+    assert_eq!(column(&out, "matches"), ["8", "16", ""]);
+    assert_eq!(column(&out, "tick_hz"), ["128.0", "128.0", ""]);
+    assert!(column(&out, "record_hz")[0].parse::<f64>().unwrap() > 0.0);
+    assert_eq!(column(&out, "record_hz")[2], "");
+    assert_eq!(column(&out, "durability")[2], "");
+    assert_eq!(column(&out, "workers"), ["1", "1", "1"]);
+    assert_eq!(column(&out, "repeat"), ["1", "1", "1"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["runs"][1]["matches"], 16);
+    assert!(json["runs"][2]["matches"].is_null());
+    let _ = assert;
+}

@@ -138,8 +138,7 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
         )));
     }
     for (i, r) in kept.iter_mut().enumerate() {
-        r.index = i + 1;
-        r.run_id = format!("{:02}-{}", i + 1, super::sanitize(&r.engine.variant()));
+        r.set_index(i + 1);
     }
     plan.runs = kept;
     if plan.runs.iter().any(|r| r.engine.direct()) {

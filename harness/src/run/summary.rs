@@ -41,6 +41,10 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
     let ttfb = stats.hists[HistKind::ReadTtfb as usize].summary();
     let full = stats.hists[HistKind::ReadFull as usize].summary();
     let is_ds = matches!(plan.workload, Workload::Ds { .. });
+    let ds = match &plan.workload {
+        Workload::Ds { params, .. } => Some(params),
+        Workload::Micro(_) => None,
+    };
     let (cpu_user, cpu_sys) = (m.cpu_user_s, m.cpu_sys_s);
     SummaryRow {
         run_id: plan.run_id.clone(),
@@ -107,6 +111,11 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         prefill_bytes: m.prefill_bytes,
         prefill_s: m.prefill_s,
         error: m.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+        // -- issue 10: a row says what it ran --
+        matches: ds.map(|p| p.matches),
+        tick_hz: ds.map(|p| p.tick_hz),
+        record_hz: ds.map(|p| p.record_hz),
+        repeat: plan.repeat,
     }
 }
 
