@@ -276,36 +276,118 @@ fn ms(us: Option<f64>) -> String {
 }
 
 fn print_table(rows: &[SummaryRow]) {
-    println!(
-        "{:<34} {:<12} {:>11} {:>9} {:>10} {:>10} {:>11} {:>10} {:>6} {:>9}",
-        "variant",
-        "status",
-        "ops/s",
-        "MiB/s",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "ack p99",
-        "cores",
-        "cpu us/op"
-    );
-    for r in rows {
-        println!(
-            "{:<34} {:<12} {:>11.0} {:>9.2} {:>10} {:>10} {:>11} {:>10} {:>6.2} {:>9}",
-            r.variant,
-            r.status,
-            r.ops_per_s,
-            r.mib_per_s,
-            ms(r.lat_p50_us),
-            ms(r.lat_p99_us),
-            ms(r.lat_p999_us),
-            ms(r.ack_p99_us),
-            r.cpu_cores.unwrap_or(0.0),
-            r.cpu_us_per_op
-                .map(|v| format!("{v:.2}"))
-                .unwrap_or_else(|| "-".into())
-        );
+    print!("{}", table_text(rows));
+}
+
+fn opt(v: Option<impl std::fmt::Display>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Offered snapshots per second of a row, from its schedule's count in the window (DS only).
+fn offered_per_s(r: &SummaryRow) -> Option<f64> {
+    (r.offered_ops > 0 && r.duration_s > 0.0).then(|| r.offered_ops as f64 / r.duration_s)
+}
+
+/// The end-of-run table: the variant, the key parameters that differ between rows (so runs of
+/// one engine at 250/500/750 matches do not look alike), then the figures, every latency header
+/// with its unit. Offered load and max lag appear when some row fell behind its schedule.
+fn table_text(rows: &[SummaryRow]) -> String {
+    // (header, right-aligned, one cell per row)
+    type Col = (&'static str, bool, Vec<String>);
+    let cells = |f: &dyn Fn(&SummaryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let mut cols: Vec<Col> = vec![("variant", false, cells(&|r| r.variant.clone()))];
+    let keys: [Col; 7] = [
+        ("workload", false, cells(&|r| r.workload.clone())),
+        ("matches", true, cells(&|r| opt(r.matches))),
+        ("tick_hz", true, cells(&|r| opt(r.tick_hz))),
+        ("record_hz", true, cells(&|r| opt(r.record_hz))),
+        (
+            "durability",
+            false,
+            cells(&|r| {
+                if r.durability.is_empty() {
+                    "-".into()
+                } else {
+                    r.durability.clone()
+                }
+            }),
+        ),
+        ("workers", true, cells(&|r| r.workers.to_string())),
+        ("repeat", true, cells(&|r| r.repeat.to_string())),
+    ];
+    for key in keys {
+        if key.2.iter().any(|c| c != &key.2[0]) {
+            cols.push(key);
+        }
     }
+    cols.push(("status", false, cells(&|r| r.status.to_string())));
+    cols.push(("ops/s", true, cells(&|r| format!("{:.0}", r.ops_per_s))));
+    // Rounded as shown: a row behind its schedule by at least 0.5 %.
+    let behind = rows
+        .iter()
+        .any(|r| offered_per_s(r).is_some_and(|o| (o - r.ops_per_s).abs() > 0.005 * o.max(1.0)));
+    if behind {
+        cols.push((
+            "offered/s",
+            true,
+            cells(&|r| opt(offered_per_s(r).map(|o| format!("{o:.0}")))),
+        ));
+    }
+    cols.push(("MiB/s", true, cells(&|r| format!("{:.2}", r.mib_per_s))));
+    cols.push(("p50 ms", true, cells(&|r| ms(r.lat_p50_us))));
+    cols.push(("p99 ms", true, cells(&|r| ms(r.lat_p99_us))));
+    cols.push(("p99.9 ms", true, cells(&|r| ms(r.lat_p999_us))));
+    cols.push(("ack p99 ms", true, cells(&|r| ms(r.ack_p99_us))));
+    if behind || rows.iter().any(|r| r.saturated) {
+        cols.push((
+            "max lag ms",
+            true,
+            cells(&|r| format!("{:.1}", r.max_lag_ms)),
+        ));
+    }
+    cols.push((
+        "cores",
+        true,
+        cells(&|r| format!("{:.2}", r.cpu_cores.unwrap_or(0.0))),
+    ));
+    cols.push((
+        "cpu us/op",
+        true,
+        cells(&|r| opt(r.cpu_us_per_op.map(|v| format!("{v:.2}")))),
+    ));
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|(h, _, c)| {
+            c.iter()
+                .map(String::len)
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cell: &dyn Fn(usize) -> String| {
+        let mut text = String::new();
+        for (i, (_, right, _)) in cols.iter().enumerate() {
+            let w = widths[i];
+            let c = cell(i);
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if *right {
+                text.push_str(&format!("{c:>w$}"));
+            } else {
+                text.push_str(&format!("{c:<w$}"));
+            }
+        }
+        text.truncate(text.trim_end().len());
+        text.push('\n');
+        text
+    };
+    let mut out = line(&|i| cols[i].0.to_string());
+    for row in 0..rows.len() {
+        out.push_str(&line(&|i| cols[i].2[row].clone()));
+    }
+    out
 }
 
 fn cmd_run(m: &ArgMatches) -> ExitCode {
@@ -562,5 +644,65 @@ fn cmd_verify(m: &ArgMatches) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &str, matches: Option<u32>) -> SummaryRow {
+        SummaryRow {
+            variant: variant.into(),
+            workload: "fps-128tick".into(),
+            matches,
+            tick_hz: Some(128.0),
+            durability: "interval:1000".into(),
+            workers: 1,
+            repeat: 1,
+            ops_per_s: 1000.0,
+            offered_ops: 2000,
+            duration_s: 2.0,
+            lat_p99_us: Some(2500.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_shows_the_key_columns_that_differ_and_units() {
+        let rows = [row("uring", Some(250)), row("uring", Some(500))];
+        let text = table_text(&rows);
+        let header = text.lines().next().unwrap();
+        assert!(header.contains("matches"), "{header}");
+        for unit in ["p50 ms", "p99 ms", "p99.9 ms", "ack p99 ms", "cpu us/op"] {
+            assert!(header.contains(unit), "{unit} in {header}");
+        }
+        for same in ["tick_hz", "durability", "workers", "repeat", "workload"] {
+            assert!(
+                !header.contains(same),
+                "{same} is equal in every row: {header}"
+            );
+        }
+        assert!(
+            !header.contains("offered/s"),
+            "ops/s equals offered: {header}"
+        );
+        assert!(text.lines().nth(1).unwrap().contains("250"));
+        assert!(text.lines().nth(2).unwrap().contains("500"));
+        assert!(text.lines().nth(1).unwrap().contains("2.500"));
+        // One engine, one configuration: no key column at all.
+        let header = table_text(&rows[..1]).lines().next().unwrap().to_string();
+        assert!(!header.contains("matches"), "{header}");
+        // A row behind its schedule: offered/s and max lag appear.
+        let mut slow = row("buffered", Some(250));
+        slow.ops_per_s = 400.0;
+        slow.max_lag_ms = 812.5;
+        let text = table_text(&[row("uring", Some(250)), slow]);
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains("offered/s") && header.contains("max lag ms"),
+            "{header}"
+        );
+        assert!(text.lines().nth(2).unwrap().contains("812.5"));
     }
 }

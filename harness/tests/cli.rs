@@ -772,5 +772,14 @@ fn rows_say_what_they_ran() {
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(json["runs"][1]["matches"], 16);
     assert!(json["runs"][2]["matches"].is_null());
-    let _ = assert;
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("variant"))
+        .expect("a table");
+    assert!(
+        header.contains("matches") && header.contains("p99 ms"),
+        "{header}"
+    );
+    assert!(header.contains("workload"), "{header}");
 }
