@@ -169,6 +169,12 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
     }
     let mut runs = plan::expand(&suite, &cli, &engines)?;
     let quick = m.get_flag("quick");
+    let overridden = !cli.is_empty() || !engines.is_empty();
+    let folder = results_name(
+        m.get_one::<String>("suite").map(Path::new),
+        overridden,
+        quick,
+    );
     if quick {
         plan::apply_quick(&mut runs);
     }
@@ -183,6 +189,7 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
             force: m.get_flag("force"),
             quick,
         },
+        results_name: folder,
     };
     plan::check_target(&mut plan)?;
     if quick {
@@ -190,6 +197,25 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
         plan::apply_quick(&mut plan.runs);
     }
     Ok(plan)
+}
+
+/// The suite part of the default results folder name: the suite file's stem; for the embedded
+/// suite `default` when it runs unchanged, `default-custom` when flags override its fields or
+/// engines; `-quick` appended under `--quick`. File-name safe.
+fn results_name(suite_path: Option<&Path>, overridden: bool, quick: bool) -> String {
+    let mut name = match suite_path {
+        Some(p) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "suite".into()),
+        None if overridden => "default-custom".into(),
+        None => "default".into(),
+    };
+    if quick {
+        name.push_str("-quick");
+    }
+    plan::sanitize(&name)
 }
 
 struct CliProgress {
@@ -409,7 +435,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     install_signal_handlers();
     let (start_iso, start_compact) = utc_now();
     let out = plan.global.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!("{start_compact}-{}", plan::sanitize(&plan.suite)))
+        PathBuf::from("results").join(format!("{start_compact}-{}", plan.results_name))
     });
     if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
         return bad_input(&BadInput(format!(
@@ -666,6 +692,21 @@ mod tests {
             lat_p99_us: Some(2500.0),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn results_folder_is_named_after_the_suite() {
+        assert_eq!(results_name(None, false, false), "default");
+        assert_eq!(results_name(None, true, false), "default-custom");
+        assert_eq!(results_name(None, false, true), "default-quick");
+        assert_eq!(
+            results_name(Some(Path::new("bench/my suite.toml")), true, false),
+            "my_suite"
+        );
+        assert_eq!(
+            results_name(Some(Path::new("/x/sweep.toml")), false, true),
+            "sweep-quick"
+        );
     }
 
     #[test]

@@ -658,6 +658,11 @@ pub struct Plan {
     pub embedded: bool,
     /// Invocation options.
     pub global: Global,
+    // -- issue 10: a row says what it ran --
+    /// The suite part of the default results folder (`results/<UTC>-<results_name>`): the suite
+    /// file's stem, or `default` / `default-custom` for the embedded suite run unchanged /
+    /// with overrides.
+    pub results_name: String,
 }
 
 /// Total budget of `--quick`, seconds.

@@ -783,3 +783,41 @@ fn rows_say_what_they_ran() {
     );
     assert!(header.contains("workload"), "{header}");
 }
+
+/// The one folder `results/` holds after a run without --out in `cwd`.
+fn results_folder(cwd: &Path) -> String {
+    let names: Vec<String> = std::fs::read_dir(cwd.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names[0].clone()
+}
+
+#[test]
+fn results_folder_is_named_after_the_suite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = sweep_suite(tmp.path());
+    let cwd = tmp.path().join("a");
+    std::fs::create_dir(&cwd).unwrap();
+    snapbench()
+        .current_dir(&cwd)
+        .arg("run")
+        .arg(&suite)
+        .args(["--dir", "data"])
+        .assert()
+        .success();
+    let name = results_folder(&cwd);
+    assert!(name.ends_with("Z-sweep-test"), "{name}");
+    // The embedded suite with an override is not `default`.
+    let cwd = tmp.path().join("b");
+    std::fs::create_dir(&cwd).unwrap();
+    snapbench()
+        .current_dir(&cwd)
+        .args(["run", "--quick", "--engine", "null", "--duration", "0.5"])
+        .args(["--warmup", "0.1", "--dir", "data"])
+        .assert()
+        .success();
+    let name = results_folder(&cwd);
+    assert!(name.ends_with("Z-default-custom-quick"), "{name}");
+}

@@ -376,6 +376,7 @@ mod tests {
                     force: false,
                     quick: false,
                 },
+                results_name: "t".into(),
             };
             let err = check_target(&mut plan).unwrap_err().0;
             assert!(err.contains("unsupported here"), "{engine}: {err}");
