@@ -18,7 +18,7 @@ pub use affinity::{available_cpus, count_threads, pin_current_thread};
 pub use cache::drop_caches;
 pub use cpu::{proc_cpu, sys_cpu, ProcCpu, SysCpu};
 pub use disk::{block_dev_of, dio_align, disk_stats, BlockDev, DioAlign, DiskStats, NoDirectIo};
-pub use host::{build_info, describe_host};
+pub use host::{build_info, describe_host, fio_version};
 pub use storage::describe_storage;
 
 /// A fresh scratch directory under `base` for the machine tests, removed by the caller.

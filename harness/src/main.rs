@@ -444,6 +444,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         )));
     }
     let argv: Vec<String> = std::env::args().collect();
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut meta = serde_json::json!({
         "schema_version": snapbench::results::SCHEMA_VERSION,
         "build": machine::build_info(),
@@ -451,13 +452,16 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "suite": plan.suite,
         "embedded_suite": plan.embedded,
         "quick": plan.global.quick,
-        "dir": plan.global.dir,
+        "dir": absolute(&plan.global.dir),
+        "results_dir": absolute(&out),
+        "suite_file": m.get_one::<String>("suite").map(|p| absolute(Path::new(p))),
+        "cwd": std::env::current_dir().ok(),
         "skipped": plan.skipped,
         "runs": plan.runs.iter().map(|r| r.options_json()).collect::<Vec<_>>(),
         "seeds": plan.runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
         "host": machine::describe_host(),
         "storage": machine::describe_storage(&plan.global.dir),
-        "fio_version": serde_json::Value::Null,
+        "fio_version": machine::fio_version(),
         "start_utc": start_iso,
         "end_utc": serde_json::Value::Null,
         "status": "running",

@@ -821,3 +821,49 @@ fn results_folder_is_named_after_the_suite() {
     let name = results_folder(&cwd);
     assert!(name.ends_with("Z-default-custom-quick"), "{name}");
 }
+
+#[test]
+fn meta_names_fio_and_absolute_paths() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = sweep_suite(tmp.path());
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("fio");
+    std::fs::write(&fake, "#!/bin/sh\necho fio-9.87\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let meta_of = |path: &str, out: &str| {
+        snapbench()
+            .current_dir(tmp.path())
+            .env("PATH", path)
+            .arg("run")
+            .arg(&suite)
+            .args(["--dir", "data", "--out", out])
+            .assert()
+            .success();
+        let bytes = std::fs::read(tmp.path().join(out).join("meta.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let meta = meta_of(bin.to_str().unwrap(), "out1");
+    assert_eq!(meta["fio_version"], "fio-9.87");
+    let cwd = std::fs::canonicalize(tmp.path()).unwrap();
+    assert_eq!(
+        std::fs::canonicalize(meta["cwd"].as_str().unwrap()).unwrap(),
+        cwd
+    );
+    for (key, tail) in [
+        ("dir", "data"),
+        ("results_dir", "out1"),
+        ("suite_file", "sweep-test.toml"),
+    ] {
+        let p = meta[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {meta}"));
+        assert!(p.starts_with('/') && p.ends_with(tail), "{key}: {p}");
+    }
+    // No fio on PATH: null.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let meta = meta_of(empty.to_str().unwrap(), "out2");
+    assert!(meta["fio_version"].is_null(), "{}", meta["fio_version"]);
+}

@@ -96,6 +96,19 @@ pub fn build_info() -> Value {
     })
 }
 
+/// `fio --version` of the fio found on PATH (`fio-3.33`), or None when there is none or it
+/// does not answer.
+pub fn fio_version() -> Option<String> {
+    let out = std::process::Command::new("fio")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
