@@ -58,6 +58,13 @@ fn cli() -> Command {
                 .help("overwrite an --out folder that holds results"),
         )
         .arg(
+            Arg::new("repeat")
+                .long("repeat")
+                .value_name("N")
+                .allow_negative_numbers(true)
+                .help("run each run N times, interleaved (A B C A B C …), 1 to 100 [suite's `repeat`, 1]"),
+        )
+        .arg(
             Arg::new("quick")
                 .long("quick")
                 .action(ArgAction::SetTrue)
@@ -168,8 +175,12 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
         }
     }
     let mut runs = plan::expand(&suite, &cli, &engines)?;
+    let repeat = match m.get_one::<String>("repeat") {
+        Some(t) => plan::check_repeat(t.trim().parse().ok(), "--repeat")?,
+        None => suite.repeat.unwrap_or(1),
+    };
     let quick = m.get_flag("quick");
-    let overridden = !cli.is_empty() || !engines.is_empty();
+    let overridden = !cli.is_empty() || !engines.is_empty() || m.contains_id("repeat");
     let folder = results_name(
         m.get_one::<String>("suite").map(Path::new),
         overridden,
@@ -192,6 +203,7 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
         results_name: folder,
     };
     plan::check_target(&mut plan)?;
+    plan::apply_repeat(&mut plan.runs, repeat);
     if quick {
         // Variants may have been dropped: spread the budget over what remains.
         plan::apply_quick(&mut plan.runs);
@@ -452,6 +464,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "suite": plan.suite,
         "embedded_suite": plan.embedded,
         "quick": plan.global.quick,
+        "repeat": plan.runs.first().map_or(1, |r| r.repeats),
         "dir": absolute(&plan.global.dir),
         "results_dir": absolute(&out),
         "suite_file": m.get_one::<String>("suite").map(|p| absolute(Path::new(p))),

@@ -355,6 +355,9 @@ pub struct Suite {
     pub runs: Vec<RawFields>,
     /// Whether this is the embedded default suite (unsupported variants are skipped, not fatal).
     pub embedded: bool,
+    // -- issue 10: --repeat --
+    /// Top-level `repeat = N`: run every run N times, interleaved (`--repeat` overrides it).
+    pub repeat: Option<u32>,
 }
 
 fn field(name: &str) -> Option<&'static Field> {
@@ -396,10 +399,17 @@ impl Suite {
         let mut name = origin.to_string();
         let mut defaults = RawFields::new();
         let mut runs = Vec::new();
+        let mut repeat = None;
         for (k, v) in &doc {
             match (k.as_str(), v) {
                 ("name", toml::Value::String(s)) => name = s.clone(),
                 ("name", _) => return bad(format!("{origin}: `name` must be a string")),
+                ("repeat", v) => {
+                    repeat = Some(check_repeat(
+                        v.as_integer(),
+                        &format!("{origin}: `repeat`"),
+                    )?)
+                }
                 ("defaults", toml::Value::Table(t)) => {
                     defaults = table_fields(&format!("{origin} [defaults]"), t)?
                 }
@@ -413,7 +423,7 @@ impl Suite {
                     }
                 }
                 (other, _) => {
-                    let top = ["name", "defaults", "run"];
+                    let top = ["name", "repeat", "defaults", "run"];
                     let hint = nearest(other, &top)
                         .map(|n| format!("did you mean `{n}`?"))
                         .unwrap_or_else(|| {
@@ -433,6 +443,7 @@ impl Suite {
             defaults,
             runs,
             embedded: false,
+            repeat,
         })
     }
 
@@ -569,6 +580,12 @@ pub struct RunPlan {
     /// The swept `(field, value)` pairs of this run (empty when nothing is swept); they end its
     /// run id.
     pub swept: Vec<(&'static str, String)>,
+    // -- issue 10: --repeat --
+    /// How many times each run of the plan runs (`--repeat`, 1 without it).
+    pub repeats: u32,
+    /// Position of this run's configuration in the plan before repeats, from 1: runs that differ
+    /// only in `repeat` share it.
+    pub config: usize,
 }
 
 impl RunPlan {
@@ -576,12 +593,33 @@ impl RunPlan {
     /// `NN-variant`, then each swept value (`-matches250`).
     pub fn set_index(&mut self, index: usize) {
         self.index = index;
-        let mut id = format!("{index:02}-{}", sanitize(&self.engine.variant()));
+        self.config = index;
+        self.run_id = self.make_run_id();
+    }
+
+    /// The variant and swept values, file-name safe (`uring-matches250`).
+    fn id_body(&self) -> String {
+        let mut id = sanitize(&self.engine.variant());
         for (name, value) in &self.swept {
             id.push('-');
             id.push_str(&sanitize(&format!("{name}{value}")));
         }
-        self.run_id = id;
+        id
+    }
+
+    /// `NN-body`, and `-rK` when the plan repeats its runs.
+    fn make_run_id(&self) -> String {
+        let mut id = format!("{:02}-{}", self.index, self.id_body());
+        if self.repeats > 1 {
+            id.push_str(&format!("-r{}", self.repeat));
+        }
+        id
+    }
+
+    /// The configuration's id: the run id this run would have without `--repeat`
+    /// (`CC-variant…`, CC its configuration's position); shared by its repeats.
+    pub fn config_id(&self) -> String {
+        format!("{:02}-{}", self.config, self.id_body())
     }
 
     /// Every option of this run, for meta.json and summary.json.
@@ -1050,6 +1088,8 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         corpus: get_text(m, "corpus")?.map(PathBuf::from),
         repeat: 1,
         swept: Vec::new(),
+        repeats: 1,
+        config: index,
     })
 }
 
@@ -1190,6 +1230,40 @@ fn sweep_points(m: &RawFields) -> Result<Vec<SweepPoint>, BadInput> {
     Ok(points)
 }
 
+/// Most repeats of `--repeat` / `repeat =`.
+pub const MAX_REPEAT: u32 = 100;
+
+/// Check a repeat count (`what` names where it came from): an integer from 1 to [`MAX_REPEAT`].
+pub fn check_repeat(n: Option<i64>, what: &str) -> Result<u32, BadInput> {
+    match n {
+        Some(n) if (1..=i64::from(MAX_REPEAT)).contains(&n) => Ok(n as u32),
+        _ => bad(format!(
+            "{what}: must be an integer from 1 to {MAX_REPEAT} (how many times each run runs)"
+        )),
+    }
+}
+
+/// Run every run `n` times, interleaved (A B C A B C …): repeat K of every configuration
+/// before repeat K + 1 of any, so slow drift of the machine spreads over all of them. Each run
+/// keeps its configuration ([`RunPlan::config`]) and gets its repeat index and a run id ending
+/// in `-rK`. `n` = 1 leaves the plan as it is.
+pub fn apply_repeat(runs: &mut Vec<RunPlan>, n: u32) {
+    if n <= 1 {
+        return;
+    }
+    let configs = std::mem::take(runs);
+    for repeat in 1..=n {
+        for c in &configs {
+            let mut r = c.clone();
+            r.repeat = repeat;
+            r.repeats = n;
+            r.index = runs.len() + 1;
+            r.run_id = r.make_run_id();
+            runs.push(r);
+        }
+    }
+}
+
 /// Shrink durations so the whole suite fits in [`QUICK_BUDGET_S`] (setup and sealing included).
 pub fn apply_quick(runs: &mut [RunPlan]) {
     let n = runs.len().max(1) as f64;
@@ -1282,6 +1356,46 @@ mod tests {
             runs_of("[[run]]\nengine = \"null\"").unwrap()[0].run_id,
             "01-null"
         );
+    }
+
+    #[test]
+    fn repeats_interleave() {
+        let mut runs =
+            runs_of("repeat = 2\n[[run]]\nengine = [\"null\", \"buffered\"]\nmatches = [8, 16]")
+                .unwrap();
+        assert_eq!(runs.len(), 4);
+        apply_repeat(&mut runs, 3);
+        let ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+        assert_eq!(ids.len(), 12);
+        assert_eq!(ids[0], "01-null-matches8-r1");
+        assert_eq!(ids[3], "04-buffered-matches16-r1");
+        assert_eq!(ids[4], "05-null-matches8-r2");
+        assert_eq!(ids[11], "12-buffered-matches16-r3");
+        let configs: Vec<String> = runs.iter().map(|r| r.config_id()).collect();
+        assert_eq!(configs[0], "01-null-matches8");
+        assert_eq!(configs[4], configs[0]);
+        assert_eq!(configs[8], configs[0]);
+        assert_eq!(configs[11], "04-buffered-matches16");
+        let reps: Vec<u32> = runs.iter().map(|r| r.repeat).collect();
+        assert_eq!(reps, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+        let mut once = runs_of("[[run]]\nengine = \"null\"").unwrap();
+        apply_repeat(&mut once, 1);
+        assert_eq!(once[0].run_id, "01-null");
+        assert_eq!(once[0].config_id(), "01-null");
+    }
+
+    #[test]
+    fn suite_repeat_is_checked() {
+        let s = Suite::parse("repeat = 5\n[[run]]\nengine = \"null\"", "t").unwrap();
+        assert_eq!(s.repeat, Some(5));
+        for bad in ["0", "101", "\"5\"", "2.5"] {
+            let e = Suite::parse(&format!("repeat = {bad}\n[[run]]\nengine = \"null\""), "t")
+                .unwrap_err();
+            assert!(
+                e.0.contains("`repeat`: must be an integer from 1 to 100"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::measure::{HistKind, LatHist};
 
 mod exporters;
 pub use exporters::{
-    write_atomic, Exporter, Hgrm, MetaJson, SummaryCsv, SummaryJson, TimeseriesCsv,
+    write_atomic, Exporter, Hgrm, MetaJson, RepeatsCsv, SummaryCsv, SummaryJson, TimeseriesCsv,
 };
 
 /// Version of the results layout.
@@ -208,6 +208,142 @@ pub struct SummaryRow {
     pub record_hz: Option<f64>,
     /// Which repeat of its configuration this run is, from 1 (`--repeat`).
     pub repeat: u32,
+    /// The configuration: the run id without its repeat (`01-uring-matches250`); rows that
+    /// differ only in `repeat` share it.
+    pub config_id: String,
+}
+
+/// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of
+/// the two middle values. None when no value is left.
+pub fn median_min_max(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((median, v[0], v[n - 1]))
+}
+
+/// One row of repeats.csv: one configuration over its repeats (`--repeat`).
+#[derive(Clone, Debug, Serialize, Default, PartialEq)]
+pub struct RepeatRow {
+    /// The configuration ([`SummaryRow::config_id`]).
+    pub config_id: String,
+    /// Engine variant.
+    pub variant: String,
+    /// Workload name.
+    pub workload: String,
+    /// Concurrent matches (DS).
+    pub matches: Option<u32>,
+    /// Tick rate, Hz (DS).
+    pub tick_hz: Option<f64>,
+    /// Record rate, Hz (DS).
+    pub record_hz: Option<f64>,
+    /// Durability policy (DS).
+    pub durability: String,
+    /// Worker threads.
+    pub workers: u32,
+    /// Runs of this configuration so far.
+    pub n: u32,
+    /// Of those, runs whose status is not `ok` (their figures are included).
+    pub not_ok: u32,
+    /// Completed ops per second: median over the repeats.
+    pub ops_per_s_median: Option<f64>,
+    /// Minimum.
+    pub ops_per_s_min: Option<f64>,
+    /// Maximum.
+    pub ops_per_s_max: Option<f64>,
+    /// Write latency p99, µs: median over the repeats.
+    pub lat_p99_us_median: Option<f64>,
+    /// Minimum.
+    pub lat_p99_us_min: Option<f64>,
+    /// Maximum.
+    pub lat_p99_us_max: Option<f64>,
+    /// Durable-ack latency p99, µs: median over the repeats.
+    pub ack_p99_us_median: Option<f64>,
+    /// Minimum.
+    pub ack_p99_us_min: Option<f64>,
+    /// Maximum.
+    pub ack_p99_us_max: Option<f64>,
+    /// Process CPU cores: median over the repeats.
+    pub cpu_cores_median: Option<f64>,
+    /// Minimum.
+    pub cpu_cores_min: Option<f64>,
+    /// Maximum.
+    pub cpu_cores_max: Option<f64>,
+    /// Process CPU µs per op: median over the repeats.
+    pub cpu_us_per_op_median: Option<f64>,
+    /// Minimum.
+    pub cpu_us_per_op_min: Option<f64>,
+    /// Maximum.
+    pub cpu_us_per_op_max: Option<f64>,
+}
+
+/// One [`RepeatRow`] per configuration of `rows`, in order of first appearance.
+pub fn repeat_rows(rows: &[&SummaryRow]) -> Vec<RepeatRow> {
+    let mut configs: Vec<&str> = Vec::new();
+    for r in rows {
+        if !configs.contains(&r.config_id.as_str()) {
+            configs.push(&r.config_id);
+        }
+    }
+    configs
+        .into_iter()
+        .map(|c| {
+            let group: Vec<&SummaryRow> =
+                rows.iter().copied().filter(|r| r.config_id == c).collect();
+            let first = group[0];
+            let stat = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
+                let v: Vec<f64> = group.iter().filter_map(|r| f(r)).collect();
+                let m = median_min_max(&v);
+                (m.map(|m| m.0), m.map(|m| m.1), m.map(|m| m.2))
+            };
+            let ops = stat(&|r| Some(r.ops_per_s));
+            let lat = stat(&|r| r.lat_p99_us);
+            let ack = stat(&|r| r.ack_p99_us);
+            let cores = stat(&|r| r.cpu_cores);
+            let per_op = stat(&|r| r.cpu_us_per_op);
+            RepeatRow {
+                config_id: c.to_string(),
+                variant: first.variant.clone(),
+                workload: first.workload.clone(),
+                matches: first.matches,
+                tick_hz: first.tick_hz,
+                record_hz: first.record_hz,
+                durability: first.durability.clone(),
+                workers: first.workers,
+                n: group.len() as u32,
+                not_ok: group.iter().filter(|r| r.status != RunStatus::Ok).count() as u32,
+                ops_per_s_median: ops.0,
+                ops_per_s_min: ops.1,
+                ops_per_s_max: ops.2,
+                lat_p99_us_median: lat.0,
+                lat_p99_us_min: lat.1,
+                lat_p99_us_max: lat.2,
+                ack_p99_us_median: ack.0,
+                ack_p99_us_min: ack.1,
+                ack_p99_us_max: ack.2,
+                cpu_cores_median: cores.0,
+                cpu_cores_min: cores.1,
+                cpu_cores_max: cores.2,
+                cpu_us_per_op_median: per_op.0,
+                cpu_us_per_op_min: per_op.1,
+                cpu_us_per_op_max: per_op.2,
+            }
+        })
+        .collect()
+}
+
+/// Whether meta.json says the invocation repeats its runs (`"repeat"` above 1): then
+/// repeats.csv and summary.json's `repeats` are written.
+pub fn repeats_in(meta: &serde_json::Value) -> bool {
+    meta["repeat"].as_u64().is_some_and(|n| n > 1)
 }
 
 /// One per-second row of timeseries.csv.
@@ -303,6 +439,9 @@ impl ResultsDir {
         }
         self.export(&SummaryCsv)?;
         self.export(&SummaryJson)?;
+        if repeats_in(&self.meta) {
+            self.export(&RepeatsCsv)?;
+        }
         self.export(&TimeseriesCsv)
     }
 }
@@ -351,6 +490,78 @@ mod tests {
         assert_eq!(utc_from_unix(0).0, "1970-01-01T00:00:00Z");
         assert_eq!(utc_from_unix(1_700_000_000).0, "2023-11-14T22:13:20Z");
         assert_eq!(utc_from_unix(951_782_400).1, "20000229T000000Z");
+    }
+
+    #[test]
+    fn median_min_max_of_odd_even_and_empty() {
+        assert_eq!(median_min_max(&[3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(
+            median_min_max(&[4.0, 1.0, 2.0, 10.0]),
+            Some((3.0, 1.0, 10.0))
+        );
+        assert_eq!(median_min_max(&[7.0]), Some((7.0, 7.0, 7.0)));
+        assert_eq!(median_min_max(&[]), None);
+        assert_eq!(median_min_max(&[f64::NAN]), None);
+    }
+
+    #[test]
+    fn repeat_rows_group_by_configuration() {
+        let row = |c: &str, ops: f64, p99: Option<f64>, status| SummaryRow {
+            config_id: c.into(),
+            variant: c.into(),
+            ops_per_s: ops,
+            lat_p99_us: p99,
+            status,
+            ..Default::default()
+        };
+        let rows = [
+            row("01-a", 10.0, Some(1.0), RunStatus::Ok),
+            row("02-b", 100.0, None, RunStatus::Ok),
+            row("01-a", 30.0, Some(5.0), RunStatus::Saturated),
+            row("02-b", 200.0, None, RunStatus::Ok),
+            row("01-a", 20.0, Some(2.0), RunStatus::Ok),
+        ];
+        let refs: Vec<&SummaryRow> = rows.iter().collect();
+        let g = repeat_rows(&refs);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].config_id, "01-a");
+        assert_eq!((g[0].n, g[0].not_ok), (3, 1));
+        assert_eq!(
+            (
+                g[0].ops_per_s_median,
+                g[0].ops_per_s_min,
+                g[0].ops_per_s_max
+            ),
+            (Some(20.0), Some(10.0), Some(30.0))
+        );
+        assert_eq!(g[0].lat_p99_us_median, Some(2.0));
+        assert_eq!(g[1].ops_per_s_median, Some(150.0));
+        assert_eq!(g[1].lat_p99_us_median, None);
+    }
+
+    #[test]
+    fn repeats_csv_is_written_from_the_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        let mut r = ResultsDir::create(path.clone(), serde_json::json!({"repeat": 3})).unwrap();
+        r.push(RunResult {
+            row: SummaryRow {
+                run_id: "01-null-r1".into(),
+                config_id: "01-null".into(),
+                ops_per_s: 5.0,
+                ..Default::default()
+            },
+            detail: serde_json::json!({}),
+            timeseries: vec![],
+            hists: vec![],
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(path.join("repeats.csv")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().starts_with("01-null,"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -410,6 +621,7 @@ mod tests {
             assert!(header.split(',').any(|c| c == col), "missing column {col}");
         }
         assert!(path.join("hist/01-null-lat.hgrm").exists());
+        assert!(!path.join("repeats.csv").exists(), "no --repeat");
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(path.join("summary.json")).unwrap()).unwrap();
         assert_eq!(json["runs"].as_array().unwrap().len(), 2);

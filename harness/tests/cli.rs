@@ -867,3 +867,80 @@ fn meta_names_fio_and_absolute_paths() {
     let meta = meta_of(empty.to_str().unwrap(), "out2");
     assert!(meta["fio_version"].is_null(), "{}", meta["fio_version"]);
 }
+
+#[test]
+fn repeat_interleaves_and_writes_repeats_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let assert = snapbench()
+        .arg("run")
+        .arg(sweep_suite(tmp.path()))
+        .args(["--repeat", "2", "--duration", "0.3"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(
+        column(&out, "run_id"),
+        [
+            "01-null-matches8-r1",
+            "02-null-matches16-r1",
+            "03-null-r1",
+            "04-null-matches8-r2",
+            "05-null-matches16-r2",
+            "06-null-r2"
+        ]
+    );
+    assert_eq!(column(&out, "repeat"), ["1", "1", "1", "2", "2", "2"]);
+    assert_eq!(column(&out, "config_id")[3], "01-null-matches8");
+    let mut r = csv::Reader::from_path(out.join("repeats.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    let get = |row: &csv::StringRecord, name: &str| {
+        row[headers.iter().position(|h| h == name).unwrap()].to_string()
+    };
+    assert_eq!(get(&rows[1], "config_id"), "02-null-matches16");
+    assert_eq!(get(&rows[1], "n"), "2");
+    let ops = column(&out, "ops_per_s");
+    let (a, b): (f64, f64) = (ops[1].parse().unwrap(), ops[4].parse().unwrap());
+    let median: f64 = get(&rows[1], "ops_per_s_median").parse().unwrap();
+    assert!(
+        (median - (a + b) / 2.0).abs() < 1e-6 * median.max(1.0),
+        "{median} vs {a}, {b}"
+    );
+    assert_eq!(
+        get(&rows[1], "ops_per_s_min").parse::<f64>().unwrap(),
+        a.min(b)
+    );
+    for col in [
+        "lat_p99_us_max",
+        "ack_p99_us_median",
+        "cpu_cores_min",
+        "cpu_us_per_op_max",
+    ] {
+        assert!(headers.iter().any(|h| h == col), "{col}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json["repeats"].as_array().unwrap().len(), 3);
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let header = stdout.lines().find(|l| l.starts_with("variant")).unwrap();
+    assert!(header.contains("repeat"), "{header}");
+    // Out of range: exit 2, nothing written.
+    for bad in ["0", "101", "x"] {
+        let out = tmp.path().join(format!("bad{bad}"));
+        snapbench()
+            .args(["run", "--engine", "null", "--repeat", bad])
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "--repeat: must be an integer from 1 to 100",
+            ));
+        assert!(!out.exists());
+    }
+}

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{RunResult, SummaryRow, TimeseriesRow, SCHEMA_VERSION};
+use super::{
+    repeat_rows, repeats_in, RepeatRow, RunResult, SummaryRow, TimeseriesRow, SCHEMA_VERSION,
+};
 use crate::error::ExportError;
 use crate::measure::HistKind;
 
@@ -36,6 +38,9 @@ pub struct SummaryJson;
 
 /// `timeseries.csv`: the per-second rows of every run, run after run.
 pub struct TimeseriesCsv;
+
+/// `repeats.csv` (`--repeat`): median, min and max per configuration over its repeats so far.
+pub struct RepeatsCsv;
 
 /// `hist/RUN-KIND.hgrm`: one run's HdrHistogram percentile distribution of one op kind.
 pub struct Hgrm {
@@ -100,7 +105,7 @@ impl Exporter for SummaryJson {
     }
     fn serialize(
         &self,
-        _meta: &serde_json::Value,
+        meta: &serde_json::Value,
         runs: &[RunResult],
     ) -> Result<Vec<u8>, ExportError> {
         let mut json = Vec::with_capacity(runs.len());
@@ -114,13 +119,33 @@ impl Exporter for SummaryJson {
             }
             json.push(v);
         }
-        json_bytes(
-            "summary.json",
-            &serde_json::json!({
-                "schema_version": SCHEMA_VERSION,
-                "runs": json,
-            }),
-        )
+        let mut doc = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "runs": json,
+        });
+        if repeats_in(meta) {
+            let rows: Vec<&SummaryRow> = runs.iter().map(|r| &r.row).collect();
+            doc["repeats"] =
+                serde_json::to_value(repeat_rows(&rows)).map_err(|source| ExportError::Json {
+                    file: "summary.json".into(),
+                    source,
+                })?;
+        }
+        json_bytes("summary.json", &doc)
+    }
+}
+
+impl Exporter for RepeatsCsv {
+    fn file_name(&self, _runs: &[RunResult]) -> PathBuf {
+        PathBuf::from("repeats.csv")
+    }
+    fn serialize(
+        &self,
+        _meta: &serde_json::Value,
+        runs: &[RunResult],
+    ) -> Result<Vec<u8>, ExportError> {
+        let rows: Vec<&SummaryRow> = runs.iter().map(|r| &r.row).collect();
+        csv_bytes::<RepeatRow>("repeats.csv", repeat_rows(&rows).iter())
     }
 }
 
@@ -182,7 +207,7 @@ mod tests {
     use crate::results::RunStatus;
 
     /// summary.csv's columns, in order, as notebooks and tests read them.
-    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error,matches,tick_hz,record_hz,repeat";
+    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error,matches,tick_hz,record_hz,repeat,config_id";
 
     /// timeseries.csv's columns, in order.
     const TIMESERIES_COLUMNS: &str =

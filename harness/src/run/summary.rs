@@ -116,6 +116,7 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         tick_hz: ds.map(|p| p.tick_hz),
         record_hz: ds.map(|p| p.record_hz),
         repeat: plan.repeat,
+        config_id: plan.config_id(),
     }
 }
 
