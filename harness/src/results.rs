@@ -199,6 +199,11 @@ pub struct SummaryRow {
     pub prefill_s: f64,
     /// First error or fatal problem, if any.
     pub error: String,
+    // -- issue 10: what a run records --
+    /// System-wide CPU stolen by the hypervisor over the window, s (not in `sys_cpu_busy_s`).
+    pub sys_cpu_steal_s: Option<f64>,
+    /// Steal exceeded 5 % of the window's system CPU (busy + steal): compare with care.
+    pub noisy: bool,
 }
 
 /// One per-second row of timeseries.csv.

@@ -182,7 +182,7 @@ mod tests {
     use crate::results::RunStatus;
 
     /// summary.csv's columns, in order, as notebooks and tests read them.
-    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error";
+    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error,sys_cpu_steal_s,noisy";
 
     /// timeseries.csv's columns, in order.
     const TIMESERIES_COLUMNS: &str =

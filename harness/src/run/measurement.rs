@@ -117,6 +117,29 @@ pub struct Measurement {
     pub caps: Option<Caps>,
     /// io_uring io-wq worker threads alive when the run ended.
     pub io_wq_threads_at_end: usize,
+    // -- issue 10: what a run records --
+    /// System-wide CPU stolen by the hypervisor over the window, s.
+    pub sys_steal_s: Option<f64>,
+}
+
+/// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
+pub const NOISY_STEAL_FRACTION: f64 = 0.05;
+
+impl Measurement {
+    /// Steal exceeded [`NOISY_STEAL_FRACTION`] of the window's system CPU (busy + steal).
+    pub fn noisy(&self) -> bool {
+        is_noisy(self.sys_busy_s, self.sys_steal_s)
+    }
+}
+
+/// Steal exceeded [`NOISY_STEAL_FRACTION`] of busy + steal (false when either is unknown).
+pub fn is_noisy(busy_s: Option<f64>, steal_s: Option<f64>) -> bool {
+    match (busy_s, steal_s) {
+        (Some(busy), Some(steal)) if busy + steal > 0.0 => {
+            steal > NOISY_STEAL_FRACTION * (busy + steal)
+        }
+        _ => false,
+    }
 }
 
 impl Measurement {
@@ -200,6 +223,10 @@ impl Measurement {
             ),
             _ => None,
         };
+        let sys_steal_s = match (s0.sys, s1.sys) {
+            (Some(a), Some(b)) => Some(machine::SysCpu::steal_between(&a, &b)),
+            _ => None,
+        };
         let disk = match (s0.disk, s1.disk) {
             (Some(a), Some(b)) => Some(b.delta(&a)),
             _ => None,
@@ -223,6 +250,21 @@ impl Measurement {
             read_error_msgs,
             caps,
             io_wq_threads_at_end: machine::count_threads("iou-wrk"),
+            sys_steal_s,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noisy_when_steal_passes_five_percent() {
+        assert!(!is_noisy(Some(1.9), Some(0.1)), "5 % exactly is not over");
+        assert!(is_noisy(Some(1.8), Some(0.2)));
+        assert!(!is_noisy(Some(2.0), Some(0.0)));
+        assert!(!is_noisy(None, Some(1.0)));
+        assert!(!is_noisy(Some(0.0), Some(0.0)));
     }
 }

@@ -107,6 +107,9 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         prefill_bytes: m.prefill_bytes,
         prefill_s: m.prefill_s,
         error: m.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+        // -- issue 10: what a run records --
+        sys_cpu_steal_s: m.sys_steal_s,
+        noisy: m.noisy(),
     }
 }
 
@@ -152,6 +155,14 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
             "saturated: lag behind schedule reached {:.1} ms (limit {} ms); the engine could not keep up with the offered load",
             m.stats.max_lag_ns as f64 / 1e6,
             plan.writer.lag_limit_ms
+        ));
+    }
+    if m.noisy() {
+        notes.push(format!(
+            "noisy: the hypervisor stole {:.2} s of CPU in the window ({:.0} % of busy + steal, over the 5 % limit); compare this run with care",
+            m.sys_steal_s.unwrap_or(0.0),
+            100.0 * m.sys_steal_s.unwrap_or(0.0)
+                / (m.sys_busy_s.unwrap_or(0.0) + m.sys_steal_s.unwrap_or(0.0)).max(f64::MIN_POSITIVE)
         ));
     }
     if reads_active && !verified {
