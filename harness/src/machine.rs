@@ -13,6 +13,7 @@ pub mod disk;
 pub mod host;
 pub mod storage;
 mod sysfs;
+pub mod threads;
 
 pub use affinity::{available_cpus, count_threads, pin_current_thread};
 pub use cache::drop_caches;

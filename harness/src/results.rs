@@ -204,6 +204,20 @@ pub struct SummaryRow {
     pub sys_cpu_steal_s: Option<f64>,
     /// Steal exceeded 5 % of the window's system CPU (busy + steal): compare with care.
     pub noisy: bool,
+    /// CPU of the worker threads over the window, s.
+    pub cpu_worker_s: Option<f64>,
+    /// CPU of engine helper threads (buffered pool, tokio runtime/blocking), s.
+    pub cpu_pool_s: Option<f64>,
+    /// CPU of io_uring io-wq workers, s.
+    pub cpu_iowq_s: Option<f64>,
+    /// CPU of io_uring SQPOLL threads, s.
+    pub cpu_sqpoll_s: Option<f64>,
+    /// CPU of the other threads (main thread and the rest), s.
+    pub cpu_other_s: Option<f64>,
+    /// Voluntary context switches of the process's threads over the window.
+    pub ctx_voluntary: Option<u64>,
+    /// Involuntary context switches of the process's threads over the window.
+    pub ctx_involuntary: Option<u64>,
 }
 
 /// One per-second row of timeseries.csv.

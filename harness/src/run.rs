@@ -210,7 +210,7 @@ pub fn run_one(
         }
     }
     let end_sample = Sample::take(disk_name);
-    let s0 = s0.unwrap_or(end_sample);
+    let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
     let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1);
     let result = summary::summarize(&plan, measured, seconds.by_second);

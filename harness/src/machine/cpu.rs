@@ -67,7 +67,7 @@ impl SysCpu {
 
 /// Clock ticks per second used by /proc/stat (the kernel's AT_CLKTCK, as sysconf(_SC_CLK_TCK)
 /// reports it; 100 when it cannot tell).
-fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     match rustix::param::clock_ticks_per_second() {
         0 => 100.0,
         t => t as f64,

@@ -16,7 +16,7 @@ use crate::plan::RunPlan;
 use crate::results::RunStatus;
 
 /// Machine counters taken at one edge of the measured window.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Sample {
     /// Process CPU so far.
     pub cpu: machine::ProcCpu,
@@ -26,6 +26,9 @@ pub struct Sample {
     pub disk: Option<machine::DiskStats>,
     /// When the sample was taken.
     pub at: Option<Instant>,
+    // -- issue 10: what a run records --
+    /// Every thread's CPU and context switches (for CPU by role).
+    pub tasks: machine::threads::Tasks,
 }
 
 impl Sample {
@@ -36,6 +39,7 @@ impl Sample {
             sys: machine::sys_cpu(),
             disk: disk.and_then(machine::disk_stats),
             at: Some(Instant::now()),
+            tasks: machine::threads::tasks(),
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct Measurement {
     // -- issue 10: what a run records --
     /// System-wide CPU stolen by the hypervisor over the window, s.
     pub sys_steal_s: Option<f64>,
+    /// CPU and context switches by thread role over the window (None when /proc/self/task
+    /// could not be read).
+    pub role_cpu: Option<machine::threads::RoleCpu>,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -227,6 +234,9 @@ impl Measurement {
             (Some(a), Some(b)) => Some(machine::SysCpu::steal_between(&a, &b)),
             _ => None,
         };
+        let role_cpu = (!s1.tasks.is_empty()).then(|| {
+            machine::threads::role_cpu_between(&s0.tasks, &s1.tasks, machine::cpu::clk_tck())
+        });
         let disk = match (s0.disk, s1.disk) {
             (Some(a), Some(b)) => Some(b.delta(&a)),
             _ => None,
@@ -251,6 +261,7 @@ impl Measurement {
             caps,
             io_wq_threads_at_end: machine::count_threads("iou-wrk"),
             sys_steal_s,
+            role_cpu,
         }
     }
 }

@@ -110,6 +110,13 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         // -- issue 10: what a run records --
         sys_cpu_steal_s: m.sys_steal_s,
         noisy: m.noisy(),
+        cpu_worker_s: m.role_cpu.map(|r| r.worker_s),
+        cpu_pool_s: m.role_cpu.map(|r| r.pool_s),
+        cpu_iowq_s: m.role_cpu.map(|r| r.iowq_s),
+        cpu_sqpoll_s: m.role_cpu.map(|r| r.sqpoll_s),
+        cpu_other_s: m.role_cpu.map(|r| r.other_s),
+        ctx_voluntary: m.role_cpu.map(|r| r.ctx_voluntary),
+        ctx_involuntary: m.role_cpu.map(|r| r.ctx_involuntary),
     }
 }
 
