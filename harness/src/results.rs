@@ -218,6 +218,11 @@ pub struct SummaryRow {
     pub ctx_voluntary: Option<u64>,
     /// Involuntary context switches of the process's threads over the window.
     pub ctx_involuntary: Option<u64>,
+    /// Peak RSS of the run (VmHWM after a reset at its start), bytes; None when the mark could
+    /// not be reset.
+    pub mem_peak_rss_bytes: Option<u64>,
+    /// (peak RSS − RSS at the run's start) ÷ the workload's matches, bytes.
+    pub mem_bytes_per_match: Option<f64>,
 }
 
 /// One per-second row of timeseries.csv.

@@ -127,12 +127,24 @@ pub struct Measurement {
     /// CPU and context switches by thread role over the window (None when /proc/self/task
     /// could not be read).
     pub role_cpu: Option<machine::threads::RoleCpu>,
+    /// Peak RSS of the run, bytes (None when VmHWM could not be reset).
+    pub mem_peak_rss_bytes: Option<u64>,
+    /// RSS when the run started, bytes.
+    pub mem_start_rss_bytes: Option<u64>,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
 pub const NOISY_STEAL_FRACTION: f64 = 0.05;
 
 impl Measurement {
+    /// Steal exceeded [`NOISY_STEAL_FRACTION`] of the window's system CPU (busy + steal).
+    /// Adds the run's memory figures, read now against what `start` saw.
+    pub fn with_memory(mut self, start: machine::memory::MemStart) -> Measurement {
+        self.mem_peak_rss_bytes = start.peak_rss_bytes();
+        self.mem_start_rss_bytes = start.rss_bytes;
+        self
+    }
+
     /// Steal exceeded [`NOISY_STEAL_FRACTION`] of the window's system CPU (busy + steal).
     pub fn noisy(&self) -> bool {
         is_noisy(self.sys_busy_s, self.sys_steal_s)
@@ -262,6 +274,8 @@ impl Measurement {
             io_wq_threads_at_end: machine::count_threads("iou-wrk"),
             sys_steal_s,
             role_cpu,
+            mem_peak_rss_bytes: None,
+            mem_start_rss_bytes: None,
         }
     }
 }

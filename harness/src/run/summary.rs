@@ -117,6 +117,15 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         cpu_other_s: m.role_cpu.map(|r| r.other_s),
         ctx_voluntary: m.role_cpu.map(|r| r.ctx_voluntary),
         ctx_involuntary: m.role_cpu.map(|r| r.ctx_involuntary),
+        mem_peak_rss_bytes: m.mem_peak_rss_bytes,
+        mem_bytes_per_match: crate::machine::memory::bytes_per_match(
+            m.mem_peak_rss_bytes,
+            m.mem_start_rss_bytes,
+            match &plan.workload {
+                Workload::Ds { params, .. } => u64::from(params.matches),
+                Workload::Micro(_) => 0,
+            },
+        ),
     }
 }
 
@@ -171,6 +180,9 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
             100.0 * m.sys_steal_s.unwrap_or(0.0)
                 / (m.sys_busy_s.unwrap_or(0.0) + m.sys_steal_s.unwrap_or(0.0)).max(f64::MIN_POSITIVE)
         ));
+    }
+    if m.mem_peak_rss_bytes.is_none() {
+        notes.push("peak memory unknown: /proc/self/clear_refs could not be written, so the run's VmHWM could not be reset".to_string());
     }
     if reads_active && !verified {
         notes.push(format!(
