@@ -223,6 +223,13 @@ pub struct SummaryRow {
     pub mem_peak_rss_bytes: Option<u64>,
     /// (peak RSS − RSS at the run's start) ÷ the workload's matches, bytes.
     pub mem_bytes_per_match: Option<f64>,
+    /// Milliseconds the disk under `--dir` had I/O in flight over the window (io_ticks).
+    pub disk_busy_ms: Option<u64>,
+    /// Its average queue depth over the window (time_in_queue ÷ wall).
+    pub disk_avg_queue_depth: Option<f64>,
+    /// Device bytes written ÷ payload bytes (`bytes`): padding, rewrites, preallocation,
+    /// journal, and any other writer on that disk.
+    pub disk_write_amp: Option<f64>,
 }
 
 /// One per-second row of timeseries.csv.

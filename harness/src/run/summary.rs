@@ -126,6 +126,13 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
                 Workload::Micro(_) => 0,
             },
         ),
+        disk_busy_ms: m.disk.map(|d| d.io_ms),
+        disk_avg_queue_depth: m
+            .disk
+            .and_then(|d| crate::machine::disk::avg_queue_depth(&d, duration_s)),
+        disk_write_amp: m
+            .disk
+            .and_then(|d| crate::machine::disk::write_amp(&d, stats.bytes)),
     }
 }
 
