@@ -11,8 +11,10 @@ pub mod cache;
 pub mod cpu;
 pub mod disk;
 pub mod host;
+pub mod memory;
 pub mod storage;
 mod sysfs;
+pub mod threads;
 
 pub use affinity::{available_cpus, count_threads, pin_current_thread};
 pub use cache::drop_caches;

@@ -211,6 +211,37 @@ pub struct SummaryRow {
     /// The configuration: the run id without its repeat (`01-uring-matches250`); rows that
     /// differ only in `repeat` share it.
     pub config_id: String,
+    // -- issue 10: what a run records --
+    /// System-wide CPU stolen by the hypervisor over the window, s (not in `sys_cpu_busy_s`).
+    pub sys_cpu_steal_s: Option<f64>,
+    /// Steal exceeded 5 % of the window's system CPU (busy + steal): compare with care.
+    pub noisy: bool,
+    /// CPU of the worker threads over the window, s.
+    pub cpu_worker_s: Option<f64>,
+    /// CPU of engine helper threads (buffered pool, tokio runtime/blocking), s.
+    pub cpu_pool_s: Option<f64>,
+    /// CPU of io_uring io-wq workers, s.
+    pub cpu_iowq_s: Option<f64>,
+    /// CPU of io_uring SQPOLL threads, s.
+    pub cpu_sqpoll_s: Option<f64>,
+    /// CPU of the other threads (main thread and the rest), s.
+    pub cpu_other_s: Option<f64>,
+    /// Voluntary context switches of the process's threads over the window.
+    pub ctx_voluntary: Option<u64>,
+    /// Involuntary context switches of the process's threads over the window.
+    pub ctx_involuntary: Option<u64>,
+    /// Peak RSS of the run (VmHWM after a reset at its start), bytes; None when the mark could
+    /// not be reset.
+    pub mem_peak_rss_bytes: Option<u64>,
+    /// (peak RSS − RSS at the run's start) ÷ the workload's matches, bytes.
+    pub mem_bytes_per_match: Option<f64>,
+    /// Milliseconds the disk under `--dir` had I/O in flight over the window (io_ticks).
+    pub disk_busy_ms: Option<u64>,
+    /// Its average queue depth over the window (time_in_queue ÷ wall).
+    pub disk_avg_queue_depth: Option<f64>,
+    /// Device bytes written ÷ payload bytes (`bytes`): padding, rewrites, preallocation,
+    /// journal, and any other writer on that disk.
+    pub disk_write_amp: Option<f64>,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of

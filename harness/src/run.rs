@@ -93,6 +93,7 @@ pub fn run_one(
     if let (None, Some(c)) = (&fatal, &plan.corpus) {
         fatal = worker::link_corpus(c, &run_dir).err();
     }
+    let mem_start = machine::memory::MemStart::now();
     let shared = Arc::new(snapbench_engines::RunShared::default());
     let mut starts = Vec::new();
     let mut handles = Vec::new();
@@ -210,9 +211,9 @@ pub fn run_one(
         }
     }
     let end_sample = Sample::take(disk_name);
-    let s0 = s0.unwrap_or(end_sample);
+    let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
-    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1);
+    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1).with_memory(mem_start);
     let result = summary::summarize(&plan, measured, seconds.by_second);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);

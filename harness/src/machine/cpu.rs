@@ -29,8 +29,9 @@ pub fn proc_cpu() -> ProcCpu {
 
 /// System-wide CPU from the /proc/stat "cpu" line, in seconds (ticks / sysconf(_SC_CLK_TCK)).
 ///
-/// `busy_s` = user+nice+system+irq+softirq+steal (not idle/iowait); `total_s` = those plus idle
-/// and iowait. guest/guest_nice are left out of both: the kernel already counts them inside
+/// `busy_s` = user+nice+system+irq+softirq (not idle/iowait, not steal); `steal_s` = time the
+/// hypervisor ran something else while this VM wanted a CPU; `total_s` = busy + steal + idle +
+/// iowait. guest/guest_nice are left out of both: the kernel already counts them inside
 /// user/nice, so adding them would count that time twice.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SysCpu {
@@ -45,20 +46,28 @@ pub struct SysCpu {
     pub idle_s: f64,
     /// CPUs counted (the `cpuN` lines).
     pub cpus: usize,
+    /// Seconds stolen by the hypervisor (the steal column): neither busy nor idle for this VM.
+    pub steal_s: f64,
 }
 
 impl SysCpu {
-    /// System-wide busy CPU seconds between two readings `wall_s` apart, from precise idle time
-    /// (never negative).
+    /// System-wide busy CPU seconds between two readings `wall_s` apart, from precise idle time,
+    /// steal excluded (never negative).
     pub fn busy_between(earlier: &SysCpu, later: &SysCpu, wall_s: f64) -> f64 {
         let cpus = later.cpus.max(1) as f64;
-        (wall_s * cpus - (later.idle_s - earlier.idle_s)).max(0.0)
+        (wall_s * cpus - (later.idle_s - earlier.idle_s) - SysCpu::steal_between(earlier, later))
+            .max(0.0)
+    }
+
+    /// Seconds stolen by the hypervisor between two readings (never negative).
+    pub fn steal_between(earlier: &SysCpu, later: &SysCpu) -> f64 {
+        (later.steal_s - earlier.steal_s).max(0.0)
     }
 }
 
 /// Clock ticks per second used by /proc/stat (the kernel's AT_CLKTCK, as sysconf(_SC_CLK_TCK)
 /// reports it; 100 when it cannot tell).
-fn clk_tck() -> f64 {
+pub(crate) fn clk_tck() -> f64 {
     match rustix::param::clock_ticks_per_second() {
         0 => 100.0,
         t => t as f64,
@@ -85,8 +94,8 @@ fn parse_proc_stat(text: &str, ticks_per_s: f64) -> Option<SysCpu> {
     }
     let f = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal guest guest_nice
-    let busy = f(0) + f(1) + f(2) + f(5) + f(6) + f(7);
-    let total = busy + f(3) + f(4);
+    let busy = f(0) + f(1) + f(2) + f(5) + f(6);
+    let total = busy + f(7) + f(3) + f(4);
     let cpus = text
         .lines()
         .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
@@ -96,6 +105,7 @@ fn parse_proc_stat(text: &str, ticks_per_s: f64) -> Option<SysCpu> {
         total_s: total as f64 / ticks_per_s,
         idle_s: (f(3) + f(4)) as f64 / ticks_per_s,
         cpus,
+        steal_s: f(7) as f64 / ticks_per_s,
     })
 }
 
@@ -129,13 +139,22 @@ mod tests {
     }
 
     #[test]
-    fn parse_proc_stat_excludes_guest_and_idle() {
+    fn parse_proc_stat_excludes_guest_idle_and_steal() {
         let s =
             parse_proc_stat("cpu  100 10 50 1000 20 5 5 10 40 0\ncpu0 1 1 1 1\n", 100.0).unwrap();
-        assert_eq!(s.busy_s, 1.8);
+        assert!((s.busy_s - 1.7).abs() < 1e-9, "{s:?}");
+        assert!((s.steal_s - 0.1).abs() < 1e-9, "{s:?}");
         assert_eq!(s.total_s, 12.0);
         assert_eq!(s.idle_s, 10.2);
         assert_eq!(s.cpus, 1);
+        let stolen = SysCpu {
+            idle_s: s.idle_s + 1.0,
+            steal_s: s.steal_s + 0.25,
+            ..s
+        };
+        // 2 s on one CPU: 1 s idle, 0.25 s stolen, 0.75 s busy.
+        assert!((SysCpu::busy_between(&s, &stolen, 2.0) - 0.75).abs() < 1e-9);
+        assert!((SysCpu::steal_between(&s, &stolen) - 0.25).abs() < 1e-9);
         let later = SysCpu {
             idle_s: s.idle_s + 1.5,
             ..s

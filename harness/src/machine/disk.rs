@@ -18,8 +18,11 @@ pub struct DiskStats {
     pub write_bytes: u64,
     /// Flush requests completed (0 on kernels that do not report them).
     pub flushes: u64,
-    /// Milliseconds the device had I/O in flight.
+    /// Milliseconds the device had I/O in flight (io_ticks).
     pub io_ms: u64,
+    /// Weighted milliseconds in queue (time_in_queue: each ms counted once per request in
+    /// flight), so over an interval ÷ its wall time is the average queue depth.
+    pub queue_ms: u64,
 }
 
 impl DiskStats {
@@ -32,6 +35,7 @@ impl DiskStats {
             write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
             flushes: self.flushes.saturating_sub(earlier.flushes),
             io_ms: self.io_ms.saturating_sub(earlier.io_ms),
+            queue_ms: self.queue_ms.saturating_sub(earlier.queue_ms),
         }
     }
 }
@@ -63,9 +67,20 @@ fn parse_diskstats(text: &str, dev_name: &str) -> Option<DiskStats> {
             write_bytes: f(6).saturating_mul(SECTOR_BYTES),
             flushes: f(15),
             io_ms: f(9),
+            queue_ms: f(10),
         });
     }
     None
+}
+
+/// Average number of requests in the device's queue over `wall_s` (time_in_queue ÷ wall).
+pub fn avg_queue_depth(delta: &DiskStats, wall_s: f64) -> Option<f64> {
+    (wall_s > 0.0).then(|| delta.queue_ms as f64 / 1e3 / wall_s)
+}
+
+/// Device bytes written per payload byte (None without payload).
+pub fn write_amp(delta: &DiskStats, payload_bytes: u64) -> Option<f64> {
+    (payload_bytes > 0).then(|| delta.write_bytes as f64 / payload_bytes as f64)
 }
 
 /// The block device under a path, and the whole disk whose `queue/` holds the settings.
@@ -226,13 +241,20 @@ mod tests {
                 writes: 20,
                 write_bytes: 81920,
                 flushes: 7,
-                io_ms: 33
+                io_ms: 33,
+                queue_ms: 44,
             }
         );
         assert!(parse_diskstats(text, "vd").is_none());
         let zero = DiskStats::default();
         assert_eq!(zero.delta(&d), DiskStats::default(), "delta saturates");
         assert_eq!(d.delta(&zero), d);
+        // 44 ms in queue over 0.02 s: 2.2 requests on average; 81 920 device bytes for
+        // 40 960 payload bytes: 2.0.
+        assert!((avg_queue_depth(&d, 0.02).unwrap() - 2.2).abs() < 1e-9);
+        assert_eq!(avg_queue_depth(&d, 0.0), None);
+        assert_eq!(write_amp(&d, 40960), Some(2.0));
+        assert_eq!(write_amp(&d, 0), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::plan::RunPlan;
 use crate::results::RunStatus;
 
 /// Machine counters taken at one edge of the measured window.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Sample {
     /// Process CPU so far.
     pub cpu: machine::ProcCpu,
@@ -26,6 +26,9 @@ pub struct Sample {
     pub disk: Option<machine::DiskStats>,
     /// When the sample was taken.
     pub at: Option<Instant>,
+    // -- issue 10: what a run records --
+    /// Every thread's CPU and context switches (for CPU by role).
+    pub tasks: machine::threads::Tasks,
 }
 
 impl Sample {
@@ -36,6 +39,7 @@ impl Sample {
             sys: machine::sys_cpu(),
             disk: disk.and_then(machine::disk_stats),
             at: Some(Instant::now()),
+            tasks: machine::threads::tasks(),
         }
     }
 }
@@ -117,6 +121,44 @@ pub struct Measurement {
     pub caps: Option<Caps>,
     /// io_uring io-wq worker threads alive when the run ended.
     pub io_wq_threads_at_end: usize,
+    // -- issue 10: what a run records --
+    /// System-wide CPU stolen by the hypervisor over the window, s.
+    pub sys_steal_s: Option<f64>,
+    /// CPU and context switches by thread role over the window (None when /proc/self/task
+    /// could not be read).
+    pub role_cpu: Option<machine::threads::RoleCpu>,
+    /// Peak RSS of the run, bytes (None when VmHWM could not be reset).
+    pub mem_peak_rss_bytes: Option<u64>,
+    /// RSS when the run started, bytes.
+    pub mem_start_rss_bytes: Option<u64>,
+}
+
+/// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
+pub const NOISY_STEAL_FRACTION: f64 = 0.05;
+
+impl Measurement {
+    /// Steal exceeded [`NOISY_STEAL_FRACTION`] of the window's system CPU (busy + steal).
+    /// Adds the run's memory figures, read now against what `start` saw.
+    pub fn with_memory(mut self, start: machine::memory::MemStart) -> Measurement {
+        self.mem_peak_rss_bytes = start.peak_rss_bytes();
+        self.mem_start_rss_bytes = start.rss_bytes;
+        self
+    }
+
+    /// Steal exceeded [`NOISY_STEAL_FRACTION`] of the window's system CPU (busy + steal).
+    pub fn noisy(&self) -> bool {
+        is_noisy(self.sys_busy_s, self.sys_steal_s)
+    }
+}
+
+/// Steal exceeded [`NOISY_STEAL_FRACTION`] of busy + steal (false when either is unknown).
+pub fn is_noisy(busy_s: Option<f64>, steal_s: Option<f64>) -> bool {
+    match (busy_s, steal_s) {
+        (Some(busy), Some(steal)) if busy + steal > 0.0 => {
+            steal > NOISY_STEAL_FRACTION * (busy + steal)
+        }
+        _ => false,
+    }
 }
 
 impl Measurement {
@@ -200,6 +242,13 @@ impl Measurement {
             ),
             _ => None,
         };
+        let sys_steal_s = match (s0.sys, s1.sys) {
+            (Some(a), Some(b)) => Some(machine::SysCpu::steal_between(&a, &b)),
+            _ => None,
+        };
+        let role_cpu = (!s1.tasks.is_empty()).then(|| {
+            machine::threads::role_cpu_between(&s0.tasks, &s1.tasks, machine::cpu::clk_tck())
+        });
         let disk = match (s0.disk, s1.disk) {
             (Some(a), Some(b)) => Some(b.delta(&a)),
             _ => None,
@@ -223,6 +272,24 @@ impl Measurement {
             read_error_msgs,
             caps,
             io_wq_threads_at_end: machine::count_threads("iou-wrk"),
+            sys_steal_s,
+            role_cpu,
+            mem_peak_rss_bytes: None,
+            mem_start_rss_bytes: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noisy_when_steal_passes_five_percent() {
+        assert!(!is_noisy(Some(1.9), Some(0.1)), "5 % exactly is not over");
+        assert!(is_noisy(Some(1.8), Some(0.2)));
+        assert!(!is_noisy(Some(2.0), Some(0.0)));
+        assert!(!is_noisy(None, Some(1.0)));
+        assert!(!is_noisy(Some(0.0), Some(0.0)));
     }
 }

@@ -117,6 +117,32 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         record_hz: ds.map(|p| p.record_hz),
         repeat: plan.repeat,
         config_id: plan.config_id(),
+        // -- issue 10: what a run records --
+        sys_cpu_steal_s: m.sys_steal_s,
+        noisy: m.noisy(),
+        cpu_worker_s: m.role_cpu.map(|r| r.worker_s),
+        cpu_pool_s: m.role_cpu.map(|r| r.pool_s),
+        cpu_iowq_s: m.role_cpu.map(|r| r.iowq_s),
+        cpu_sqpoll_s: m.role_cpu.map(|r| r.sqpoll_s),
+        cpu_other_s: m.role_cpu.map(|r| r.other_s),
+        ctx_voluntary: m.role_cpu.map(|r| r.ctx_voluntary),
+        ctx_involuntary: m.role_cpu.map(|r| r.ctx_involuntary),
+        mem_peak_rss_bytes: m.mem_peak_rss_bytes,
+        mem_bytes_per_match: crate::machine::memory::bytes_per_match(
+            m.mem_peak_rss_bytes,
+            m.mem_start_rss_bytes,
+            match &plan.workload {
+                Workload::Ds { params, .. } => u64::from(params.matches),
+                Workload::Micro(_) => 0,
+            },
+        ),
+        disk_busy_ms: m.disk.map(|d| d.io_ms),
+        disk_avg_queue_depth: m
+            .disk
+            .and_then(|d| crate::machine::disk::avg_queue_depth(&d, duration_s)),
+        disk_write_amp: m
+            .disk
+            .and_then(|d| crate::machine::disk::write_amp(&d, stats.bytes)),
     }
 }
 
@@ -163,6 +189,17 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
             m.stats.max_lag_ns as f64 / 1e6,
             plan.writer.lag_limit_ms
         ));
+    }
+    if m.noisy() {
+        notes.push(format!(
+            "noisy: the hypervisor stole {:.2} s of CPU in the window ({:.0} % of busy + steal, over the 5 % limit); compare this run with care",
+            m.sys_steal_s.unwrap_or(0.0),
+            100.0 * m.sys_steal_s.unwrap_or(0.0)
+                / (m.sys_busy_s.unwrap_or(0.0) + m.sys_steal_s.unwrap_or(0.0)).max(f64::MIN_POSITIVE)
+        ));
+    }
+    if m.mem_peak_rss_bytes.is_none() {
+        notes.push("peak memory unknown: /proc/self/clear_refs could not be written, so the run's VmHWM could not be reset".to_string());
     }
     if reads_active && !verified {
         notes.push(format!(
