@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cpu;
 pub mod disk;
 pub mod host;
+pub mod irq;
 pub mod memory;
 pub mod storage;
 mod sysfs;

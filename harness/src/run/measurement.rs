@@ -29,6 +29,8 @@ pub struct Sample {
     // -- issue 10: what a run records --
     /// Every thread's CPU and context switches (for CPU by role).
     pub tasks: machine::threads::Tasks,
+    /// Per-CPU counts of the disk's queue interrupts (None when not found).
+    pub disk_irqs: Option<Vec<u64>>,
 }
 
 impl Sample {
@@ -40,6 +42,7 @@ impl Sample {
             disk: disk.and_then(machine::disk_stats),
             at: Some(Instant::now()),
             tasks: machine::threads::tasks(),
+            disk_irqs: disk.and_then(machine::irq::disk_irq_counts),
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct Measurement {
     pub mem_peak_rss_bytes: Option<u64>,
     /// RSS when the run started, bytes.
     pub mem_start_rss_bytes: Option<u64>,
+    /// CPUs that took the disk's interrupts in the window (None when unknown).
+    pub disk_irq_cpus: Option<Vec<usize>>,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -276,6 +281,10 @@ impl Measurement {
             role_cpu,
             mem_peak_rss_bytes: None,
             mem_start_rss_bytes: None,
+            disk_irq_cpus: match (&s0.disk_irqs, &s1.disk_irqs) {
+                (Some(a), Some(b)) => Some(machine::irq::cpus_between(a, b)),
+                _ => None,
+            },
         }
     }
 }

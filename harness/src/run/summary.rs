@@ -256,5 +256,9 @@ fn detail(
         "disk": m.disk,
         "notes": notes,
         "io_wq_threads_at_end": m.io_wq_threads_at_end,
+        "disk_irq_cpus": match &m.disk_irq_cpus {
+            Some(c) => serde_json::json!(c),
+            None => serde_json::json!("unknown"),
+        },
     })
 }
