@@ -35,10 +35,10 @@ mod prefill;
 mod replay;
 
 pub use crate::writer::MAX_KEYS_PER_MATCH;
-use common::Backlog;
 pub use common::{
     describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED, MAX_READ_ERROR_MSGS,
 };
+use common::{Backlog, StallWatch};
 pub use prefill::{prefill, scan_corpus, Corpus};
 use replay::{ReadEnv, ReadIo, ReadOp, ReadSide};
 
@@ -182,6 +182,11 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
                     self.out.stats.bytes += u64::from(payload_bytes);
                     self.ticker.op(u64::from(payload_bytes), lat);
                 }
+                // Throughput counts what completed in the window, whenever it was intended.
+                if self.clock.in_window(now) {
+                    self.out.window_ops += 1;
+                    self.out.window_bytes += u64::from(payload_bytes);
+                }
             }
             WriterEvent::Acked { t_ns, .. } => {
                 if self.clock.in_window(t_ns) {
@@ -228,9 +233,6 @@ enum Phase {
     Done,
 }
 
-/// How long sealing may take after the window before the worker gives up on it.
-const SEAL_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// The DS worker: schedule → log writer → engine → completions → histograms.
 pub struct DsWorker<'a, R: Recorder> {
     ctx: &'a WorkerCtx,
@@ -253,6 +255,12 @@ pub struct DsWorker<'a, R: Recorder> {
     phase: Phase,
     /// A peer (another reactor of the run) asked this worker to stop.
     peer_stop: bool,
+    /// No completion for `stall_s` while I/O is in flight fails the run.
+    stall: StallWatch,
+    /// The bounded drain after the window.
+    drain: Duration,
+    /// Intended time of the last schedule event handled (bounds what the writer holds).
+    last_event_t_ns: u64,
 }
 
 /// Largest write of the DS writer: a segment plus its tail block.
@@ -315,6 +323,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             plan.workers,
             clock.window_end_ns,
         )?;
+        // Offered load from the schedule itself (a copy run to the window's end before the
+        // start), not from the events the generator got round to.
+        let offered = offered_in_window(sched.clone(), &clock);
         let ack_file = match &plan.writer.ack_log {
             Some(p) => Some(open_ack_log(p).map_err(|e| format!("ack log {}: {e}", p.display()))?),
             None => None,
@@ -326,6 +337,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             prefill_matches: corpus.matches,
             prefill_bytes: corpus.bytes,
             prefill_s: corpus.secs,
+            offered,
             ..WorkerOutcome::default()
         };
         out.stats.read_errors = corpus.errors.len() as u64;
@@ -376,6 +388,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             failed: None,
             phase: Phase::Running,
             peer_stop: false,
+            stall: StallWatch::new(plan.stall_s, clock.start.max(Instant::now())),
+            drain: Duration::from_secs_f64(plan.drain_s),
+            last_event_t_ns: 0,
         })
     }
 
@@ -485,12 +500,20 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         if let Err(e) = result {
             self.out.fatal.get_or_insert(e);
         }
+        self.account_not_completed(self.clock.now_ns());
         let mut rest = Vec::new();
-        if let Err(e) = self
-            .io
-            .eng
-            .drain(&mut rest, Instant::now() + Duration::from_secs(60))
+        // A stalled engine gets a short drain: it already failed to complete for `stall_s`.
+        let drain_for = if self
+            .out
+            .fatal
+            .as_deref()
+            .is_some_and(|e| e.contains("no completion for"))
         {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(60)
+        };
+        if let Err(e) = self.io.eng.drain(&mut rest, Instant::now() + drain_for) {
             self.out.fatal.get_or_insert(format!("drain: {e}"));
         }
         for c in rest {
@@ -515,25 +538,33 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         if self.should_stop() {
             return self.start_sealing(now);
         }
+        if self.out.saturated {
+            // Lag passed the limit: the run is saturated; stop early (what is left of the
+            // window counts as not completed).
+            self.out.stopped_early = now < self.clock.window_end_ns;
+            return self.start_sealing(now);
+        }
         self.ticker.roll(now, self.ctx);
         self.io.resubmit_backlog();
         // Events that are due (bounded per pass so completions are not starved).
         let mut n = 0;
+        let mut last_t = None;
         while let Some(t) = self.sched.peek_t_ns() {
             if t > now || n >= 256 {
                 break;
             }
             let ev = self.sched.next_event().expect("peeked");
-            let lag = now - t;
-            if self.clock.in_window(t) {
-                self.out.stats.max_lag_ns = self.out.stats.max_lag_ns.max(lag);
-                self.ticker.lag(lag);
-                if lag > self.lag_limit_ns {
-                    self.out.saturated = true;
-                }
-            }
+            self.note_lag(t, now - t);
             self.on_event(ev, now);
+            last_t = Some(t);
             n += 1;
+        }
+        if let Some(t) = last_t {
+            self.last_event_t_ns = t;
+            // The last event of the batch was handled (submitted, however long the engine
+            // blocked inside `submit`) by now: its lag includes that time.
+            let done = self.clock.now_ns();
+            self.note_lag(t, done.saturating_sub(t));
         }
         if self.rd.is_some() {
             self.with_reads(|rd, env| rd.read_events(env, now));
@@ -550,8 +581,10 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             });
             self.settle(now);
         }
-        if self.sched.peek_t_ns().is_none() && now >= self.clock.window_end_ns {
-            // The schedule is over; sealing takes care of what is still staged.
+        if now >= self.clock.window_end_ns {
+            // The window is over: the generator stops (a saturated one leaves events it did
+            // not get round to; they count as not completed), sealing takes care of what is
+            // still staged, within the bounded drain.
             return self.start_sealing(now);
         }
         if n >= 256 {
@@ -573,8 +606,58 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         Flow::Wait(self.clock.instant(wake.min(now + 50_000_000)))
     }
 
+    /// At the drain's end (`end_ns`): every snapshot intended in the window and not written is
+    /// recorded in the write histogram at its lower bound (end − intended time) and counted as
+    /// not completed, never dropped. Those the generator never handled have their exact
+    /// intended times (from the rest of the schedule); those the writer still held were intended
+    /// no later than the last event handled, which bounds them.
+    fn account_not_completed(&mut self, end_ns: u64) {
+        let lat = &mut self.out.stats.hists[HistKind::Lat as usize];
+        let mut unhandled = 0u64;
+        while let Some(ev) = self.sched.next_event() {
+            if let DsEvent::Snapshot { t_ns, .. } = ev {
+                if t_ns >= self.clock.window_end_ns {
+                    break;
+                }
+                if self.clock.in_window(t_ns) {
+                    lat.record_ns(end_ns.saturating_sub(t_ns));
+                    unhandled += 1;
+                }
+            }
+        }
+        let held = self
+            .out
+            .offered
+            .saturating_sub(self.out.stats.ops)
+            .saturating_sub(unhandled);
+        for _ in 0..held {
+            lat.record_ns(end_ns.saturating_sub(self.last_event_t_ns));
+        }
+        self.out.not_completed = unhandled + held;
+    }
+
+    /// Lag of an event intended at `t` handled `lag` late.
+    #[inline]
+    fn note_lag(&mut self, t: u64, lag: u64) {
+        if self.clock.in_window(t) {
+            self.out.stats.max_lag_ns = self.out.stats.max_lag_ns.max(lag);
+            self.ticker.lag(lag);
+            if lag > self.lag_limit_ns {
+                self.out.saturated = true;
+            }
+        }
+    }
+
     /// The schedule is over: seal every open log, stop the reads, and go on sealing.
     fn start_sealing(&mut self, now: u64) -> Flow {
+        if let Some(t) = self.sched.peek_t_ns() {
+            // The generator stops behind schedule: its first unhandled event (or the window's
+            // start, for one that never reached the window) is at least this late.
+            if t < self.clock.window_end_ns {
+                let t = t.max(self.clock.window_start_ns);
+                self.note_lag(t, now.saturating_sub(t));
+            }
+        }
         self.with_writer(now, |w, sh| {
             for slot in 0..crate::writer::LiveLogs::slots(w) {
                 if w.state(slot).is_some() {
@@ -585,7 +668,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         self.with_reads(|rd, env| rd.stop_reads(env, now));
         self.settle(now);
         self.phase = Phase::Sealing {
-            until: Instant::now() + SEAL_TIMEOUT,
+            until: Instant::now() + self.drain,
         };
         self.seal_pass(now)
     }
@@ -601,12 +684,17 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             return Flow::Done;
         }
         if Instant::now() >= until {
-            self.failed.get_or_insert(format!(
-                "{} logs still not sealed ({} replay reads unfinished) {} s after the run ended",
-                self.writer.open_logs(),
-                self.rd.as_ref().map_or(0, |rd| rd.live_sessions()),
-                SEAL_TIMEOUT.as_secs()
-            ));
+            // The drain is over: what was not written is recorded as not completed (`finish`);
+            // logs left open with nothing missing are a failure to seal.
+            if self.sched.peek_t_ns().is_none() && self.out.stats.ops >= self.out.offered {
+                self.failed.get_or_insert(format!(
+                    "{} logs still not sealed ({} replay reads unfinished) {} s after the run ended",
+                    self.writer.open_logs(),
+                    self.rd.as_ref().map_or(0, |rd| rd.live_sessions()),
+                    self.drain.as_secs_f64()
+                ));
+            }
+            self.phase = Phase::Done;
             return Flow::Done;
         }
         if self.ctx.stop.load(Ordering::Relaxed) && self.out.stats.errors > self.ctx.plan.max_errors
@@ -664,6 +752,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
         if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
             let now = Instant::now();
+            self.stall.check(now, 0, 0);
             if deadline > now {
                 std::thread::sleep(deadline - now);
             }
@@ -683,6 +772,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             .eng
             .reap(&mut comps, deadline)
             .map_err(|e| format!("engine {}: reap: {e}", self.io.caps.name))?;
+        let stalled = self
+            .stall
+            .check(Instant::now(), comps.len(), self.io.eng.in_flight());
+        if let Some(msg) = stalled {
+            self.comps = comps;
+            return Err(format!("engine {}: {msg}", self.io.caps.name));
+        }
         if !comps.is_empty() {
             let now = self.clock.now_ns();
             for c in comps.drain(..) {
@@ -714,9 +810,6 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 kind,
                 payload_bytes,
             } => {
-                if self.clock.in_window(t_ns) {
-                    self.out.offered += 1;
-                }
                 if let Some(slot) = self.writer.slot_of(match_id) {
                     let kind = frame_kind(kind);
                     self.with_writer(now, |w, sh| {
@@ -853,6 +946,20 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
     fn failed(&self) -> bool {
         self.failed.is_some() || self.out.stats.errors > self.ctx.plan.max_errors
     }
+}
+
+/// Snapshots the schedule intends in the window of `clock` (the schedule is consumed).
+fn offered_in_window(mut sched: DsSchedule, clock: &Clock) -> u64 {
+    let mut n = 0;
+    while let Some(ev) = sched.next_event() {
+        if let DsEvent::Snapshot { t_ns, .. } = ev {
+            if t_ns >= clock.window_end_ns {
+                break;
+            }
+            n += u64::from(clock.in_window(t_ns));
+        }
+    }
+    n
 }
 
 /// The frame kind of a snapshot kind.

@@ -149,6 +149,18 @@ pub const FIELDS: &[Field] = &[
         "lag behind schedule that marks a run saturated [500]",
     ),
     f(
+        "stall",
+        K::Duration,
+        S::Ds,
+        "no I/O completion for this long while I/O is in flight fails the run [5s]",
+    ),
+    f(
+        "drain",
+        K::Duration,
+        S::Ds,
+        "after the window, how long queued and in-flight work may finish [5s]",
+    ),
+    f(
         "segment_bytes",
         K::Size,
         S::Ds,
@@ -586,6 +598,11 @@ pub struct RunPlan {
     /// Position of this run's configuration in the plan before repeats, from 1: runs that differ
     /// only in `repeat` share it.
     pub config: usize,
+    // -- issue 10: bounded runs --
+    /// No I/O completion for this long while I/O is in flight fails the run (`--stall`), s.
+    pub stall_s: f64,
+    /// After the window, how long queued and in-flight work may finish (`--drain`), s.
+    pub drain_s: f64,
 }
 
 impl RunPlan {
@@ -666,6 +683,8 @@ impl RunPlan {
             "micro_file": self.micro_file,
             "corpus": self.corpus,
             "repeat": self.repeat,
+            "stall_s": self.stall_s,
+            "drain_s": self.drain_s,
         })
     }
 }
@@ -1063,6 +1082,11 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
     if lag_limit_ms.is_nan() || lag_limit_ms <= 0.0 {
         return bad("field `lag_limit_ms`: must be more than 0");
     }
+    let stall_s = get_duration(m, "stall")?.unwrap_or(5.0);
+    if stall_s <= 0.0 {
+        return bad("field `stall`: must be more than 0 (e.g. 5s)");
+    }
+    let drain_s = get_duration(m, "drain")?.unwrap_or(5.0);
     let variant = engine.variant();
     Ok(RunPlan {
         index,
@@ -1090,6 +1114,8 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         swept: Vec::new(),
         repeats: 1,
         config: index,
+        stall_s,
+        drain_s,
     })
 }
 

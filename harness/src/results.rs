@@ -242,6 +242,14 @@ pub struct SummaryRow {
     /// Device bytes written ÷ payload bytes (`bytes`): padding, rewrites, preallocation,
     /// journal, and any other writer on that disk.
     pub disk_write_amp: Option<f64>,
+    // -- issue 10: bounded runs --
+    /// Snapshots/s the schedule intended in the window (micro: the I/Os completed, closed loop).
+    pub offered_ops_per_s: f64,
+    /// Snapshots intended in the window and not written when the bounded drain ended; each
+    /// is in the latency histogram at its lower bound (drain end − intended time).
+    pub not_completed: u64,
+    /// Lag passed `--lag-limit-ms` and the run stopped before its window ended.
+    pub stopped_early: bool,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of

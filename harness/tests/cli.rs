@@ -944,3 +944,88 @@ fn repeat_interleaves_and_writes_repeats_csv() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn bad_bounded_run_fields_exit_2() {
+    rejects(&["--engine", "null", "--stall", "0"], "stall");
+}
+
+#[test]
+fn throughput_is_what_completed_next_to_the_offered_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "1", "--warmup", "0.2"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let f = |name: &str| column(&out, name)[0].parse::<f64>().unwrap();
+    let (offered, offered_per_s, ops_per_s) =
+        (f("offered_ops"), f("offered_ops_per_s"), f("ops_per_s"));
+    assert!(offered > 0.0);
+    // offered/s is over the nominal window (the schedule's), duration_s the measured one, which
+    // is a little longer on a loaded machine.
+    let per_measured_s = offered / f("duration_s");
+    assert!(
+        offered_per_s >= per_measured_s && offered_per_s < 1.05 * per_measured_s,
+        "offered/s {offered_per_s}, offered/duration_s {per_measured_s}"
+    );
+    // By completion time: some warm-up snapshots complete inside the window and some of the
+    // window's after it, so a run that keeps up completes about what was offered, never much
+    // more (how much less depends on how loaded this machine is).
+    assert!(
+        ops_per_s > 0.0 && ops_per_s <= 1.1 * offered_per_s,
+        "ops_per_s {ops_per_s} offered {offered_per_s}"
+    );
+}
+
+#[test]
+fn saturated_run_ends_on_time_and_records_what_it_did_not_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let t0 = std::time::Instant::now();
+    snapbench()
+        .args(["run", "--engine", "null", "--workload", "moba-30tick"])
+        .args(["--matches", "50000", "--duration", "1", "--warmup", "0.5"])
+        .args(["--drain", "1"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    // Warm-up + window + drain, plus slack for start-up and the results.
+    let took = t0.elapsed().as_secs_f64();
+    assert!(took < 0.5 + 1.0 + 1.0 + 10.0, "took {took} s");
+    assert_eq!(column(&out, "status"), ["saturated"]);
+    let u = |name: &str| column(&out, name)[0].parse::<f64>().unwrap();
+    assert!(u("not_completed") > 0.0);
+    assert!(u("ops_per_s") <= u("offered_ops_per_s"));
+    // Never dropped: every offered snapshot is in the histogram, written or at its bound.
+    assert_eq!(u("lat_samples"), u("offered_ops"));
+    assert_eq!(u("ops") + u("not_completed"), u("offered_ops"));
+}
+
+#[test]
+fn lag_past_the_limit_stops_the_run_early() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let t0 = std::time::Instant::now();
+    snapbench()
+        .args(["run", "--quick", "--engine", "null", "--duration", "3"])
+        .args(["--warmup", "0.2", "--lag-limit-ms", "0.001"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(t0.elapsed().as_secs_f64() < 3.0, "did not stop early");
+    assert_eq!(column(&out, "status"), ["saturated"]);
+    assert_eq!(column(&out, "stopped_early"), ["true"]);
+    assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
+}

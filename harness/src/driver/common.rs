@@ -65,6 +65,16 @@ pub struct WorkerOutcome {
     pub prefill_s: f64,
     /// The first few read verification failures, each with file and offset.
     pub read_error_msgs: Vec<String>,
+    // -- issue 10: bounded runs --
+    /// Snapshots written within the window by completion time (what throughput counts).
+    pub window_ops: u64,
+    /// Their payload bytes.
+    pub window_bytes: u64,
+    /// Snapshots intended in the window but not written when the drain ended (each recorded
+    /// in the write histogram at its lower bound, drain end − intended time).
+    pub not_completed: u64,
+    /// Lag passed the limit: the generator stopped before the window's end.
+    pub stopped_early: bool,
 }
 
 /// Most read verification failures a worker keeps the message of (all are counted).
@@ -299,5 +309,75 @@ impl<B> Backlog<B> {
                 break;
             }
         }
+    }
+}
+
+/// Stall detection: no I/O completion for `limit` while I/O is in flight.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StallWatch {
+    limit: Duration,
+    /// Last time something completed, or nothing was in flight.
+    last_progress: Instant,
+}
+
+impl StallWatch {
+    /// A watch with its clock starting at `now`.
+    pub(crate) fn new(limit_s: f64, now: Instant) -> StallWatch {
+        StallWatch {
+            limit: Duration::from_secs_f64(limit_s),
+            last_progress: now,
+        }
+    }
+
+    /// Note a pass at `now` with `completed` completions taken and `in_flight` ops left;
+    /// the failure message when nothing has completed for the limit while ops were in flight.
+    pub(crate) fn check(
+        &mut self,
+        now: Instant,
+        completed: usize,
+        in_flight: usize,
+    ) -> Option<String> {
+        if completed > 0 || in_flight == 0 {
+            self.last_progress = now;
+            return None;
+        }
+        (now.saturating_duration_since(self.last_progress) >= self.limit).then(|| {
+            format!(
+                "no completion for {} s; {in_flight} in flight",
+                fmt_secs(self.limit.as_secs_f64())
+            )
+        })
+    }
+}
+
+/// Seconds as the shortest plain number (`5`, `0.5`).
+fn fmt_secs(s: f64) -> String {
+    let t = format!("{s:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_fires_only_without_completions_while_in_flight() {
+        let t0 = Instant::now();
+        let mut w = StallWatch::new(5.0, t0);
+        assert_eq!(w.check(t0 + Duration::from_secs(4), 0, 3), None);
+        // A completion resets the clock.
+        assert_eq!(w.check(t0 + Duration::from_secs(4), 1, 3), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(8), 0, 3), None);
+        assert_eq!(
+            w.check(t0 + Duration::from_secs(9), 0, 3).as_deref(),
+            Some("no completion for 5 s; 3 in flight")
+        );
+        // Nothing in flight is idle, not a stall.
+        let mut w = StallWatch::new(0.5, t0);
+        assert_eq!(w.check(t0 + Duration::from_secs(60), 0, 0), None);
+        assert_eq!(
+            w.check(t0 + Duration::from_secs(61), 0, 2).as_deref(),
+            Some("no completion for 0.5 s; 2 in flight")
+        );
     }
 }

@@ -136,6 +136,15 @@ pub struct Measurement {
     pub mem_start_rss_bytes: Option<u64>,
     /// CPUs that took the disk's interrupts in the window (None when unknown).
     pub disk_irq_cpus: Option<Vec<usize>>,
+    // -- issue 10: bounded runs --
+    /// Snapshots written within the window by completion time.
+    pub window_ops: u64,
+    /// Their payload bytes.
+    pub window_bytes: u64,
+    /// Snapshots intended in the window and not written when the drain ended.
+    pub not_completed: u64,
+    /// A worker stopped before the window's end because lag passed the limit.
+    pub stopped_early: bool,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -183,6 +192,8 @@ impl Measurement {
         let mut failed = fatal.is_some();
         let mut error = fatal;
         let (mut started, mut sealed, mut offered) = (0, 0, 0);
+        let (mut window_ops, mut window_bytes, mut not_completed) = (0u64, 0u64, 0u64);
+        let mut stopped_early = false;
         let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
         let mut read_error_msgs: Vec<String> = Vec::new();
         let mut caps = None;
@@ -197,6 +208,10 @@ impl Measurement {
             started += o.matches_started;
             sealed += o.matches_sealed;
             offered += o.offered;
+            window_ops += o.window_ops;
+            window_bytes += o.window_bytes;
+            not_completed += o.not_completed;
+            stopped_early |= o.stopped_early;
             failed |= o.fatal.is_some();
             if error.is_none() {
                 error = match (o.fatal, o.first_error) {
@@ -285,6 +300,10 @@ impl Measurement {
                 (Some(a), Some(b)) => Some(machine::irq::cpus_between(a, b)),
                 _ => None,
             },
+            window_ops,
+            window_bytes,
+            not_completed,
+            stopped_early,
         }
     }
 }

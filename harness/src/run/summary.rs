@@ -46,6 +46,17 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         Workload::Micro(_) => None,
     };
     let (cpu_user, cpu_sys) = (m.cpu_user_s, m.cpu_sys_s);
+    // DS throughput is what completed in the window (by completion time); micro is a closed
+    // loop (one I/O submitted as one completes) whose I/Os are counted by submit time.
+    let (done_ops, done_bytes, offered_ops_per_s) = if is_ds {
+        (
+            m.window_ops,
+            m.window_bytes,
+            m.offered as f64 / plan.duration_s,
+        )
+    } else {
+        (stats.ops, stats.bytes, stats.ops as f64 / duration_s)
+    };
     SummaryRow {
         run_id: plan.run_id.clone(),
         engine: plan.engine.name().to_string(),
@@ -57,8 +68,8 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         ops: stats.ops,
         bytes: stats.bytes,
         errors: stats.errors,
-        ops_per_s: stats.ops as f64 / duration_s,
-        mib_per_s: stats.bytes as f64 / duration_s / (1u64 << 20) as f64,
+        ops_per_s: done_ops as f64 / duration_s,
+        mib_per_s: done_bytes as f64 / duration_s / (1u64 << 20) as f64,
         lat_p50_us: lat.p50_us,
         lat_p99_us: lat.p99_us,
         lat_p999_us: lat.p999_us,
@@ -143,6 +154,9 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         disk_write_amp: m
             .disk
             .and_then(|d| crate::machine::disk::write_amp(&d, stats.bytes)),
+        offered_ops_per_s,
+        not_completed: m.not_completed,
+        stopped_early: m.stopped_early,
     }
 }
 
@@ -200,6 +214,18 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
     }
     if m.mem_peak_rss_bytes.is_none() {
         notes.push("peak memory unknown: /proc/self/clear_refs could not be written, so the run's VmHWM could not be reset".to_string());
+    }
+    if m.stopped_early {
+        notes.push(format!(
+            "stopped early: lag passed the {} ms limit before the window ended, so the run stopped; the rest of the window counts as not completed",
+            plan.writer.lag_limit_ms
+        ));
+    }
+    if m.not_completed > 0 {
+        notes.push(format!(
+            "{} snapshots intended in the window were not written when the {} s drain ended; each is in the write latency at its lower bound (drain end minus intended time)",
+            m.not_completed, plan.drain_s
+        ));
     }
     if reads_active && !verified {
         notes.push(format!(
