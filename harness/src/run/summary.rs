@@ -286,5 +286,7 @@ fn detail(
             Some(c) => serde_json::json!(c),
             None => serde_json::json!("unknown"),
         },
+        // -- issue 10: placement --
+        "helper_placement": m.caps.as_ref().map(|c| c.helper_placement.clone()),
     })
 }
