@@ -25,7 +25,7 @@ pub mod measurement;
 pub mod summary;
 pub mod worker;
 
-use measurement::{Measurement, Sample, Seconds};
+use measurement::{CpuSeconds, Measurement, Sample, Seconds};
 use worker::WorkerVisitor;
 
 /// How the whole invocation ended.
@@ -164,6 +164,8 @@ pub fn run_one(
     let mut s1: Option<Sample> = None;
     let mut seconds = Seconds::default();
     let mut last_progress = 0u64;
+    // -- issue 10: per-second CPU, sampled here on the monitor thread, never by a worker.
+    let mut cpu_seconds = CpuSeconds::new(start);
     if fatal.is_none() {
         loop {
             let now = Instant::now();
@@ -180,7 +182,9 @@ pub fn run_one(
             } else {
                 now + Duration::from_millis(200)
             };
+            cpu_seconds.poll(now);
             let wait = next_edge
+                .min(cpu_seconds.next_edge())
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(200));
             match tick_rx.recv_timeout(wait) {
@@ -213,7 +217,9 @@ pub fn run_one(
     let end_sample = Sample::take(disk_name);
     let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
-    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1).with_memory(mem_start);
+    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1)
+        .with_memory(mem_start)
+        .with_cpu_by_second(cpu_seconds.by_second);
     let result = summary::summarize(&plan, measured, seconds.by_second);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);
