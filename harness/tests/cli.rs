@@ -1086,3 +1086,29 @@ fn helper_placement_is_a_knob_and_is_recorded() {
     );
     assert_eq!(placed[3], "none (no helper threads)");
 }
+
+// -- issue 10: progress on long runs --
+#[test]
+fn status_lines_on_a_log_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let a = snapbench()
+        .env("SNAPBENCH_STATUS_EVERY_S", "1")
+        .args(["run", "--quick", "--duration", "1.5", "--warmup", "0"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("[1/1] 01-null: 1/2 s, "))
+        .unwrap_or_else(|| panic!("no status line in {stderr}"));
+    assert!(
+        line.contains(" ops/s, p99 so far ") && line.contains(" ms, lag "),
+        "{line}"
+    );
+}
