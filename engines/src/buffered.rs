@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::buf::AlignedBuf;
 use crate::exec::{self, c_path, Done, FdTable, Job};
 use crate::knobs::declare_knobs;
+use crate::placement::{describe, CpuMask, HelperCpus};
 use crate::{
     Caps, Completion, Engine, EngineBase, EngineConfig, Op, OpKind, ProbeResult, Recorder,
     RecorderFactory,
@@ -26,6 +27,8 @@ declare_knobs! {
             "open files with O_DIRECT (aligned buffers; fio's psync --direct=1)";
         threads: u32 = 0, [0..=1024],
             "0 = block in the worker; N = a bounded pool of N threads doing the blocking calls";
+        pool_cpus: HelperCpus = all, [choice],
+            "where the pool threads run: all = every CPU of the run; worker = the worker's CPU";
     }
 }
 
@@ -166,7 +169,17 @@ impl Buffered {
             1
         };
         let queue_depth = cfg.queue_depth.max(1);
+        let mut placement = "none (I/O blocks in the worker thread)".to_string();
         let pool = if knobs.threads > 0 {
+            let mask = CpuMask::for_choice(knobs.pool_cpus)
+                .map_err(|e| io::Error::new(e.kind(), format!("buffered: pool_cpus: {e}")))?;
+            mask.verify()
+                .map_err(|e| io::Error::new(e.kind(), format!("buffered: pool_cpus: {e}")))?;
+            placement = format!(
+                "buffered pool, {} threads: {}",
+                knobs.threads,
+                describe(knobs.pool_cpus, &mask)
+            );
             let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Job)>(queue_depth);
             let (done_tx, done_rx) = mpsc::sync_channel::<Done>(queue_depth);
             let job_rx = Arc::new(Mutex::new(job_rx));
@@ -176,14 +189,18 @@ impl Buffered {
                 let tx = done_tx.clone();
                 let t = std::thread::Builder::new()
                     .name(format!("sb-io-{}-{i}", cfg.worker))
-                    .spawn(move || loop {
-                        let next = match rx.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok((token, job)) = next else { return };
-                        if tx.send(exec::execute(token, job)).is_err() {
-                            return;
+                    .spawn(move || {
+                        // Checked by `verify` above; the thread has nowhere to report.
+                        let _ = mask.apply_to_current_thread();
+                        loop {
+                            let next = match rx.lock() {
+                                Ok(guard) => guard.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok((token, job)) = next else { return };
+                            if tx.send(exec::execute(token, job)).is_err() {
+                                return;
+                            }
                         }
                     })?;
                 threads.push(t);
@@ -201,6 +218,7 @@ impl Buffered {
                 direct: knobs.direct,
                 io_align_bytes: align,
                 synchronous: pool.is_none(),
+                helper_placement: placement,
                 ..Caps::new("buffered", cfg)
             }),
             dir: cfg.dir.clone(),

@@ -581,6 +581,10 @@ impl Glommio {
                 direct: true,
                 io_align_bytes: cfg.dio_align_bytes.max(512),
                 owns_loop: true,
+                // -- issue 10: placement -- glommio puts its blocking thread with the executor.
+                helper_placement: format!(
+                    "glommio executor and its blocking thread: {placement_text}"
+                ),
                 ..Caps::new("glommio", cfg)
             },
             ex: Some(Rc::new(ex)),

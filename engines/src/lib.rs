@@ -50,6 +50,7 @@ mod exec;
 pub mod glommio;
 pub mod knobs;
 pub mod null;
+pub mod placement;
 pub mod poll;
 pub mod registry;
 pub mod spsc;
@@ -273,6 +274,10 @@ pub struct Caps {
     /// Written bytes can be read back (false only for `null`, whose reads return the buffer
     /// untouched): the harness verifies read data only when this is set.
     pub stores_data: bool,
+    // -- issue 10: placement --
+    /// Where the engine's helper threads run, in words (`buffered pool, 4 threads: all CPUs of
+    /// the run (0-1)`); what the engine's `pool_cpus` / `iowq_cpus` knob chose.
+    pub helper_placement: String,
 }
 
 impl Caps {
@@ -292,6 +297,7 @@ impl Caps {
             buf_bytes: cfg.buf_bytes,
             buf_count: cfg.buf_count,
             stores_data: true,
+            helper_placement: "none (no helper threads)".to_string(),
         }
     }
 

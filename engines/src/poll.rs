@@ -197,6 +197,8 @@ impl PollKnobs {
             attach_wq: false,
             submit_all: false,
             no_sqarray: false,
+            // -- issue 10: placement -- a reactor's ring punts little to io-wq (O_DIRECT).
+            iowq_cpus: crate::placement::HelperCpus::All,
         }
     }
 

@@ -97,6 +97,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use crate::buf::AlignedBuf;
 use crate::exec::{self, Done, FdTable, Job};
 use crate::knobs::{declare_knobs, default_text, knob_choice, KnobError};
+use crate::placement::{describe, CpuMask, HelperCpus};
 use crate::{
     Caps, Completion, Engine, EngineBase, EngineConfig, Op, ProbeResult, Recorder, RecorderFactory,
 };
@@ -117,6 +118,8 @@ declare_knobs! {
             "channel = the blocking job sends its completion to a channel reap awaits; task = a task per I/O awaits spawn_blocking (tokio::fs's shape)";
         max_blocking_threads: u32 = 0, [0..=4096],
             "tokio's blocking pool size; 0 = the worker's queue depth (at most 512, tokio's default)";
+        pool_cpus: HelperCpus = all, [choice],
+            "where the runtime's threads and blocking threads run: all = every CPU of the run; worker = the worker's CPU";
     }
     check = TokioKnobs::check;
 }
@@ -295,7 +298,19 @@ impl TokioEngine {
                 b
             }
         };
+        let mask = CpuMask::for_choice(knobs.pool_cpus)
+            .and_then(|m| m.verify().map(|()| m))
+            .map_err(|e| io::Error::new(e.kind(), format!("tokio: pool_cpus: {e}")))?;
+        let threads = match knobs.flavor {
+            Flavor::Current => "tokio blocking threads (the runtime runs on the worker thread)",
+            Flavor::Multi => "tokio runtime and blocking threads",
+        };
+        let placement = format!("{threads}: {}", describe(knobs.pool_cpus, &mask));
         let rt = builder
+            // Checked by `verify` above; a starting thread has nowhere to report.
+            .on_thread_start(move || {
+                let _ = mask.apply_to_current_thread();
+            })
             .enable_time()
             .max_blocking_threads(knobs.blocking_threads(queue_depth))
             .thread_name(format!("sb-tokio-{}", cfg.worker))
@@ -306,6 +321,7 @@ impl TokioEngine {
             base: EngineBase::new(Caps {
                 direct: knobs.direct,
                 io_align_bytes: align,
+                helper_placement: placement,
                 ..Caps::new("tokio", cfg)
             }),
             flavor: knobs.flavor,

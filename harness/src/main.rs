@@ -235,7 +235,18 @@ struct CliProgress {
     tty: bool,
     base_s: u64,
     run_len_s: u64,
+    // -- issue 10: placement (progress on long runs) --
+    /// Seconds between status lines when stderr is not a terminal.
+    status_every_s: u64,
+    /// Elapsed second of the current run at which the next status line is due.
+    next_status_s: u64,
+    /// `[n/m] run_id` of the current run.
+    run_label: String,
 }
+
+/// Seconds between status lines when stderr is not a terminal (a hidden
+/// `SNAPBENCH_STATUS_EVERY_S` overrides it, for tests).
+const STATUS_EVERY_S: u64 = 10;
 
 impl CliProgress {
     fn new(total_s: u64) -> CliProgress {
@@ -251,11 +262,19 @@ impl CliProgress {
         } else {
             indicatif::ProgressBar::hidden()
         };
+        let status_every_s = std::env::var("SNAPBENCH_STATUS_EVERY_S")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(STATUS_EVERY_S);
         CliProgress {
             bar,
             tty,
             base_s: 0,
             run_len_s: 0,
+            status_every_s,
+            next_status_s: status_every_s,
+            run_label: String::new(),
         }
     }
 
@@ -271,7 +290,9 @@ impl CliProgress {
 impl Progress for CliProgress {
     fn run_started(&mut self, run: &plan::RunPlan, n: usize, of: usize) {
         self.run_len_s = (run.warmup_s + run.duration_s).ceil() as u64;
-        self.bar.set_message(format!("[{n}/{of}] {}", run.run_id));
+        self.run_label = format!("[{n}/{of}] {}", run.run_id);
+        self.next_status_s = self.status_every_s;
+        self.bar.set_message(self.run_label.clone());
         self.bar.set_position(self.base_s);
         self.line(&format!(
             "[{n}/{of}] {} on {}: {:.0} s warm-up + {:.0} s measured",
@@ -285,6 +306,14 @@ impl Progress for CliProgress {
     fn second(&mut self, second: u64, _ops: f64) {
         self.bar
             .set_position(self.base_s + second.min(self.run_len_s));
+    }
+
+    fn second_report(&mut self, r: &run::SecondReport) {
+        if self.tty || r.elapsed_s < self.next_status_s {
+            return;
+        }
+        self.next_status_s = r.elapsed_s + self.status_every_s;
+        self.line(&r.status_line(&self.run_label, self.run_len_s));
     }
 
     fn run_finished(&mut self, row: &SummaryRow) {

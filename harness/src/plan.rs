@@ -1566,4 +1566,32 @@ mod tests {
             assert_eq!(reads.prefill_match_bytes, QUICK_PREFILL_MATCH_BYTES);
         }
     }
+
+    // -- issue 10: placement --
+    #[test]
+    fn helper_placement_knobs_parse_with_all_as_default() {
+        let knob = |variant: &str, name: &str| {
+            EngineSpec::parse(variant)
+                .unwrap()
+                .knob_values()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .unwrap()
+        };
+        assert_eq!(knob("buffered", "pool_cpus"), "all");
+        assert_eq!(knob("buffered:pool_cpus=worker", "pool_cpus"), "worker");
+        assert_eq!(knob("tokio", "pool_cpus"), "all");
+        assert_eq!(knob("tokio:pool_cpus=worker", "pool_cpus"), "worker");
+        assert_eq!(knob("uring", "iowq_cpus"), "all");
+        assert_eq!(knob("uring:iowq_cpus=worker", "iowq_cpus"), "worker");
+        for bad in [
+            "buffered:pool_cpus=any",
+            "tokio:pool_cpus=",
+            "uring:iowq_cpus=1",
+        ] {
+            let e = EngineSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("all") && e.contains("worker"), "{bad}: {e}");
+        }
+    }
 }

@@ -410,6 +410,13 @@ pub struct TimeseriesRow {
     pub lat_max_us: Option<f64>,
     /// Largest lag behind schedule, ms.
     pub max_lag_ms: f64,
+    // -- issue 10: placement (per-second CPU) --
+    /// Process CPU that second, cores (all threads; io-wq and SQPOLL included).
+    pub cpu_cores: Option<f64>,
+    /// System-wide busy CPU that second, cores (steal excluded).
+    pub sys_cpu_busy_cores: Option<f64>,
+    /// System-wide CPU stolen by the hypervisor that second, cores.
+    pub sys_cpu_steal_cores: Option<f64>,
 }
 
 /// Everything one finished run leaves behind.

@@ -25,7 +25,7 @@ pub mod measurement;
 pub mod summary;
 pub mod worker;
 
-use measurement::{Measurement, Sample, Seconds};
+use measurement::{CpuSeconds, Measurement, Sample, Seconds};
 use worker::WorkerVisitor;
 
 /// How the whole invocation ended.
@@ -58,6 +58,37 @@ pub trait Progress {
     fn second(&mut self, second: u64, ops_per_s: f64);
     /// A run ended.
     fn run_finished(&mut self, row: &SummaryRow);
+    // -- issue 10: placement (progress on long runs) --
+    /// Every worker has reported a second: its completions, lag and the run's p99 so far.
+    fn second_report(&mut self, _report: &SecondReport) {}
+}
+
+/// One finished second of a run, for status lines.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SecondReport {
+    /// Seconds since the run started, this one included.
+    pub elapsed_s: u64,
+    /// Snapshots (DS) or I/Os (micro) completed in that second, all workers.
+    pub ops: u64,
+    /// Largest lag behind schedule in that second, ms.
+    pub max_lag_ms: f64,
+    /// p99 latency of everything completed since the run started (warm-up included), µs.
+    pub p99_so_far_us: Option<f64>,
+}
+
+impl SecondReport {
+    /// A status line for a log, for stderr that is not a terminal: `[2/6] 02-uring: 40/45 s,
+    /// 31966 ops/s, p99 so far 104.530 ms, lag 87.6 ms` (`-` for a p99 with no samples yet).
+    pub fn status_line(&self, run_label: &str, run_len_s: u64) -> String {
+        let p99 = match self.p99_so_far_us {
+            Some(us) => format!("{:.3}", us / 1000.0),
+            None => "-".to_string(),
+        };
+        format!(
+            "{run_label}: {}/{run_len_s} s, {} ops/s, p99 so far {p99} ms, lag {:.1} ms",
+            self.elapsed_s, self.ops, self.max_lag_ms
+        )
+    }
 }
 
 /// Run one plan entry; never returns an error for I/O problems (they become `failed` rows).
@@ -164,6 +195,9 @@ pub fn run_one(
     let mut s1: Option<Sample> = None;
     let mut seconds = Seconds::default();
     let mut last_progress = 0u64;
+    // -- issue 10: per-second CPU, sampled here on the monitor thread, never by a worker.
+    let mut cpu_seconds = CpuSeconds::new(start);
+    let mut lat_so_far = crate::measure::LatHist::new();
     if fatal.is_none() {
         loop {
             let now = Instant::now();
@@ -180,7 +214,9 @@ pub fn run_one(
             } else {
                 now + Duration::from_millis(200)
             };
+            cpu_seconds.poll(now);
             let wait = next_edge
+                .min(cpu_seconds.next_edge())
                 .saturating_duration_since(now)
                 .min(Duration::from_millis(200));
             match tick_rx.recv_timeout(wait) {
@@ -190,6 +226,15 @@ pub fn run_one(
                         if sec >= last_progress {
                             last_progress = sec + 1;
                             progress.second(sec + 1, ops as f64);
+                        }
+                        if let Some((_, merged)) = seconds.by_second.get(&sec) {
+                            lat_so_far.merge(&merged.lat);
+                            progress.second_report(&SecondReport {
+                                elapsed_s: sec + 1,
+                                ops,
+                                max_lag_ms: merged.max_lag_ns as f64 / 1e6,
+                                p99_so_far_us: lat_so_far.quantile_us(0.99),
+                            });
                         }
                     }
                 }
@@ -213,7 +258,9 @@ pub fn run_one(
     let end_sample = Sample::take(disk_name);
     let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
-    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1).with_memory(mem_start);
+    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1)
+        .with_memory(mem_start)
+        .with_cpu_by_second(cpu_seconds.by_second);
     let result = summary::summarize(&plan, measured, seconds.by_second);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);
@@ -259,4 +306,30 @@ pub fn execute(
         }
     }
     Ok(ending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_names_run_second_rate_p99_and_lag() {
+        let r = SecondReport {
+            elapsed_s: 40,
+            ops: 31966,
+            max_lag_ms: 87.64,
+            p99_so_far_us: Some(104_530.0),
+        };
+        assert_eq!(
+            r.status_line("[2/6] 02-uring", 45),
+            "[2/6] 02-uring: 40/45 s, 31966 ops/s, p99 so far 104.530 ms, lag 87.6 ms"
+        );
+        let empty = SecondReport {
+            p99_so_far_us: None,
+            ..r
+        };
+        assert!(empty
+            .status_line("[1/1] 01-null", 45)
+            .contains("p99 so far - ms"));
+    }
 }

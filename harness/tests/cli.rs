@@ -1029,3 +1029,86 @@ fn lag_past_the_limit_stops_the_run_early() {
     assert_eq!(column(&out, "stopped_early"), ["true"]);
     assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
 }
+
+// -- issue 10: placement --
+#[test]
+fn helper_placement_is_a_knob_and_is_recorded() {
+    rejects(
+        &["--engine", "buffered:pool_cpus=some"],
+        "buffered:pool_cpus",
+    );
+    rejects(&["--engine", "tokio:pool_cpus=cpu0"], "worker");
+    rejects(&["--engine", "uring:iowq_cpus=half"], "uring:iowq_cpus");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "0.5", "--warmup", "0"])
+        .args([
+            "--engine",
+            "buffered:threads=2",
+            "--engine",
+            "buffered:threads=2,pool_cpus=worker",
+            "--engine",
+            "tokio",
+            "--engine",
+            "null",
+        ])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let placed: Vec<String> = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["detail"]["helper_placement"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        placed[0].starts_with("buffered pool, 2 threads: all CPUs of the run ("),
+        "{placed:?}"
+    );
+    assert!(
+        placed[1].starts_with("buffered pool, 2 threads: the worker's CPU ("),
+        "{placed:?}"
+    );
+    assert!(
+        placed[2].starts_with("tokio blocking threads") && placed[2].contains("all CPUs"),
+        "{placed:?}"
+    );
+    assert_eq!(placed[3], "none (no helper threads)");
+}
+
+// -- issue 10: progress on long runs --
+#[test]
+fn status_lines_on_a_log_when_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let a = snapbench()
+        .env("SNAPBENCH_STATUS_EVERY_S", "1")
+        .args(["run", "--quick", "--duration", "1.5", "--warmup", "0"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("[1/1] 01-null: 1/2 s, "))
+        .unwrap_or_else(|| panic!("no status line in {stderr}"));
+    assert!(
+        line.contains(" ops/s, p99 so far ") && line.contains(" ms, lag "),
+        "{line}"
+    );
+}

@@ -211,7 +211,8 @@ mod tests {
 
     /// timeseries.csv's columns, in order.
     const TIMESERIES_COLUMNS: &str =
-        "run_id,second,phase,ops,mib,io_ops,errors,lat_p50_us,lat_p99_us,lat_max_us,max_lag_ms";
+        "run_id,second,phase,ops,mib,io_ops,errors,lat_p50_us,lat_p99_us,lat_max_us,max_lag_ms,\
+         cpu_cores,sys_cpu_busy_cores,sys_cpu_steal_cores";
 
     fn run(id: &str, status: RunStatus, seconds: u64) -> RunResult {
         let mut h = LatHist::new();
@@ -245,6 +246,9 @@ mod tests {
                     lat_p99_us: None,
                     lat_max_us: Some(9.0),
                     max_lag_ms: 0.0,
+                    cpu_cores: Some(0.25),
+                    sys_cpu_busy_cores: Some(1.5),
+                    sys_cpu_steal_cores: None,
                 })
                 .collect(),
             hists: vec![(HistKind::Lat, h), (HistKind::Ack, LatHist::new())],
@@ -348,6 +352,7 @@ mod tests {
             "{csv}"
         );
         assert!(lines[3].starts_with("02-null,0,"), "{csv}");
+        assert!(lines[1].ends_with(",0.25,1.5,"), "{csv}");
         assert_eq!(text(&TimeseriesCsv, &[]), "", "no rows, no header");
     }
 

@@ -145,6 +145,87 @@ pub struct Measurement {
     pub not_completed: u64,
     /// A worker stopped before the window's end because lag passed the limit.
     pub stopped_early: bool,
+    // -- issue 10: placement (per-second CPU) --
+    /// CPU of each second since the run started, as [`CpuSeconds`] sampled it.
+    pub cpu_by_second: BTreeMap<u64, SecondCpu>,
+}
+
+/// CPU over one second of a run, in cores (CPU seconds per wall second).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SecondCpu {
+    /// This process (all threads, io-wq and SQPOLL threads included).
+    pub cpu_cores: f64,
+    /// The whole system, busy (steal excluded); None when /proc/stat is unreadable.
+    pub sys_busy_cores: Option<f64>,
+    /// The whole system, stolen by the hypervisor; None when /proc/stat is unreadable.
+    pub sys_steal_cores: Option<f64>,
+}
+
+/// Samples process and system CPU once per second of a run, from the monitor (main) thread:
+/// [`CpuSeconds::poll`] at each loop turn takes a sample when a second boundary (counted from
+/// the run's start) has passed, and [`CpuSeconds::next_edge`] says when to wake for the next.
+pub struct CpuSeconds {
+    start: Instant,
+    next: u64,
+    last_at: Instant,
+    last_cpu: machine::ProcCpu,
+    last_sys: Option<machine::SysCpu>,
+    /// The seconds sampled so far.
+    pub by_second: BTreeMap<u64, SecondCpu>,
+}
+
+impl CpuSeconds {
+    /// Starts sampling, with second 0 beginning at `start`; the first reading is taken now.
+    pub fn new(start: Instant) -> CpuSeconds {
+        CpuSeconds {
+            start,
+            next: 0,
+            last_at: Instant::now(),
+            last_cpu: machine::proc_cpu(),
+            last_sys: machine::sys_cpu(),
+            by_second: BTreeMap::new(),
+        }
+    }
+
+    /// When second `next` ends (the next sample is due).
+    pub fn next_edge(&self) -> Instant {
+        self.start + std::time::Duration::from_secs(self.next + 1)
+    }
+
+    /// Takes a sample if the current second has ended, closing that second.
+    pub fn poll(&mut self, now: Instant) {
+        if now < self.next_edge() {
+            return;
+        }
+        let cpu = machine::proc_cpu();
+        let sys = machine::sys_cpu();
+        let at = Instant::now();
+        let wall_s = at.duration_since(self.last_at).as_secs_f64();
+        let (sys_busy_cores, sys_steal_cores) = match (&self.last_sys, &sys) {
+            (Some(a), Some(b)) if wall_s > 0.0 => (
+                Some(machine::SysCpu::busy_between(a, b, wall_s) / wall_s),
+                Some(machine::SysCpu::steal_between(a, b) / wall_s),
+            ),
+            _ => (None, None),
+        };
+        let used_s = (cpu.user_s - self.last_cpu.user_s) + (cpu.sys_s - self.last_cpu.sys_s);
+        if wall_s > 0.0 {
+            self.by_second.insert(
+                self.next,
+                SecondCpu {
+                    cpu_cores: used_s.max(0.0) / wall_s,
+                    sys_busy_cores,
+                    sys_steal_cores,
+                },
+            );
+        }
+        // A monitor that woke late (more than a second) closes the seconds it missed as one.
+        let elapsed = at.saturating_duration_since(self.start).as_secs();
+        self.next = elapsed.max(self.next + 1);
+        self.last_at = at;
+        self.last_cpu = cpu;
+        self.last_sys = sys;
+    }
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -304,13 +385,43 @@ impl Measurement {
             window_bytes,
             not_completed,
             stopped_early,
+            cpu_by_second: BTreeMap::new(),
         }
+    }
+
+    /// Adds the per-second CPU the monitor sampled.
+    pub fn with_cpu_by_second(mut self, cpu: BTreeMap<u64, SecondCpu>) -> Measurement {
+        self.cpu_by_second = cpu;
+        self
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_samples_once_per_second_boundary() {
+        let start = Instant::now();
+        let mut c = CpuSeconds::new(start);
+        c.poll(start);
+        assert!(c.by_second.is_empty(), "no second has ended");
+        // Busy for a while, then say a second has ended.
+        let until = Instant::now() + std::time::Duration::from_millis(100);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        c.poll(start + std::time::Duration::from_secs(1));
+        let s0 = c.by_second[&0];
+        assert!(s0.cpu_cores > 0.05, "{s0:?}");
+        if let Some(busy) = s0.sys_busy_cores {
+            assert!(busy >= 0.0 && s0.sys_steal_cores.unwrap() >= 0.0, "{s0:?}");
+        }
+        assert_eq!(c.next_edge(), start + std::time::Duration::from_secs(2));
+        c.poll(start + std::time::Duration::from_millis(1500));
+        assert_eq!(c.by_second.len(), 1, "second 1 has not ended");
+    }
 
     #[test]
     fn noisy_when_steal_passes_five_percent() {

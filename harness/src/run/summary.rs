@@ -9,7 +9,7 @@ use crate::measure::{HistKind, HIST_KINDS};
 use crate::plan::{Durability, RunPlan, Workload};
 use crate::results::{RunResult, SummaryRow, TimeseriesRow};
 
-use super::measurement::Measurement;
+use super::measurement::{Measurement, SecondCpu};
 
 /// Build the run's results from what was measured and its per-second ticks.
 pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Tick)>) -> RunResult {
@@ -17,7 +17,7 @@ pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Ti
         matches!(&plan.workload, Workload::Ds { params, reads, .. } if reads.active(params));
     let verified = reads_active && m.caps.as_ref().is_some_and(|c| c.stores_data);
     let row = row(plan, &m, verified);
-    let timeseries = timeseries(plan, seconds);
+    let timeseries = timeseries(plan, seconds, &m.cpu_by_second);
     let notes = notes(plan, &m, reads_active, verified);
     let detail = detail(plan, &m, reads_active, verified, notes);
     let stats = m.stats;
@@ -161,7 +161,11 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
 }
 
 /// The timeseries.csv rows, each second marked as warm-up, measured or after the window.
-fn timeseries(plan: &RunPlan, seconds: BTreeMap<u64, (u32, Tick)>) -> Vec<TimeseriesRow> {
+fn timeseries(
+    plan: &RunPlan,
+    seconds: BTreeMap<u64, (u32, Tick)>,
+    cpu: &BTreeMap<u64, SecondCpu>,
+) -> Vec<TimeseriesRow> {
     seconds
         .into_iter()
         .map(|(sec, (_, t))| {
@@ -185,6 +189,9 @@ fn timeseries(plan: &RunPlan, seconds: BTreeMap<u64, (u32, Tick)>) -> Vec<Timese
                 lat_p99_us: t.lat.quantile_us(0.99),
                 lat_max_us: t.lat.max_us(),
                 max_lag_ms: t.max_lag_ns as f64 / 1e6,
+                cpu_cores: cpu.get(&sec).map(|c| c.cpu_cores),
+                sys_cpu_busy_cores: cpu.get(&sec).and_then(|c| c.sys_busy_cores),
+                sys_cpu_steal_cores: cpu.get(&sec).and_then(|c| c.sys_steal_cores),
             }
         })
         .collect()
@@ -286,5 +293,7 @@ fn detail(
             Some(c) => serde_json::json!(c),
             None => serde_json::json!("unknown"),
         },
+        // -- issue 10: placement --
+        "helper_placement": m.caps.as_ref().map(|c| c.helper_placement.clone()),
     })
 }
