@@ -347,6 +347,13 @@ pub const FIELDS: &[Field] = &[
         S::Micro,
         "an existing, fully written file to use instead of laying one out (shared by all workers; e.g. the file fio reads)",
     ),
+    // -- issue 10: micro --
+    f(
+        "random_map",
+        K::Bool,
+        S::Micro,
+        "random patterns visit each block once per pass before any repeats, as fio's random map; false = fio's norandommap [true]",
+    ),
 ];
 
 /// A field value before typing: from TOML as is, from the CLI as text.
@@ -1012,6 +1019,9 @@ fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
     }
     if let Some(b) = get_uint(m, "iodepth_batch")? {
         p.iodepth_batch = b.min(u32::MAX as u64) as u32;
+    }
+    if let Some(b) = get_bool(m, "random_map")? {
+        p.random_map = b;
     }
     p.validate()
         .map_err(|e| BadInput(format!("workload `micro`: {e}")))?;
