@@ -475,6 +475,13 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "host": machine::describe_host(),
         "storage": machine::describe_storage(&plan.global.dir),
         "fio_version": machine::fio_version(),
+        // -- issue 10: micro --
+        "page_cache_policy": serde_json::json!({
+            "drop_caches": plan.runs.iter().any(|r| r.drop_caches),
+            "micro_file_invalidated": plan.runs.iter().any(|r| matches!(r.workload, snapbench::plan::Workload::Micro(_))),
+            "how": "micro runs fsync each laid-out (or given) file and advise POSIX_FADV_DONTNEED before measuring, O_DIRECT engines included; --drop-caches also syncs and drops the page cache before each window as root, else advises DONTNEED on the run's files; each run's summary.json page_cache says what was done",
+            "note": snapbench::run::summary::HOST_CACHE_NOTE,
+        }),
         "start_utc": start_iso,
         "end_utc": serde_json::Value::Null,
         "status": "running",

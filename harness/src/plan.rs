@@ -349,6 +349,12 @@ pub const FIELDS: &[Field] = &[
     ),
     // -- issue 10: micro --
     f(
+        "drop_caches",
+        K::Bool,
+        S::All,
+        "before each window: sync and drop the page cache (root), else POSIX_FADV_DONTNEED on the run's files [false]",
+    ),
+    f(
         "random_map",
         K::Bool,
         S::Micro,
@@ -610,6 +616,10 @@ pub struct RunPlan {
     pub stall_s: f64,
     /// After the window, how long queued and in-flight work may finish (`--drain`), s.
     pub drain_s: f64,
+    // -- issue 10: micro --
+    /// Before the window: sync and drop the page cache as root, else `POSIX_FADV_DONTNEED` on
+    /// the run's files (`--drop-caches`).
+    pub drop_caches: bool,
 }
 
 impl RunPlan {
@@ -692,6 +702,7 @@ impl RunPlan {
             "repeat": self.repeat,
             "stall_s": self.stall_s,
             "drain_s": self.drain_s,
+            "drop_caches": self.drop_caches,
         })
     }
 }
@@ -1126,6 +1137,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         config: index,
         stall_s,
         drain_s,
+        drop_caches: get_bool(m, "drop_caches")?.unwrap_or(false),
     })
 }
 

@@ -154,6 +154,12 @@ pub fn run_one(
             }
         }
     }
+    // -- issue 10: micro -- after layout and prefill, so what the window reads is not cached.
+    let page_cache = if fatal.is_none() {
+        machine::drop_before_window(plan.drop_caches, &run_dir)
+    } else {
+        "not dropped".to_string()
+    };
     let start = Instant::now() + Duration::from_millis(2);
     for s in &starts {
         let _ = s.send(if fatal.is_none() { Some(start) } else { None });
@@ -213,7 +219,9 @@ pub fn run_one(
     let end_sample = Sample::take(disk_name);
     let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
-    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1).with_memory(mem_start);
+    let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1)
+        .with_memory(mem_start)
+        .with_page_cache(page_cache);
     let result = summary::summarize(&plan, measured, seconds.by_second);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);

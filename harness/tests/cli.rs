@@ -1029,3 +1029,59 @@ fn lag_past_the_limit_stops_the_run_early() {
     assert_eq!(column(&out, "stopped_early"), ["true"]);
     assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
 }
+
+// -- issue 10: micro --
+/// A micro run states that its file was synced and its pages dropped after layout, and what
+/// `--drop-caches` did before the window; meta.json states the policy and the host-cache limit.
+/// A bad `--drop-caches` value is bad input.
+#[test]
+fn page_cache_state_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args([
+            "run",
+            "--workload",
+            "micro",
+            "--file-size",
+            "4m",
+            "--iodepth",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--engine",
+            "buffered",
+            "--engine",
+            "null",
+            "--drop-caches",
+        ])
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let pc = &json["runs"][0]["detail"]["page_cache"];
+    assert_eq!(pc["micro_file_invalidated"], true, "{pc}");
+    let done = pc["before_window"].as_str().unwrap();
+    assert!(
+        done == "dropped (drop_caches=3)" || done.starts_with("run files advised DONTNEED"),
+        "{done}"
+    );
+    assert!(pc["note"].as_str().unwrap().contains("host"), "{pc}");
+    // The null engine keeps no file, so nothing was invalidated.
+    let pc = &json["runs"][1]["detail"]["page_cache"];
+    assert_eq!(pc["micro_file_invalidated"], false, "{pc}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["page_cache_policy"]["drop_caches"], true);
+    assert_eq!(meta["page_cache_policy"]["micro_file_invalidated"], true);
+    rejects(
+        &["--engine", "null", "--drop-caches", "maybe"],
+        "drop_caches",
+    );
+}

@@ -145,6 +145,9 @@ pub struct Measurement {
     pub not_completed: u64,
     /// A worker stopped before the window's end because lag passed the limit.
     pub stopped_early: bool,
+    // -- issue 10: micro --
+    /// What was done to the page cache before the window ([`machine::drop_before_window`]).
+    pub page_cache_before_window: String,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -156,6 +159,12 @@ impl Measurement {
     pub fn with_memory(mut self, start: machine::memory::MemStart) -> Measurement {
         self.mem_peak_rss_bytes = start.peak_rss_bytes();
         self.mem_start_rss_bytes = start.rss_bytes;
+        self
+    }
+
+    /// Records what was done to the page cache before the window.
+    pub fn with_page_cache(mut self, before_window: String) -> Measurement {
+        self.page_cache_before_window = before_window;
         self
     }
 
@@ -304,6 +313,7 @@ impl Measurement {
             window_bytes,
             not_completed,
             stopped_early,
+            page_cache_before_window: "not dropped".to_string(),
         }
     }
 }

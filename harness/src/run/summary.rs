@@ -286,5 +286,24 @@ fn detail(
             Some(c) => serde_json::json!(c),
             None => serde_json::json!("unknown"),
         },
+        // -- issue 10: micro --
+        "page_cache": page_cache_json(plan, m),
+    })
+}
+
+// -- issue 10: micro --
+/// What a virtual machine's guest cannot drop: the host's own cache of the virtual disk.
+pub const HOST_CACHE_NOTE: &str = "the host's own cache of a virtual disk (e.g. a qemu cache=writeback image) is beyond the guest's reach: neither fadvise nor drop_caches empties it";
+
+/// The run's page-cache state for summary.json: what was done before the window
+/// (`before_window`), whether each micro file was fsynced and advised DONTNEED after its layout
+/// (`micro_file_invalidated`; null for DS runs) and the host-cache note.
+fn page_cache_json(plan: &RunPlan, m: &Measurement) -> serde_json::Value {
+    let micro = matches!(plan.workload, Workload::Micro(_));
+    let invalidated = micro && m.caps.as_ref().is_some_and(|c| c.stores_data);
+    serde_json::json!({
+        "before_window": m.page_cache_before_window,
+        "micro_file_invalidated": if micro { serde_json::json!(invalidated) } else { serde_json::Value::Null },
+        "note": HOST_CACHE_NOTE,
     })
 }
