@@ -457,6 +457,17 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     }
     let argv: Vec<String> = std::env::args().collect();
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut micro_files: Vec<&Path> = plan
+        .runs
+        .iter()
+        .filter_map(|r| r.micro_file.as_deref())
+        .collect();
+    micro_files.sort();
+    micro_files.dedup();
+    let micro_file_storage: Vec<serde_json::Value> = micro_files
+        .iter()
+        .map(|f| machine::describe_storage(f))
+        .collect();
     let mut meta = serde_json::json!({
         "schema_version": snapbench::results::SCHEMA_VERSION,
         "build": machine::build_info(),
@@ -475,7 +486,8 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "host": machine::describe_host(),
         "storage": machine::describe_storage(&plan.global.dir),
         "fio_version": machine::fio_version(),
-        // -- issue 10: micro --
+        // -- issue 10: micro -- the filesystem and device of each --file-path (not --dir's).
+        "micro_file_storage": micro_file_storage,
         "page_cache_policy": serde_json::json!({
             "drop_caches": plan.runs.iter().any(|r| r.drop_caches),
             "micro_file_invalidated": plan.runs.iter().any(|r| matches!(r.workload, snapbench::plan::Workload::Micro(_))),

@@ -84,7 +84,8 @@ pub fn run_one(
         Workload::Micro(p) => (micro::micro_buf_bytes(p), (p.iodepth as usize).max(8)),
         Workload::Ds { .. } => (driver::ds_buf_bytes(&plan), plan.queue_depth as usize),
     };
-    let dio_align = machine::dio_align(&run_dir)
+    // -- issue 10: micro -- a given file's alignment, not --dir's.
+    let dio_align = machine::dio_align(plan.micro_file.as_deref().unwrap_or(&run_dir))
         .map(|a| a.offset_align_bytes.max(a.mem_align_bytes) as usize)
         .unwrap_or(4096);
     if let (None, Some(f)) = (&fatal, &plan.micro_file) {

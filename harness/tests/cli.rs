@@ -446,6 +446,16 @@ fn micro_uses_a_given_file() {
         4 << 20,
         "the given file is used, not replaced"
     );
+    // meta.json describes the given file's filesystem, not only --dir's.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let st = &meta["micro_file_storage"];
+    assert_eq!(st.as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(
+        st[0]["real_path"],
+        std::fs::canonicalize(&f).unwrap().display().to_string()
+    );
+    assert!(st[0]["fs"].is_object(), "{st}");
     // Too small a file is bad input.
     snapbench()
         .args([
@@ -1084,4 +1094,94 @@ fn page_cache_state_is_recorded() {
         &["--engine", "null", "--drop-caches", "maybe"],
         "drop_caches",
     );
+}
+
+/// A block device is a valid `--file-path`, as for fio: sized from the device, never laid out or
+/// truncated, addressed within its size, and described in meta.json as itself.
+#[test]
+#[ignore = "needs root and losetup"]
+fn micro_runs_on_a_block_device() {
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let img = tmp.path().join("dev.img");
+    std::fs::write(&img, vec![0x33u8; 8 << 20]).unwrap();
+    let run = |cmd: &str, args: &[&str]| -> String {
+        let out = std::process::Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let dev = run("losetup", &["-f", "--show", img.to_str().unwrap()]);
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &self.0])
+                .status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    for engine in ["buffered", "buffered:direct=true", "uring"] {
+        let out = tmp
+            .path()
+            .join(format!("out-{}", engine.replace([':', '=', ','], "_")));
+        snapbench()
+            .args([
+                "run",
+                "--workload",
+                "micro",
+                "--rw",
+                "randwrite",
+                "--file-size",
+                "8m",
+            ])
+            .args([
+                "--bs",
+                "4k",
+                "--iodepth",
+                "4",
+                "--duration",
+                "0.3",
+                "--warmup",
+                "0",
+            ])
+            .args(["--engine", engine, "--file-path", &dev])
+            .arg("--dir")
+            .arg(tmp.path().join("d"))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        assert!(column_u64(&out, "ops")[0] > 0, "{engine}");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+        let name = dev.trim_start_matches("/dev/");
+        assert_eq!(
+            meta["micro_file_storage"][0]["block"]["name"], name,
+            "{meta}"
+        );
+    }
+    // Larger than the device: bad input naming its size.
+    snapbench()
+        .args([
+            "run",
+            "--workload",
+            "micro",
+            "--file-size",
+            "16m",
+            "--engine",
+            "buffered",
+        ])
+        .args(["--file-path", &dev])
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(tmp.path().join("big"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("8388608 bytes"));
+    // The device was not truncated and the image keeps its size.
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 8 << 20);
 }

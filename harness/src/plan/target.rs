@@ -149,7 +149,12 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
                 name_base(e.to_string())
             ))
         })?;
-        check_direct_sizes(&plan.runs, &align, &base)?;
+        // Runs with --file-path are checked against that file's alignment (check_inputs).
+        check_direct_sizes(
+            plan.runs.iter().filter(|r| r.micro_file.is_none()),
+            &align,
+            &base,
+        )?;
     }
     drop(probe);
     check_out(plan)?;
@@ -160,13 +165,13 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
 }
 
 /// O_DIRECT runs: micro sizes are multiples of the alignment, which fits a SNAPLOG1 block.
-fn check_direct_sizes(
-    runs: &[RunPlan],
+fn check_direct_sizes<'a>(
+    runs: impl IntoIterator<Item = &'a RunPlan>,
     align: &machine::DioAlign,
     base: &Path,
 ) -> Result<(), BadInput> {
     let need = u64::from(align.offset_align_bytes.max(align.mem_align_bytes)).max(1);
-    for r in runs.iter().filter(|r| r.engine.direct()) {
+    for r in runs.into_iter().filter(|r| r.engine.direct()) {
         if let Workload::Micro(p) = &r.workload {
             if u64::from(p.bs_bytes) % need != 0 || p.file_size_bytes % need != 0 {
                 return Err(BadInput(format!(
@@ -211,17 +216,33 @@ fn check_inputs(r: &RunPlan, dir: &Path, runs: &[RunPlan]) -> Result<(), BadInpu
     if let (Some(f), Workload::Micro(p)) = (&r.micro_file, &r.workload) {
         let meta = std::fs::metadata(f).map_err(|e| {
             BadInput(format!(
-                "--file-path {}: {e}; give an existing, fully written file",
+                "--file-path {}: {e}; give an existing, fully written file or a block device",
                 f.display()
             ))
         })?;
-        if !meta.is_file() || meta.len() < p.file_size_bytes {
+        // -- issue 10: micro -- a block device is addressed within its size, never laid out.
+        let bdev = machine::is_block_device_path(f);
+        let size = machine::file_size_bytes(f).map_err(|e| {
+            BadInput(format!(
+                "--file-path {}: cannot read its size: {e}; check the permissions",
+                f.display()
+            ))
+        })?;
+        if !(meta.is_file() || bdev) || size < p.file_size_bytes {
             return Err(BadInput(format!(
-                "--file-path {}: must be a regular file of at least file_size ({} bytes); it has {} bytes — lower --file-size or lay out a bigger file",
+                "--file-path {}: must be a regular file or block device of at least file_size ({} bytes); it has {size} bytes — lower --file-size or lay out a bigger file",
                 f.display(),
                 p.file_size_bytes,
-                meta.len()
             )));
+        }
+        if r.engine.direct() {
+            let align = machine::dio_align(f).map_err(|e| {
+                BadInput(format!(
+                    "--file-path {}: direct I/O is not possible there: {e}",
+                    f.display()
+                ))
+            })?;
+            check_direct_sizes([r], &align, f)?;
         }
     }
     if let Some(c) = &r.corpus {
