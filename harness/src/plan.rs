@@ -620,6 +620,9 @@ pub struct RunPlan {
     /// Before the window: sync and drop the page cache as root, else `POSIX_FADV_DONTNEED` on
     /// the run's files (`--drop-caches`).
     pub drop_caches: bool,
+    // -- issue 10: prefill only when it serves --
+    /// `prefill_matches` was given: the prefill is written even when few reads are expected.
+    pub prefill_asked: bool,
 }
 
 impl RunPlan {
@@ -1138,6 +1141,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         stall_s,
         drain_s,
         drop_caches: get_bool(m, "drop_caches")?.unwrap_or(false),
+        prefill_asked: m.contains_key("prefill_matches"),
     })
 }
 

@@ -1185,3 +1185,31 @@ fn micro_runs_on_a_block_device() {
     // The device was not truncated and the image keeps its size.
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 8 << 20);
 }
+
+// -- issue 10: prefill only when it serves --
+/// At fps-128tick's default read rate a short run expects well under 5 reads: no prefill is
+/// written and the notes say why.
+#[test]
+fn prefill_skipped_when_few_reads_are_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--engine", "null", "--workload", "fps-128tick"])
+        .args(["--duration", "0.5", "--warmup", "0", "--matches", "16"])
+        .arg("--dir")
+        .arg(tmp.path().join("d"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(column_u64(&out, "prefill_matches"), vec![0]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let notes = json["runs"][0]["detail"]["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("prefill skipped: ")),
+        "{notes:?}"
+    );
+}

@@ -239,7 +239,11 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
             m.stats.reads_dropped
         ));
     }
-    if reads_active && plan.engine.page_cache_reads() {
+    // -- issue 10: prefill only when it serves --
+    if let Some(n) = crate::driver::prefill_note(plan) {
+        notes.push(n);
+    }
+    if reads_active && plan.engine.page_cache_reads() && m.prefill_matches > 0 {
         notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
     }
     notes
