@@ -1123,7 +1123,7 @@ fn micro_runs_on_a_block_device() {
         }
     }
     let _detach = Detach(dev.clone());
-    for engine in ["buffered", "buffered:direct=true", "uring"] {
+    for &engine in variants::DATA {
         let out = tmp
             .path()
             .join(format!("out-{}", engine.replace([':', '=', ','], "_")));
