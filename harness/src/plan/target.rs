@@ -126,7 +126,10 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
     let mut kept = Vec::new();
     for run in plan.runs.drain(..) {
         match run.engine.check_supported(&probe.path).map_err(name_base) {
-            Ok(()) => kept.push(run),
+            Ok(()) => {
+                check_on_file(&run)?;
+                kept.push(run)
+            }
             Err(why) if plan.embedded => plan.skipped.push(why),
             Err(why) => return Err(BadInput(why)),
         }
@@ -162,6 +165,36 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
         check_inputs(r, &dir, &plan.runs)?;
     }
     Ok(())
+}
+
+// -- issue 10: micro --
+/// A micro run on a regular `--file-path` is probed on that file's filesystem too (in a private
+/// folder beside it) when that folder can be made there; a block device, or a read-only
+/// folder, keeps the probes of `--dir`.
+fn check_on_file(run: &RunPlan) -> Result<(), BadInput> {
+    let Some(f) = &run.micro_file else {
+        return Ok(());
+    };
+    if !f.is_file() {
+        return Ok(());
+    }
+    let parent = std::path::absolute(f)
+        .ok()
+        .and_then(|a| a.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let Ok(probe) = ProbeDir::create(&parent) else {
+        return Ok(());
+    };
+    run.engine.check_supported(&probe.path).map_err(|why| {
+        BadInput(format!(
+            "--file-path {}: {}",
+            f.display(),
+            why.replace(
+                &probe.path.display().to_string(),
+                &parent.display().to_string()
+            )
+        ))
+    })
 }
 
 /// O_DIRECT runs: micro sizes are multiples of the alignment, which fits a SNAPLOG1 block.
@@ -406,6 +439,73 @@ mod tests {
                 "{engine}: the message names --dir's folder: {err}"
             );
             assert_eq!(listing(&mnt), Vec::<PathBuf>::new(), "{engine} left files");
+        }
+    }
+
+    // -- issue 10: micro --
+    #[test]
+    fn a_given_file_is_probed_beside_it_leaving_nothing() {
+        use crate::plan::{expand, RawFields, Suite};
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("given.dat");
+        std::fs::write(&f, vec![1u8; 1 << 20]).unwrap();
+        let text = format!(
+            "[[run]]\nengine = \"buffered\"\nworkload = \"micro\"\nfile_size = \"1MiB\"\nfile_path = {:?}\n",
+            f.display().to_string()
+        );
+        let suite = Suite::parse(&text, "t.toml").unwrap();
+        let run = expand(&suite, &RawFields::new(), &[]).unwrap().remove(0);
+        let before = listing(tmp.path());
+        check_on_file(&run).unwrap();
+        assert_eq!(listing(tmp.path()), before, "the probe folder is gone");
+    }
+
+    #[test]
+    #[ignore = "needs root: mounts a ramfs, which refuses O_DIRECT"]
+    fn a_given_file_on_another_filesystem_is_probed_there() {
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let mnt = tmp.path().join("ramfs");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "ramfs", "none"])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success();
+        assert!(mounted, "mount -t ramfs {}", mnt.display());
+        let _guard = Ramfs(mnt.clone());
+        let f = mnt.join("given.dat");
+        std::fs::write(&f, vec![1u8; 1 << 20]).unwrap();
+        let text = format!(
+            "[[run]]\nworkload = \"micro\"\nfile_size = \"1MiB\"\nfile_path = {:?}\n",
+            f.display().to_string()
+        );
+        let suite = super::super::Suite::parse(&text, "t.toml").unwrap();
+        for engine in ["buffered:direct=true", "uring"] {
+            let runs = super::super::expand(
+                &suite,
+                &super::super::RawFields::new(),
+                &[engine.to_string()],
+            )
+            .unwrap();
+            let mut plan = Plan {
+                suite: "t".into(),
+                runs,
+                skipped: Vec::new(),
+                embedded: false,
+                global: super::super::Global {
+                    // --dir supports O_DIRECT; the given file's filesystem does not.
+                    dir: tmp.path().join("data"),
+                    out: Some(tmp.path().join("out")),
+                    force: false,
+                    quick: false,
+                },
+                results_name: "t".into(),
+            };
+            let err = check_target(&mut plan).unwrap_err().0;
+            assert!(err.starts_with("--file-path "), "{engine}: {err}");
+            assert!(!err.contains(".snapbench-plan"), "{engine}: {err}");
+            assert_eq!(listing(&mnt), vec![f.clone()], "{engine} left files");
         }
     }
 }
