@@ -243,7 +243,11 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
     if let Some(n) = crate::driver::prefill_note(plan) {
         notes.push(n);
     }
-    if reads_active && plan.engine.page_cache_reads() && m.prefill_matches > 0 {
+    if reads_active
+        && plan.engine.page_cache_reads()
+        && m.prefill_matches > 0
+        && m.page_cache_before_window.starts_with("not dropped")
+    {
         notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
     }
     notes
