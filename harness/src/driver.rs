@@ -39,7 +39,9 @@ pub use common::{
     describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED, MAX_READ_ERROR_MSGS,
 };
 use common::{Backlog, StallWatch};
-pub use prefill::{prefill, scan_corpus, Corpus};
+pub use prefill::{
+    prefill, prefill_note, prefill_serves, scan_corpus, writes_prefill, Corpus, MIN_PREFILL_READS,
+};
 use replay::{ReadEnv, ReadIo, ReadOp, ReadSide};
 
 // ------------------------------------------------------------------------------------------

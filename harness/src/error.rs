@@ -195,6 +195,15 @@ pub enum MicroError {
         /// The limit, s.
         limit_s: u64,
     },
+    // -- issue 10: micro --
+    /// The laid-out file could not be synced or its cached pages dropped before measuring.
+    #[error("cannot sync and drop the cached pages of {} before measuring: {source}", path.display())]
+    Invalidate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error of open, fsync or posix_fadvise.
+        source: io::Error,
+    },
 }
 
 /// A file-system step outside a run failed (listing a folder for `verify`, …).

@@ -18,9 +18,12 @@ mod sysfs;
 pub mod threads;
 
 pub use affinity::{available_cpus, count_threads, pin_current_thread};
-pub use cache::drop_caches;
+pub use cache::{drop_before_window, drop_caches, invalidate_file};
 pub use cpu::{proc_cpu, sys_cpu, ProcCpu, SysCpu};
-pub use disk::{block_dev_of, dio_align, disk_stats, BlockDev, DioAlign, DiskStats, NoDirectIo};
+pub use disk::{
+    block_dev_of, dio_align, disk_stats, file_size_bytes, is_block_device_path, BlockDev, DioAlign,
+    DiskStats, NoDirectIo,
+};
 pub use host::{build_info, describe_host, fio_version};
 pub use storage::describe_storage;
 

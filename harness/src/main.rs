@@ -486,6 +486,17 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     }
     let argv: Vec<String> = std::env::args().collect();
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut micro_files: Vec<&Path> = plan
+        .runs
+        .iter()
+        .filter_map(|r| r.micro_file.as_deref())
+        .collect();
+    micro_files.sort();
+    micro_files.dedup();
+    let micro_file_storage: Vec<serde_json::Value> = micro_files
+        .iter()
+        .map(|f| machine::describe_storage(f))
+        .collect();
     let mut meta = serde_json::json!({
         "schema_version": snapbench::results::SCHEMA_VERSION,
         "build": machine::build_info(),
@@ -504,6 +515,14 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "host": machine::describe_host(),
         "storage": machine::describe_storage(&plan.global.dir),
         "fio_version": machine::fio_version(),
+        // -- issue 10: micro -- the filesystem and device of each --file-path (not --dir's).
+        "micro_file_storage": micro_file_storage,
+        "page_cache_policy": serde_json::json!({
+            "drop_caches": plan.runs.iter().any(|r| r.drop_caches),
+            "micro_file_invalidated": plan.runs.iter().any(|r| matches!(r.workload, snapbench::plan::Workload::Micro(_))),
+            "how": "micro runs fsync each laid-out (or given) file and advise POSIX_FADV_DONTNEED before measuring, O_DIRECT engines included; --drop-caches also syncs and drops the page cache before each window as root, else advises DONTNEED on the run's files; each run's summary.json page_cache says what was done",
+            "note": snapbench::run::summary::HOST_CACHE_NOTE,
+        }),
         "start_utc": start_iso,
         "end_utc": serde_json::Value::Null,
         "status": "running",

@@ -82,8 +82,28 @@ fn one_op<R: Recorder>(eng: &mut R, op: Op<R::Buf>, ctx: &WorkerCtx) -> Result<(
 }
 
 /// Create the worker's file and write it in full (fallocated blocks would read back zeros
-/// without any I/O), then sync it. Not measured.
+/// without any I/O), then sync it and drop its cached pages (fio's `invalidate=1`, for
+/// O_DIRECT engines too: a buffered layout leaves pages that direct reads would otherwise be
+/// compared against). A given `--file-path` is opened, synced and invalidated the same way.
+/// Not measured.
 pub fn layout<R: Recorder>(
+    eng: &mut R,
+    p: &MicroParams,
+    ctx: &WorkerCtx,
+) -> Result<(), MicroError> {
+    layout_file(eng, p, ctx)?;
+    // -- issue 10: micro --
+    if !eng.caps().stores_data {
+        return Ok(()); // The null engine keeps no file.
+    }
+    let path = ctx.dir.join(snapbench_engines::file_name(
+        micro_file(ctx.worker),
+        FileKind::Data,
+    ));
+    crate::machine::invalidate_file(&path).map_err(|source| MicroError::Invalidate { path, source })
+}
+
+fn layout_file<R: Recorder>(
     eng: &mut R,
     p: &MicroParams,
     ctx: &WorkerCtx,

@@ -347,6 +347,19 @@ pub const FIELDS: &[Field] = &[
         S::Micro,
         "an existing, fully written file to use instead of laying one out (shared by all workers; e.g. the file fio reads)",
     ),
+    // -- issue 10: micro --
+    f(
+        "drop_caches",
+        K::Bool,
+        S::All,
+        "before each window: sync and drop the page cache (root), else POSIX_FADV_DONTNEED on the run's files [false]",
+    ),
+    f(
+        "random_map",
+        K::Bool,
+        S::Micro,
+        "random patterns visit each block once per pass before any repeats, as fio's random map; false = fio's norandommap [true]",
+    ),
 ];
 
 /// A field value before typing: from TOML as is, from the CLI as text.
@@ -603,6 +616,13 @@ pub struct RunPlan {
     pub stall_s: f64,
     /// After the window, how long queued and in-flight work may finish (`--drain`), s.
     pub drain_s: f64,
+    // -- issue 10: micro --
+    /// Before the window: sync and drop the page cache as root, else `POSIX_FADV_DONTNEED` on
+    /// the run's files (`--drop-caches`).
+    pub drop_caches: bool,
+    // -- issue 10: prefill only when it serves --
+    /// `prefill_matches` was given: the prefill is written even when few reads are expected.
+    pub prefill_asked: bool,
 }
 
 impl RunPlan {
@@ -685,6 +705,7 @@ impl RunPlan {
             "repeat": self.repeat,
             "stall_s": self.stall_s,
             "drain_s": self.drain_s,
+            "drop_caches": self.drop_caches,
         })
     }
 }
@@ -1013,6 +1034,9 @@ fn micro_params(m: &RawFields) -> Result<MicroParams, BadInput> {
     if let Some(b) = get_uint(m, "iodepth_batch")? {
         p.iodepth_batch = b.min(u32::MAX as u64) as u32;
     }
+    if let Some(b) = get_bool(m, "random_map")? {
+        p.random_map = b;
+    }
     p.validate()
         .map_err(|e| BadInput(format!("workload `micro`: {e}")))?;
     Ok(p)
@@ -1116,6 +1140,8 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
         config: index,
         stall_s,
         drain_s,
+        drop_caches: get_bool(m, "drop_caches")?.unwrap_or(false),
+        prefill_asked: m.contains_key("prefill_matches"),
     })
 }
 

@@ -115,7 +115,8 @@ pub fn run_one(
         Workload::Micro(p) => (micro::micro_buf_bytes(p), (p.iodepth as usize).max(8)),
         Workload::Ds { .. } => (driver::ds_buf_bytes(&plan), plan.queue_depth as usize),
     };
-    let dio_align = machine::dio_align(&run_dir)
+    // -- issue 10: micro -- a given file's alignment, not --dir's.
+    let dio_align = machine::dio_align(plan.micro_file.as_deref().unwrap_or(&run_dir))
         .map(|a| a.offset_align_bytes.max(a.mem_align_bytes) as usize)
         .unwrap_or(4096);
     if let (None, Some(f)) = (&fatal, &plan.micro_file) {
@@ -185,6 +186,12 @@ pub fn run_one(
             }
         }
     }
+    // -- issue 10: micro -- after layout and prefill, so what the window reads is not cached.
+    let page_cache = if fatal.is_none() {
+        machine::drop_before_window(plan.drop_caches, &run_dir)
+    } else {
+        "not dropped".to_string()
+    };
     let start = Instant::now() + Duration::from_millis(2);
     for s in &starts {
         let _ = s.send(if fatal.is_none() { Some(start) } else { None });
@@ -260,7 +267,8 @@ pub fn run_one(
     let s1 = s1.unwrap_or(end_sample);
     let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1)
         .with_memory(mem_start)
-        .with_cpu_by_second(cpu_seconds.by_second);
+        .with_cpu_by_second(cpu_seconds.by_second)
+        .with_page_cache(page_cache);
     let result = summary::summarize(&plan, measured, seconds.by_second);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);

@@ -93,6 +93,10 @@ pub struct MicroParams {
     /// fio's: each I/O is submitted as soon as its slot frees); 0 submits every free slot in one
     /// call, together with the wait for completions (fewer syscalls, later first submission).
     pub iodepth_batch: u32,
+    // -- issue 10: micro --
+    /// Random patterns visit every block once per pass, in a seeded order, before any block
+    /// repeats (fio's random map; `false` is fio's `norandommap`: uniform draws with repeats).
+    pub random_map: bool,
 }
 
 impl Default for MicroParams {
@@ -104,6 +108,7 @@ impl Default for MicroParams {
             iodepth: 32,
             file_size_bytes: 1 << 30,
             iodepth_batch: 1,
+            random_map: true,
         }
     }
 }
@@ -158,9 +163,11 @@ impl MicroParams {
 /// The offsets one worker issues, in order (closed loop: the caller takes the next offset whenever
 /// a slot of its queue depth frees up).
 ///
-/// Sequential patterns walk `0, bs, 2·bs, …` and wrap to 0 after the last block; random ones are
-/// uniform over the block-aligned offsets of the file, drawn from the seed's stream
-/// [`seed::STREAM_MICRO_BASE`]` + worker`. O(1) per offset, no allocation.
+/// Sequential patterns walk `0, bs, 2·bs, …` and wrap to 0 after the last block. Random ones,
+/// with `random_map` (the default), visit every block exactly once per pass in an order drawn
+/// from the seed's stream [`seed::STREAM_MICRO_BASE`]` + worker` (a fresh order each pass, like
+/// fio's random map); without it they are uniform draws with repeats (fio's `norandommap`).
+/// Amortised O(1) per offset, no allocation.
 #[derive(Clone, Debug)]
 pub struct MicroOffsets {
     random: bool,
@@ -168,6 +175,74 @@ pub struct MicroOffsets {
     blocks: u64,
     next_block: u64,
     rng: Pcg64Mcg,
+    map: Option<BlockPermutation>,
+}
+
+/// A seeded permutation of `0..blocks` computed one index at a time, without a table: a
+/// bijection of `0..2^k` (the smallest power of two ≥ `blocks`) built from invertible steps —
+/// `x·a + c` with `a` odd, and `x ^ (x >> s)` — all modulo `2^k`, walked in counter order;
+/// values ≥ `blocks` are skipped (fewer than half of all values, so < 1 skip per block on
+/// average). A new pass draws new constants.
+#[derive(Clone, Debug)]
+struct BlockPermutation {
+    blocks: u64,
+    mask: u64,
+    shift: u32,
+    mul: [u64; 2],
+    add: [u64; 2],
+    counter: u64,
+}
+
+impl BlockPermutation {
+    fn new(blocks: u64, rng: &mut Pcg64Mcg) -> BlockPermutation {
+        let blocks = blocks.max(1);
+        let size = blocks.checked_next_power_of_two().unwrap_or(1 << 63);
+        let bits = size.trailing_zeros();
+        let mut p = BlockPermutation {
+            blocks,
+            mask: size - 1,
+            shift: (bits / 2).max(1),
+            mul: [1; 2],
+            add: [0; 2],
+            counter: 0,
+        };
+        p.reseed(rng);
+        p
+    }
+
+    fn reseed(&mut self, rng: &mut Pcg64Mcg) {
+        for i in 0..2 {
+            self.mul[i] = rng.random::<u64>() | 1;
+            self.add[i] = rng.random::<u64>();
+        }
+        self.counter = 0;
+    }
+
+    /// The bijection of `0..=mask`.
+    #[inline]
+    fn permute(&self, i: u64) -> u64 {
+        let mut x = i;
+        for r in 0..2 {
+            x = x.wrapping_mul(self.mul[r]).wrapping_add(self.add[r]) & self.mask;
+            x ^= x >> self.shift;
+        }
+        x
+    }
+
+    /// The next block of this pass; starts a new pass (new order) after the last.
+    #[inline]
+    fn next_block(&mut self, rng: &mut Pcg64Mcg) -> u64 {
+        loop {
+            if self.counter > self.mask {
+                self.reseed(rng);
+            }
+            let x = self.permute(self.counter);
+            self.counter += 1;
+            if x < self.blocks {
+                return x;
+            }
+        }
+    }
 }
 
 impl MicroOffsets {
@@ -177,22 +252,28 @@ impl MicroOffsets {
     /// still well defined (a zero block size counts as 1, a file smaller than a block as one
     /// block) and never panics.
     pub fn new(p: &MicroParams, seed: u64, worker: u32) -> MicroOffsets {
+        let mut rng = seed::rng_for(
+            seed,
+            seed::STREAM_MICRO_BASE.wrapping_add(u64::from(worker)),
+        );
+        let random = p.rw.is_random();
+        let map = (random && p.random_map).then(|| BlockPermutation::new(p.blocks(), &mut rng));
         MicroOffsets {
-            random: p.rw.is_random(),
+            random,
             bs_bytes: u64::from(p.bs_bytes.max(1)),
             blocks: p.blocks(),
             next_block: 0,
-            rng: seed::rng_for(
-                seed,
-                seed::STREAM_MICRO_BASE.wrapping_add(u64::from(worker)),
-            ),
+            rng,
+            map,
         }
     }
 
     /// The byte offset of the next I/O: a multiple of `bs_bytes`, below the file size.
     #[inline]
     pub fn next_offset(&mut self) -> u64 {
-        let block = if self.random {
+        let block = if let Some(map) = &mut self.map {
+            map.next_block(&mut self.rng)
+        } else if self.random {
             self.rng.random_range(0..self.blocks)
         } else {
             let b = self.next_block;
@@ -224,6 +305,7 @@ mod tests {
             iodepth: 8,
             file_size_bytes: size,
             iodepth_batch: 1,
+            random_map: true,
         }
     }
 
@@ -335,8 +417,38 @@ mod tests {
     }
 
     #[test]
+    fn random_map_covers_every_block_once_per_pass() {
+        // Sizes around powers of two, where the skipped share is largest or zero.
+        for blocks in [1u64, 2, 3, 63, 64, 65, 1000, 4097] {
+            let p = params(Rw::RandRead, 512, 512 * blocks);
+            let mut o = MicroOffsets::new(&p, 7, 1);
+            let mut passes = Vec::new();
+            for _ in 0..3 {
+                let mut seen = vec![0u32; blocks as usize];
+                let mut order = Vec::with_capacity(blocks as usize);
+                for _ in 0..blocks {
+                    let off = o.next_offset();
+                    assert_eq!(off % 512, 0);
+                    seen[(off / 512) as usize] += 1;
+                    order.push(off);
+                }
+                assert!(seen.iter().all(|&n| n == 1), "{blocks} blocks: {seen:?}");
+                passes.push(order);
+            }
+            if blocks >= 63 {
+                // Each pass is a fresh order, and not the sequential one.
+                assert_ne!(passes[0], passes[1]);
+                assert!(passes[0].windows(2).any(|w| w[1] != w[0] + 512));
+            }
+        }
+    }
+
+    #[test]
     fn random_offsets_aligned_in_range_and_cover_the_file() {
-        let p = params(Rw::RandWrite, 4096, 4096 * 64);
+        let p = MicroParams {
+            random_map: false,
+            ..params(Rw::RandWrite, 4096, 4096 * 64)
+        };
         let mut seen = [0u32; 64];
         for off in MicroOffsets::new(&p, 9, 3).take(64_000) {
             assert_eq!(off % 4096, 0);

@@ -41,6 +41,58 @@ impl Corpus {
     }
 }
 
+// -- issue 10: prefill only when it serves --
+/// A run writes its prefill only when at least this many one-shot reads are expected over its
+/// warm-up and window: fewer would read a handful of the logs, so the prefill (200 MiB at the
+/// defaults) would cost far more than it measures.
+pub const MIN_PREFILL_READS: f64 = 5.0;
+
+/// One-shot reads expected over the run's warm-up and window (all workers), and whether that is
+/// enough to write a prefill ([`MIN_PREFILL_READS`]). Live viewers follow running matches, so
+/// they need no prefill.
+pub fn prefill_serves(params: &DsParams, reads: &ReadParams, run_s: f64) -> (f64, bool) {
+    let expected = reads.one_shot_reads_per_s(params) * run_s.max(0.0);
+    (expected, expected >= MIN_PREFILL_READS)
+}
+
+/// Whether run `plan` writes its prefill: it reads, adopts no corpus, and either expects
+/// enough reads ([`prefill_serves`]) or was given `prefill_matches`.
+pub fn writes_prefill(plan: &crate::plan::RunPlan) -> bool {
+    let crate::plan::Workload::Ds { params, reads, .. } = &plan.workload else {
+        return false;
+    };
+    reads.active(params)
+        && plan.corpus.is_none()
+        && (plan.prefill_asked || prefill_serves(params, reads, plan.warmup_s + plan.duration_s).1)
+}
+
+/// The summary note saying why the prefill was written or skipped (None without a read side or
+/// with an adopted corpus).
+pub fn prefill_note(plan: &crate::plan::RunPlan) -> Option<String> {
+    let crate::plan::Workload::Ds { params, reads, .. } = &plan.workload else {
+        return None;
+    };
+    if !reads.active(params) || plan.corpus.is_some() {
+        return None;
+    }
+    let run_s = plan.warmup_s + plan.duration_s;
+    let rate = reads.one_shot_reads_per_s(params);
+    let (expected, serves) = prefill_serves(params, reads, run_s);
+    Some(if !serves && plan.prefill_asked {
+        format!(
+            "prefill written as asked (prefill_matches): only {expected:.1} one-shot reads expected in warm-up + window ({rate:.3}/s × {run_s} s)"
+        )
+    } else if serves {
+        format!(
+            "prefill written: {expected:.1} one-shot reads expected in warm-up + window ({rate:.3}/s × {run_s} s), at least {MIN_PREFILL_READS}"
+        )
+    } else {
+        format!(
+            "prefill skipped: {expected:.1} one-shot reads expected in warm-up + window ({rate:.3}/s × {run_s} s), under {MIN_PREFILL_READS}; reads find only matches finished during the run"
+        )
+    })
+}
+
 /// Largest write of the prefill, bytes.
 const PREFILL_WRITE_BYTES: usize = 1 << 20;
 
@@ -680,5 +732,45 @@ mod tests {
             )
         );
         assert_eq!(eng.in_flight(), 0);
+    }
+
+    // -- issue 10: prefill only when it serves --
+    #[test]
+    fn prefill_only_when_enough_reads_are_expected() {
+        // fps-128tick's defaults expect well under one read in 35 s: skipped, and said so.
+        let p = plan_of("[[run]]\nengine = \"null\"\nworkload = \"fps-128tick\"\n");
+        let Workload::Ds { params, reads, .. } = &p.workload else {
+            panic!("a DS run")
+        };
+        assert!(reads.active(params));
+        let (expected, serves) = prefill_serves(params, reads, p.warmup_s + p.duration_s);
+        assert!(expected < MIN_PREFILL_READS && !serves, "{expected}");
+        assert!(!writes_prefill(&p));
+        let note = prefill_note(&p).unwrap();
+        assert!(note.starts_with("prefill skipped: "), "{note}");
+        assert!(
+            note.contains(&format!("{expected:.1} one-shot reads")),
+            "{note}"
+        );
+        // 20 reads/s over 35 s: written.
+        let p =
+            plan_of("[[run]]\nengine = \"null\"\nworkload = \"fps-128tick\"\nreads_per_s = 20\n");
+        assert!(writes_prefill(&p));
+        assert!(prefill_note(&p)
+            .unwrap()
+            .starts_with("prefill written: 700.0"));
+        // Given prefill_matches: written as asked even with few reads.
+        let p = plan_of(
+            "[[run]]\nengine = \"null\"\nworkload = \"fps-128tick\"\nprefill_matches = 8\n",
+        );
+        assert!(writes_prefill(&p));
+        assert!(prefill_note(&p)
+            .unwrap()
+            .starts_with("prefill written as asked"));
+        // No read side: no prefill, no note.
+        let p = plan_of(
+            "[[run]]\nengine = \"null\"\nworkload = \"fps-128tick\"\nreads_per_match = 0\n",
+        );
+        assert!(!writes_prefill(&p) && prefill_note(&p).is_none());
     }
 }

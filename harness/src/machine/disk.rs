@@ -101,9 +101,39 @@ pub(crate) fn stat_path(path: &Path) -> Option<rustix::fs::Stat> {
     rustix::fs::stat(path).ok()
 }
 
-/// (major, minor) of the device holding `path`.
+/// (major, minor) of the device holding `path`; for a block device node, the device itself
+/// (its st_rdev), as fio's `filename=/dev/…` addresses it.
 pub(crate) fn dev_of(path: &Path) -> Option<(u32, u32)> {
-    stat_path(path).map(|st| (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
+    stat_path(path).map(|st| {
+        let dev = if is_block_device(&st) {
+            st.st_rdev
+        } else {
+            st.st_dev
+        };
+        (rustix::fs::major(dev), rustix::fs::minor(dev))
+    })
+}
+
+fn is_block_device(st: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::BlockDevice
+}
+
+// -- issue 10: micro --
+/// Whether `path` (symlinks followed) is a block device.
+pub fn is_block_device_path(path: &Path) -> bool {
+    stat_path(path).is_some_and(|st| is_block_device(&st))
+}
+
+/// Size of a regular file or a block device, bytes (a block device's by seeking to its end,
+/// as its st_size is 0).
+pub fn file_size_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let meta = std::fs::metadata(path)?;
+    if is_block_device_path(path) {
+        std::fs::File::open(path)?.seek(SeekFrom::End(0))
+    } else {
+        Ok(meta.len())
+    }
 }
 
 /// The block device under `path` (st_dev → /sys/dev/block/MAJ:MIN). None for filesystems
@@ -195,7 +225,14 @@ fn statx_dio(path: &Path) -> Option<(u32, u32)> {
 /// Err when statx says O_DIRECT is unsupported there (offset alignment 0).
 pub fn dio_align(path: &Path) -> Result<DioAlign, NoDirectIo> {
     let p = nearest_existing(path);
-    if let Some((mem, off)) = statx_dio(&p) {
+    // A block device node's statx describes the devtmpfs inode on older kernels: use the
+    // device's logical block size.
+    let statx = if is_block_device_path(&p) {
+        None
+    } else {
+        statx_dio(&p)
+    };
+    if let Some((mem, off)) = statx {
         if off == 0 {
             return Err(NoDirectIo { path: p });
         }

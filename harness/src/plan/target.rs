@@ -126,7 +126,10 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
     let mut kept = Vec::new();
     for run in plan.runs.drain(..) {
         match run.engine.check_supported(&probe.path).map_err(name_base) {
-            Ok(()) => kept.push(run),
+            Ok(()) => {
+                check_on_file(&run)?;
+                kept.push(run)
+            }
             Err(why) if plan.embedded => plan.skipped.push(why),
             Err(why) => return Err(BadInput(why)),
         }
@@ -149,7 +152,12 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
                 name_base(e.to_string())
             ))
         })?;
-        check_direct_sizes(&plan.runs, &align, &base)?;
+        // Runs with --file-path are checked against that file's alignment (check_inputs).
+        check_direct_sizes(
+            plan.runs.iter().filter(|r| r.micro_file.is_none()),
+            &align,
+            &base,
+        )?;
     }
     drop(probe);
     check_out(plan)?;
@@ -159,14 +167,44 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
     Ok(())
 }
 
+// -- issue 10: micro --
+/// A micro run on a regular `--file-path` is probed on that file's filesystem too (in a private
+/// folder beside it) when that folder can be made there; a block device, or a read-only
+/// folder, keeps the probes of `--dir`.
+fn check_on_file(run: &RunPlan) -> Result<(), BadInput> {
+    let Some(f) = &run.micro_file else {
+        return Ok(());
+    };
+    if !f.is_file() {
+        return Ok(());
+    }
+    let parent = std::path::absolute(f)
+        .ok()
+        .and_then(|a| a.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let Ok(probe) = ProbeDir::create(&parent) else {
+        return Ok(());
+    };
+    run.engine.check_supported(&probe.path).map_err(|why| {
+        BadInput(format!(
+            "--file-path {}: {}",
+            f.display(),
+            why.replace(
+                &probe.path.display().to_string(),
+                &parent.display().to_string()
+            )
+        ))
+    })
+}
+
 /// O_DIRECT runs: micro sizes are multiples of the alignment, which fits a SNAPLOG1 block.
-fn check_direct_sizes(
-    runs: &[RunPlan],
+fn check_direct_sizes<'a>(
+    runs: impl IntoIterator<Item = &'a RunPlan>,
     align: &machine::DioAlign,
     base: &Path,
 ) -> Result<(), BadInput> {
     let need = u64::from(align.offset_align_bytes.max(align.mem_align_bytes)).max(1);
-    for r in runs.iter().filter(|r| r.engine.direct()) {
+    for r in runs.into_iter().filter(|r| r.engine.direct()) {
         if let Workload::Micro(p) = &r.workload {
             if u64::from(p.bs_bytes) % need != 0 || p.file_size_bytes % need != 0 {
                 return Err(BadInput(format!(
@@ -211,17 +249,33 @@ fn check_inputs(r: &RunPlan, dir: &Path, runs: &[RunPlan]) -> Result<(), BadInpu
     if let (Some(f), Workload::Micro(p)) = (&r.micro_file, &r.workload) {
         let meta = std::fs::metadata(f).map_err(|e| {
             BadInput(format!(
-                "--file-path {}: {e}; give an existing, fully written file",
+                "--file-path {}: {e}; give an existing, fully written file or a block device",
                 f.display()
             ))
         })?;
-        if !meta.is_file() || meta.len() < p.file_size_bytes {
+        // -- issue 10: micro -- a block device is addressed within its size, never laid out.
+        let bdev = machine::is_block_device_path(f);
+        let size = machine::file_size_bytes(f).map_err(|e| {
+            BadInput(format!(
+                "--file-path {}: cannot read its size: {e}; check the permissions",
+                f.display()
+            ))
+        })?;
+        if !(meta.is_file() || bdev) || size < p.file_size_bytes {
             return Err(BadInput(format!(
-                "--file-path {}: must be a regular file of at least file_size ({} bytes); it has {} bytes — lower --file-size or lay out a bigger file",
+                "--file-path {}: must be a regular file or block device of at least file_size ({} bytes); it has {size} bytes — lower --file-size or lay out a bigger file",
                 f.display(),
                 p.file_size_bytes,
-                meta.len()
             )));
+        }
+        if r.engine.direct() {
+            let align = machine::dio_align(f).map_err(|e| {
+                BadInput(format!(
+                    "--file-path {}: direct I/O is not possible there: {e}",
+                    f.display()
+                ))
+            })?;
+            check_direct_sizes([r], &align, f)?;
         }
     }
     if let Some(c) = &r.corpus {
@@ -385,6 +439,73 @@ mod tests {
                 "{engine}: the message names --dir's folder: {err}"
             );
             assert_eq!(listing(&mnt), Vec::<PathBuf>::new(), "{engine} left files");
+        }
+    }
+
+    // -- issue 10: micro --
+    #[test]
+    fn a_given_file_is_probed_beside_it_leaving_nothing() {
+        use crate::plan::{expand, RawFields, Suite};
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("given.dat");
+        std::fs::write(&f, vec![1u8; 1 << 20]).unwrap();
+        let text = format!(
+            "[[run]]\nengine = \"buffered\"\nworkload = \"micro\"\nfile_size = \"1MiB\"\nfile_path = {:?}\n",
+            f.display().to_string()
+        );
+        let suite = Suite::parse(&text, "t.toml").unwrap();
+        let run = expand(&suite, &RawFields::new(), &[]).unwrap().remove(0);
+        let before = listing(tmp.path());
+        check_on_file(&run).unwrap();
+        assert_eq!(listing(tmp.path()), before, "the probe folder is gone");
+    }
+
+    #[test]
+    #[ignore = "needs root: mounts a ramfs, which refuses O_DIRECT"]
+    fn a_given_file_on_another_filesystem_is_probed_there() {
+        let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+        let mnt = tmp.path().join("ramfs");
+        std::fs::create_dir(&mnt).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "ramfs", "none"])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success();
+        assert!(mounted, "mount -t ramfs {}", mnt.display());
+        let _guard = Ramfs(mnt.clone());
+        let f = mnt.join("given.dat");
+        std::fs::write(&f, vec![1u8; 1 << 20]).unwrap();
+        let text = format!(
+            "[[run]]\nworkload = \"micro\"\nfile_size = \"1MiB\"\nfile_path = {:?}\n",
+            f.display().to_string()
+        );
+        let suite = super::super::Suite::parse(&text, "t.toml").unwrap();
+        for engine in ["buffered:direct=true", "uring"] {
+            let runs = super::super::expand(
+                &suite,
+                &super::super::RawFields::new(),
+                &[engine.to_string()],
+            )
+            .unwrap();
+            let mut plan = Plan {
+                suite: "t".into(),
+                runs,
+                skipped: Vec::new(),
+                embedded: false,
+                global: super::super::Global {
+                    // --dir supports O_DIRECT; the given file's filesystem does not.
+                    dir: tmp.path().join("data"),
+                    out: Some(tmp.path().join("out")),
+                    force: false,
+                    quick: false,
+                },
+                results_name: "t".into(),
+            };
+            let err = check_target(&mut plan).unwrap_err().0;
+            assert!(err.starts_with("--file-path "), "{engine}: {err}");
+            assert!(!err.contains(".snapbench-plan"), "{engine}: {err}");
+            assert_eq!(listing(&mnt), vec![f.clone()], "{engine} left files");
         }
     }
 }

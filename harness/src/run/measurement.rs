@@ -148,6 +148,9 @@ pub struct Measurement {
     // -- issue 10: placement (per-second CPU) --
     /// CPU of each second since the run started, as [`CpuSeconds`] sampled it.
     pub cpu_by_second: BTreeMap<u64, SecondCpu>,
+    // -- issue 10: micro --
+    /// What was done to the page cache before the window ([`machine::drop_before_window`]).
+    pub page_cache_before_window: String,
 }
 
 /// CPU over one second of a run, in cores (CPU seconds per wall second).
@@ -237,6 +240,12 @@ impl Measurement {
     pub fn with_memory(mut self, start: machine::memory::MemStart) -> Measurement {
         self.mem_peak_rss_bytes = start.peak_rss_bytes();
         self.mem_start_rss_bytes = start.rss_bytes;
+        self
+    }
+
+    /// Records what was done to the page cache before the window.
+    pub fn with_page_cache(mut self, before_window: String) -> Measurement {
+        self.page_cache_before_window = before_window;
         self
     }
 
@@ -386,6 +395,7 @@ impl Measurement {
             not_completed,
             stopped_early,
             cpu_by_second: BTreeMap::new(),
+            page_cache_before_window: "not dropped".to_string(),
         }
     }
 

@@ -246,7 +246,15 @@ fn notes(plan: &RunPlan, m: &Measurement, reads_active: bool, verified: bool) ->
             m.stats.reads_dropped
         ));
     }
-    if reads_active && plan.engine.page_cache_reads() {
+    // -- issue 10: prefill only when it serves --
+    if let Some(n) = crate::driver::prefill_note(plan) {
+        notes.push(n);
+    }
+    if reads_active
+        && plan.engine.page_cache_reads()
+        && m.prefill_matches > 0
+        && m.page_cache_before_window.starts_with("not dropped")
+    {
         notes.push("page cache: the prefill was written just before the window, so buffered reads of it are mostly served from memory".to_string());
     }
     notes
@@ -295,5 +303,24 @@ fn detail(
         },
         // -- issue 10: placement --
         "helper_placement": m.caps.as_ref().map(|c| c.helper_placement.clone()),
+        // -- issue 10: micro --
+        "page_cache": page_cache_json(plan, m),
+    })
+}
+
+// -- issue 10: micro --
+/// What a virtual machine's guest cannot drop: the host's own cache of the virtual disk.
+pub const HOST_CACHE_NOTE: &str = "the host's own cache of a virtual disk (e.g. a qemu cache=writeback image) is beyond the guest's reach: neither fadvise nor drop_caches empties it";
+
+/// The run's page-cache state for summary.json: what was done before the window
+/// (`before_window`), whether each micro file was fsynced and advised DONTNEED after its layout
+/// (`micro_file_invalidated`; null for DS runs) and the host-cache note.
+fn page_cache_json(plan: &RunPlan, m: &Measurement) -> serde_json::Value {
+    let micro = matches!(plan.workload, Workload::Micro(_));
+    let invalidated = micro && m.caps.as_ref().is_some_and(|c| c.stores_data);
+    serde_json::json!({
+        "before_window": m.page_cache_before_window,
+        "micro_file_invalidated": if micro { serde_json::json!(invalidated) } else { serde_json::Value::Null },
+        "note": HOST_CACHE_NOTE,
     })
 }

@@ -73,7 +73,8 @@ impl FactoryVisitor for WorkerVisitor {
             if reads.active(params) {
                 if plan.corpus.is_some() {
                     corpus = driver::scan_corpus(&self.ctx);
-                } else {
+                } else if driver::writes_prefill(&plan) {
+                    // -- issue 10: prefill only when it serves --
                     match driver::prefill(&mut eng, &self.ctx, params, reads) {
                         Ok(c) => corpus = c,
                         Err(detail) => {
