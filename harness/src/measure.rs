@@ -61,7 +61,11 @@ impl LatHist {
         self.0.reset();
     }
 
-    /// HdrHistogram's percentile distribution text (`.hgrm`), values in microseconds.
+    /// HdrHistogram's percentile distribution text (`.hgrm`), values in microseconds, laid out as
+    /// Java HdrHistogram's `outputPercentileDistribution(out, 5, 1000.0)` writes it: a header, one
+    /// row per percentile tick (value, percentile, cumulative TotalCount, 1/(1-percentile); the
+    /// last row, at percentile 1, without the last column) and a `#[Mean …]`, `#[Max …]`,
+    /// `#[Buckets …]` footer.
     pub fn percentile_distribution(&self) -> String {
         use std::fmt::Write;
         let h = &self.0;
@@ -71,34 +75,35 @@ impl LatHist {
             "{:>12} {:>14} {:>10} {:>14}\n",
             "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
         );
-        if h.is_empty() {
-            return out;
-        }
+        let mut total_count = 0u64;
         for v in h.iter_quantiles(5) {
+            total_count += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
-            let inv = if q < 1.0 {
-                format!("{:>14.2}", 1.0 / (1.0 - q))
+            let value_us = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+            if q < 1.0 {
+                let _ = writeln!(
+                    out,
+                    "{value_us:>12.3} {q:>2.12} {total_count:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
-                format!("{:>14}", "")
-            };
-            let _ = writeln!(
-                out,
-                "{:>12.3} {:>14.12} {:>10} {}",
-                h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0,
-                q,
-                v.count_since_last_iteration(),
-                inv
-            );
+                let _ = writeln!(out, "{value_us:>12.3} {q:>2.12} {total_count:>10}");
+            }
         }
+        let (mean_us, stdev_us) = if h.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (h.mean() / 1000.0, h.stdev() / 1000.0)
+        };
+        // The crate keeps `sub_bucket_count` private; its counts array holds
+        // (buckets + 1) * sub_bucket_count / 2 entries.
+        let sub_buckets = 2 * h.distinct_values() / (usize::from(h.buckets()) + 1);
         let _ = writeln!(
             out,
-            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-            h.mean() / 1000.0,
-            h.stdev() / 1000.0,
+            "#[Mean    = {mean_us:>12.3}, StdDeviation   = {stdev_us:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {sub_buckets:>12}]",
             h.max() as f64 / 1000.0,
             h.len(),
             h.buckets(),
-            h.distinct_values()
         );
         out
     }
@@ -302,6 +307,85 @@ mod tests {
         assert!(h.max_us().unwrap() >= MAX_LATENCY_NS as f64 / 1000.0 * 0.999);
         let text = h.percentile_distribution();
         assert!(text.contains("Total count"));
+    }
+
+    /// Parses an `.hgrm` as HdrHistogram's readers do: (value, percentile, total count) rows.
+    fn parse_hgrm(text: &str) -> (Vec<(f64, f64, u64)>, Vec<&str>) {
+        let mut rows: Vec<(f64, f64, u64)> = Vec::new();
+        let mut footer = Vec::new();
+        for line in text.lines().skip(2) {
+            if line.starts_with("#[") {
+                footer.push(line);
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert!(f.len() == 4 || f.len() == 3, "row {line:?}");
+            rows.push((
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            ));
+            if f.len() == 4 {
+                let inv: f64 = f[3].parse().unwrap();
+                let want = 1.0 / (1.0 - rows.last().unwrap().1);
+                assert!((inv - want).abs() <= 0.01 + want * 1e-9, "{line:?}");
+            }
+        }
+        (rows, footer)
+    }
+
+    #[test]
+    fn hgrm_is_hdrhistograms_percentile_distribution() {
+        let mut h = LatHist::new();
+        for i in 1..=10_000u64 {
+            h.record_ns(i * 997 % 2_000_000 + 1_000);
+        }
+        let text = h.percentile_distribution();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+        );
+        assert_eq!(lines.next(), Some(""));
+        let (rows, footer) = parse_hgrm(&text);
+        assert!(rows.len() > 20, "{text}");
+        for w in rows.windows(2) {
+            assert!(w[0].2 <= w[1].2, "TotalCount decreases: {w:?}");
+            assert!(w[0].0 <= w[1].0 && w[0].1 <= w[1].1, "{w:?}");
+        }
+        let last = rows.last().unwrap();
+        assert_eq!(last.2, 10_000, "TotalCount ends at the total");
+        assert_eq!(last.1, 1.0);
+        let last_row = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+        assert_eq!(last_row.split_whitespace().count(), 3, "{last_row:?}");
+        assert!((last.0 - h.max_us().unwrap()).abs() < 0.0015, "{last:?}");
+        // The row at percentile 0.5 carries (about) half the samples and the median's value.
+        let mid = rows.iter().find(|r| r.1 >= 0.5).unwrap();
+        assert!((mid.2 as f64 - 5_000.0).abs() < 50.0, "{mid:?}");
+        assert!(
+            (mid.0 - h.quantile_us(0.5).unwrap()).abs() < 0.0015,
+            "{mid:?}"
+        );
+        assert_eq!(footer.len(), 3, "{text}");
+        assert!(footer[0].starts_with("#[Mean    = ") && footer[0].contains(", StdDeviation   = "));
+        assert_eq!(
+            footer[1],
+            format!(
+                "#[Max     = {:>12.3}, Total count    = {:>12}]",
+                h.max_us().unwrap(),
+                10_000
+            )
+        );
+        // 3 significant digits: 2048 sub-buckets, as HdrHistogram prints for the same settings.
+        assert!(
+            footer[2].starts_with("#[Buckets = ")
+                && footer[2].ends_with("SubBuckets     =         2048]"),
+            "{}",
+            footer[2]
+        );
+        let empty = LatHist::new().percentile_distribution();
+        assert_eq!(parse_hgrm(&empty).0.len(), 0);
+        assert!(empty.contains("Total count    =            0]"), "{empty}");
     }
 
     #[test]
