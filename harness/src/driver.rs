@@ -25,7 +25,7 @@ use snapbench_engines::{Caps, Completion, FileKind, Flow, LoopBody, MatchId, Op,
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
 use snapbench_workloads::reads::ReadParams;
 
-use crate::measure::HistKind;
+use crate::measure::{HistKind, Intervals};
 use crate::plan::RunPlan;
 use crate::snaplog::{FrameKind, BLOCK_BYTES};
 use crate::writer::{FinishedLog, LogWriter, WriterConfig, WriterEvent, WriterIo, WriterOp};
@@ -177,7 +177,7 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
             } => {
                 if self.clock.in_window(t_ns) {
                     let lat = now.saturating_sub(t_ns);
-                    self.out.stats.hists[HistKind::Lat as usize].record_ns(lat);
+                    self.out.stats.record(HistKind::Lat, t_ns, lat);
                     self.out.stats.ops += 1;
                     self.out.stats.bytes += u64::from(payload_bytes);
                     self.ticker.op(u64::from(payload_bytes), lat);
@@ -190,8 +190,9 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
             }
             WriterEvent::Acked { t_ns, .. } => {
                 if self.clock.in_window(t_ns) {
-                    self.out.stats.hists[HistKind::Ack as usize]
-                        .record_ns(now.saturating_sub(t_ns));
+                    self.out
+                        .stats
+                        .record(HistKind::Ack, t_ns, now.saturating_sub(t_ns));
                 }
             }
             WriterEvent::Flushed {
@@ -341,6 +342,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             ..WorkerOutcome::default()
         };
         out.stats.read_errors = corpus.errors.len() as u64;
+        out.stats.intervals = Intervals::new(clock.window_start_ns, clock.window_end_ns);
         out.read_error_msgs = corpus.errors.clone();
         out.read_error_msgs.truncate(MAX_READ_ERROR_MSGS);
         let rd = reads.active(params).then(|| {
@@ -612,7 +614,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// intended times (from the rest of the schedule); those the writer still held were intended
     /// no later than the last event handled, which bounds them.
     fn account_not_completed(&mut self, end_ns: u64) {
-        let lat = &mut self.out.stats.hists[HistKind::Lat as usize];
+        let stats = &mut self.out.stats;
         let mut unhandled = 0u64;
         while let Some(ev) = self.sched.next_event() {
             if let DsEvent::Snapshot { t_ns, .. } = ev {
@@ -620,7 +622,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                     break;
                 }
                 if self.clock.in_window(t_ns) {
-                    lat.record_ns(end_ns.saturating_sub(t_ns));
+                    stats.record(HistKind::Lat, t_ns, end_ns.saturating_sub(t_ns));
                     unhandled += 1;
                 }
             }
@@ -630,8 +632,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             .offered
             .saturating_sub(self.out.stats.ops)
             .saturating_sub(unhandled);
+        let stats = &mut self.out.stats;
         for _ in 0..held {
-            lat.record_ns(end_ns.saturating_sub(self.last_event_t_ns));
+            stats.record(
+                HistKind::Lat,
+                self.last_event_t_ns,
+                end_ns.saturating_sub(self.last_event_t_ns),
+            );
         }
         self.out.not_completed = unhandled + held;
     }
@@ -882,8 +889,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             WriterOp::Write { .. } if self.clock.in_window(submit_ns) => {
                 self.out
                     .stats
-                    .hist(HistKind::IoWrite)
-                    .record_ns(now - submit_ns);
+                    .record(HistKind::IoWrite, submit_ns, now - submit_ns);
                 self.out.stats.io_ops += 1;
                 self.out.stats.io_bytes += bytes;
                 self.ticker.io();
@@ -891,8 +897,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             WriterOp::Sync { .. } if self.clock.in_window(submit_ns) => {
                 self.out
                     .stats
-                    .hist(HistKind::IoSync)
-                    .record_ns(now - submit_ns);
+                    .record(HistKind::IoSync, submit_ns, now - submit_ns);
                 self.out.stats.io_syncs += 1;
             }
             _ => {}

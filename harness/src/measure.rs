@@ -56,6 +56,11 @@ impl LatHist {
         (self.count() > 0).then(|| self.0.mean() / 1000.0)
     }
 
+    /// The underlying HdrHistogram (values in ns), for serializers.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
     /// Clear all samples (keeps the allocation).
     pub fn reset(&mut self) {
         self.0.reset();
@@ -193,6 +198,83 @@ impl HistKind {
     }
 }
 
+/// Per-second histograms of the measured window, by kind (for the `.hlog` interval logs).
+///
+/// Second `k` of a kind holds the samples whose start — the intended time of a snapshot or
+/// read, the submit time of an engine I/O, the publish time of a live viewer's bytes — fell in
+/// `[window start + k s, window start + (k + 1) s)`: every sample of the window's histograms is
+/// in exactly one second, so the seconds merged are the run's histogram. A second's histogram
+/// is allocated when its first sample arrives (once per second and kind, never per I/O); the
+/// number of seconds is bounded by the window.
+#[derive(Clone, Debug, Default)]
+pub struct Intervals {
+    window_start_ns: u64,
+    window_end_ns: u64,
+    seconds: usize,
+    by_kind: [Vec<Option<LatHist>>; N_HISTS],
+}
+
+impl Intervals {
+    /// Seconds covering the window `[window_start_ns, window_end_ns)` (the last one partial
+    /// when the window is not a whole number of seconds).
+    pub fn new(window_start_ns: u64, window_end_ns: u64) -> Intervals {
+        let seconds = window_end_ns
+            .saturating_sub(window_start_ns)
+            .div_ceil(1_000_000_000) as usize;
+        Intervals {
+            window_start_ns,
+            window_end_ns,
+            seconds,
+            by_kind: std::array::from_fn(|_| (0..seconds).map(|_| None).collect()),
+        }
+    }
+
+    /// Number of seconds (0 when not set up: nothing is kept).
+    pub fn seconds(&self) -> usize {
+        self.seconds
+    }
+
+    /// Record `lat_ns` of `kind` in the second of `start_ns` (clamped into the window).
+    #[inline]
+    pub fn record(&mut self, kind: HistKind, start_ns: u64, lat_ns: u64) {
+        if self.seconds == 0 {
+            return;
+        }
+        let sec = (start_ns.saturating_sub(self.window_start_ns) / 1_000_000_000) as usize;
+        let slot = &mut self.by_kind[kind as usize][sec.min(self.seconds - 1)];
+        slot.get_or_insert_with(LatHist::new).record_ns(lat_ns);
+    }
+
+    /// Add every sample of `other` (another worker of the same window).
+    pub fn merge(&mut self, other: &Intervals) {
+        if self.seconds == 0 {
+            self.window_start_ns = other.window_start_ns;
+            self.window_end_ns = other.window_end_ns;
+            self.seconds = other.seconds;
+            self.by_kind = std::array::from_fn(|_| (0..other.seconds).map(|_| None).collect());
+        }
+        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind.iter()) {
+            for (a, b) in mine.iter_mut().zip(theirs.iter()) {
+                if let Some(b) = b {
+                    a.get_or_insert_with(LatHist::new).merge(b);
+                }
+            }
+        }
+    }
+
+    /// Length of second `k` in ns: 1 s, or less for the last one of a window that is not a
+    /// whole number of seconds.
+    pub fn second_len_ns(&self, k: usize) -> u64 {
+        let start = self.window_start_ns + k as u64 * 1_000_000_000;
+        self.window_end_ns.saturating_sub(start).min(1_000_000_000)
+    }
+
+    /// The seconds of `kind`, in order; a second without samples is `None`.
+    pub fn of(&self, kind: HistKind) -> &[Option<LatHist>] {
+        &self.by_kind[kind as usize]
+    }
+}
+
 /// Counters and histograms of one worker (or, merged, of one run) over the measured window.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -227,6 +309,10 @@ pub struct Stats {
     pub reads_dropped: u64,
     /// Reads that found no match to read (nothing finished, or nothing running for a live tail).
     pub reads_no_target: u64,
+    // -- issue 10: histograms --
+    /// The same samples as `hists`, second by second of the window (empty unless set up with
+    /// [`Intervals::new`]).
+    pub intervals: Intervals,
 }
 
 impl Stats {
@@ -249,6 +335,15 @@ impl Stats {
         self.read_errors += other.read_errors;
         self.reads_dropped += other.reads_dropped;
         self.reads_no_target += other.reads_no_target;
+        self.intervals.merge(&other.intervals);
+    }
+
+    /// Record one sample of `kind` that started at `start_ns` (run clock): in the window's
+    /// histogram and in its second's.
+    #[inline]
+    pub fn record(&mut self, kind: HistKind, start_ns: u64, lat_ns: u64) {
+        self.hists[kind as usize].record_ns(lat_ns);
+        self.intervals.record(kind, start_ns, lat_ns);
     }
 
     /// The histogram of `kind`.

@@ -11,7 +11,7 @@ use snapbench_workloads::micro::{MicroOffsets, MicroParams};
 
 use crate::driver::{describe_error, Clock, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED};
 use crate::error::MicroError;
-use crate::measure::{HistKind, Stats};
+use crate::measure::{HistKind, Intervals, Stats};
 
 /// Size of the sequential writes that lay out the file before the measured run.
 pub const LAYOUT_CHUNK_BYTES: usize = 1 << 20;
@@ -195,7 +195,10 @@ pub fn run<R: Recorder>(
     let mut comps: Vec<Completion<R::Buf>> = Vec::with_capacity(depth);
     let mut ticker = Ticker::default();
     let end_ns = clock.window_end_ns;
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        intervals: Intervals::new(clock.window_start_ns, end_ns),
+        ..Stats::default()
+    };
     let batch = p.iodepth_batch as usize;
     let mut queued = 0usize;
     'run: loop {
@@ -265,7 +268,7 @@ pub fn run<R: Recorder>(
                 Ok(n) => {
                     if clock.in_window(t0) {
                         let lat = now - t0;
-                        stats.hist(HistKind::Lat).record_ns(lat);
+                        stats.record(HistKind::Lat, t0, lat);
                         stats.ops += 1;
                         stats.bytes += *n as u64;
                         stats.io_ops += 1;

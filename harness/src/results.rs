@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::ExportError;
-use crate::measure::{HistKind, LatHist};
+use crate::measure::{HistKind, Intervals, LatHist};
 
 mod exporters;
 pub use exporters::{
-    write_atomic, Exporter, Hgrm, MetaJson, RepeatsCsv, SummaryCsv, SummaryJson, TimeseriesCsv,
+    write_atomic, Exporter, Hgrm, Hlog, MetaJson, RepeatsCsv, SummaryCsv, SummaryJson,
+    TimeseriesCsv,
 };
 
 /// Version of the results layout.
@@ -423,6 +424,9 @@ pub struct RunResult {
     pub timeseries: Vec<TimeseriesRow>,
     /// Histograms by kind.
     pub hists: Vec<(HistKind, LatHist)>,
+    // -- issue 10: histograms --
+    /// The same samples second by second of the window, by kind (the `.hlog` files).
+    pub intervals: Intervals,
 }
 
 /// The results folder being written: every file is produced by an [`Exporter`] and written
@@ -475,6 +479,7 @@ impl ResultsDir {
         self.runs.push(run);
         for kind in kinds {
             self.export(&Hgrm { run: index, kind })?;
+            self.export(&Hlog { run: index, kind })?;
         }
         self.export(&SummaryCsv)?;
         self.export(&SummaryJson)?;
@@ -593,6 +598,7 @@ mod tests {
             detail: serde_json::json!({}),
             timeseries: vec![],
             hists: vec![],
+            intervals: Intervals::default(),
         })
         .unwrap();
         let text = std::fs::read_to_string(path.join("repeats.csv")).unwrap();
@@ -622,6 +628,7 @@ mod tests {
                 detail: serde_json::json!({}),
                 timeseries: vec![],
                 hists: vec![(HistKind::Lat, h.clone())],
+                intervals: Intervals::default(),
             })
             .unwrap();
             let text = std::fs::read_to_string(path.join("summary.csv")).unwrap();

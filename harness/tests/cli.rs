@@ -1029,3 +1029,83 @@ fn lag_past_the_limit_stops_the_run_early() {
     assert_eq!(column(&out, "stopped_early"), ["true"]);
     assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
 }
+
+/// Total count and second-by-second (start, duration) of an `.hlog`, read with the hdrhistogram
+/// crate's interval log reader and merged.
+fn hlog_merged(path: &Path) -> (hdrhistogram::Histogram<u64>, Vec<(f64, f64)>) {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let bytes = std::fs::read(path).unwrap();
+    let mut merged = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut spans = Vec::new();
+    for e in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(i) = e.unwrap() else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(i.encoded_histogram())
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(raw))
+            .unwrap();
+        merged.add(&h).unwrap();
+        spans.push((
+            i.start_timestamp().as_secs_f64(),
+            i.duration().as_secs_f64(),
+        ));
+    }
+    (merged, spans)
+}
+
+/// The `Total count` of an `.hgrm`'s footer.
+fn hgrm_total(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("#[Max"))
+        .unwrap_or_else(|| panic!("{text}"));
+    line.rsplit('=')
+        .next()
+        .unwrap()
+        .trim_end_matches(']')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn hlog_intervals_merge_to_the_summary_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "2", "--warmup", "0.2"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let run_id = column(&out, "run_id")[0].clone();
+    let lat_samples: u64 = column(&out, "lat_samples")[0].parse().unwrap();
+    assert!(lat_samples > 0);
+    let (merged, spans) = hlog_merged(&out.join(format!("hist/{run_id}-lat.hlog")));
+    assert_eq!(
+        merged.len(),
+        lat_samples,
+        "merged .hlog vs summary lat_samples"
+    );
+    assert_eq!(spans, [(0.0, 1.0), (1.0, 1.0)], "one interval per second");
+    // Every kind with an .hgrm has an .hlog whose intervals hold the same samples.
+    let mut kinds = 0;
+    for e in std::fs::read_dir(out.join("hist")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "hgrm") {
+            let (m, _) = hlog_merged(&p.with_extension("hlog"));
+            assert_eq!(m.len(), hgrm_total(&p), "{}", p.display());
+            kinds += 1;
+        }
+    }
+    assert!(kinds >= 2, "lat and ack at least");
+}

@@ -722,8 +722,7 @@ impl ReadSide {
         if env.clock.in_window(submit_ns) {
             env.out
                 .stats
-                .hist(HistKind::IoRead)
-                .record_ns(now - submit_ns);
+                .record(HistKind::IoRead, submit_ns, now - submit_ns);
             env.out.stats.io_ops += 1;
             env.out.stats.io_bytes += n;
         }
@@ -782,7 +781,7 @@ impl ReadSide {
             s.first_done = true;
             let t0 = s.t0_ns;
             if clock.in_window(t0) {
-                env.out.stats.hist(HistKind::ReadTtfb).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadTtfb, t0, now - t0);
             }
         }
         let s = self.s(si);
@@ -791,7 +790,7 @@ impl ReadSide {
             s.caught_up = true;
             let (t0, bytes) = (s.t0_ns, s.bytes);
             if clock.in_window(t0) {
-                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadFull, t0, now - t0);
                 env.out.stats.reads += 1;
                 env.out.stats.read_bytes += bytes;
             }
@@ -917,13 +916,13 @@ impl ReadSide {
             // The whole replay (or, live, the edge published at the request) has been read.
             let (t0, bytes, cut) = (s.t0_ns, s.bytes, s.cut);
             if clock.in_window(t0) && !cut {
-                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadFull, t0, now - t0);
                 env.out.stats.reads += 1;
                 env.out.stats.read_bytes += bytes;
             }
         } else if let Some(p) = s.publish_ns.take() {
             if clock.in_window(p) {
-                env.out.stats.hist(HistKind::ReadTail).record_ns(now - p);
+                env.out.stats.record(HistKind::ReadTail, p, now - p);
                 env.out.stats.tail_reads += 1;
             }
         }

@@ -13,7 +13,7 @@ use super::{
     repeat_rows, repeats_in, RepeatRow, RunResult, SummaryRow, TimeseriesRow, SCHEMA_VERSION,
 };
 use crate::error::ExportError;
-use crate::measure::HistKind;
+use crate::measure::{HistKind, LatHist};
 
 /// Produces one results file from the invocation's meta.json content and its runs so far.
 pub trait Exporter {
@@ -44,6 +44,16 @@ pub struct RepeatsCsv;
 
 /// `hist/RUN-KIND.hgrm`: one run's HdrHistogram percentile distribution of one op kind.
 pub struct Hgrm {
+    /// Index of the run in the results.
+    pub run: usize,
+    /// Which histogram.
+    pub kind: HistKind,
+}
+
+/// `hist/RUN-KIND.hlog`: one run's HdrHistogram interval log of one op kind — one interval per
+/// second of the measured window, each a compressed V2 histogram (values in ns), timestamps in
+/// seconds from the window's start.
+pub struct Hlog {
     /// Index of the run in the results.
     pub run: usize,
     /// Which histogram.
@@ -184,6 +194,55 @@ impl Exporter for Hgrm {
     }
 }
 
+impl Exporter for Hlog {
+    fn file_name(&self, runs: &[RunResult]) -> PathBuf {
+        let run_id = runs.get(self.run).map_or("", |r| r.row.run_id.as_str());
+        PathBuf::from("hist").join(format!("{run_id}-{}.hlog", self.kind.name()))
+    }
+    fn serialize(
+        &self,
+        _meta: &serde_json::Value,
+        runs: &[RunResult],
+    ) -> Result<Vec<u8>, ExportError> {
+        use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+        use hdrhistogram::serialization::V2DeflateSerializer;
+        use std::time::Duration;
+        let file = self.file_name(runs);
+        let err = |e: &dyn std::fmt::Display| ExportError::Write {
+            path: file.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let mut out = Vec::new();
+        let Some(r) = runs.get(self.run) else {
+            return Ok(out);
+        };
+        let mut serializer = V2DeflateSerializer::new();
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder.add_comment(&format!(
+            "snapbench run {} kind {}: one interval per second of the measured window, values in ns, timestamps in s from the window's start",
+            r.row.run_id,
+            self.kind.name()
+        ));
+        let mut w = builder
+            .begin_log_with(&mut out, &mut serializer)
+            .map_err(|e| err(&e))?;
+        let empty = LatHist::new();
+        let iv = &r.intervals;
+        for (k, h) in iv.of(self.kind).iter().enumerate() {
+            let h = h.as_ref().unwrap_or(&empty);
+            w.write_histogram(
+                h.histogram(),
+                Duration::from_secs(k as u64),
+                Duration::from_nanos(iv.second_len_ns(k)),
+                None,
+            )
+            .map_err(|e| err(&e))?;
+        }
+        drop(w);
+        Ok(out)
+    }
+}
+
 /// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -203,7 +262,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::LatHist;
+    use crate::measure::Intervals;
     use crate::results::RunStatus;
 
     /// summary.csv's columns, in order, as notebooks and tests read them.
@@ -248,6 +307,7 @@ mod tests {
                 })
                 .collect(),
             hists: vec![(HistKind::Lat, h), (HistKind::Ack, LatHist::new())],
+            intervals: Intervals::default(),
         }
     }
 
@@ -365,6 +425,93 @@ mod tests {
         let body = text(&e, &runs);
         assert_eq!(body, runs[1].hists[0].1.percentile_distribution());
         assert!(body.contains("Value"), "{body}");
+    }
+
+    /// An `.hlog` read back with the crate's own reader: (start s, duration s, histogram).
+    pub(crate) fn read_hlog(bytes: &[u8]) -> Vec<(f64, f64, hdrhistogram::Histogram<u64>)> {
+        use base64::Engine as _;
+        use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+        use hdrhistogram::serialization::Deserializer;
+        IntervalLogIterator::new(bytes)
+            .filter_map(|e| match e.unwrap() {
+                LogEntry::Interval(i) => Some(i),
+                _ => None,
+            })
+            .map(|i| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut std::io::Cursor::new(raw))
+                    .unwrap();
+                (
+                    i.start_timestamp().as_secs_f64(),
+                    i.duration().as_secs_f64(),
+                    h,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hlog_has_one_interval_per_second_that_merge_to_the_run() {
+        // A 2.5 s window starting at 1 s: three intervals, the last half a second long.
+        let mut stats = crate::measure::Stats {
+            intervals: Intervals::new(1_000_000_000, 3_500_000_000),
+            ..Default::default()
+        };
+        let mut other = crate::measure::Stats {
+            intervals: Intervals::new(1_000_000_000, 3_500_000_000),
+            ..Default::default()
+        };
+        for i in 0..1000u64 {
+            let start = 1_000_000_000 + i * 2_500_000; // spread over the window
+            stats.record(HistKind::Ack, start, 1_000 + i * 1_000);
+            other.record(HistKind::Ack, start, 7_000);
+        }
+        stats.merge(&other);
+        assert_eq!(stats.intervals.seconds(), 3);
+        let mut r = run("01-null", RunStatus::Ok, 0);
+        r.hists = vec![(HistKind::Ack, stats.hists[HistKind::Ack as usize].clone())];
+        r.intervals = stats.intervals;
+        let e = Hlog {
+            run: 0,
+            kind: HistKind::Ack,
+        };
+        assert_eq!(
+            e.file_name(&[r.clone()]),
+            PathBuf::from("hist/01-null-ack.hlog")
+        );
+        let bytes = e.serialize(&serde_json::Value::Null, &[r.clone()]).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.starts_with("#snapbench run 01-null kind ack"),
+            "{text}"
+        );
+        let intervals = read_hlog(&bytes);
+        let starts: Vec<(f64, f64)> = intervals.iter().map(|(s, d, _)| (*s, *d)).collect();
+        assert_eq!(starts, [(0.0, 1.0), (1.0, 1.0), (2.0, 0.5)]);
+        // 400 samples' starts in each whole second, 200 in the half (both workers).
+        let counts: Vec<u64> = intervals.iter().map(|(_, _, h)| h.len()).collect();
+        assert_eq!(counts, [800, 800, 400]);
+        let mut merged = intervals[0].2.clone();
+        for (_, _, h) in &intervals[1..] {
+            merged.add(h).unwrap();
+        }
+        let whole = r.hists[0].1.histogram();
+        assert_eq!(merged.len(), 2000);
+        assert_eq!(merged.len(), whole.len());
+        for q in [0.5, 0.99, 1.0] {
+            assert_eq!(
+                merged.value_at_quantile(q),
+                whole.value_at_quantile(q),
+                "q={q}"
+            );
+        }
+        // A kind with no intervals set up still gives a valid (empty) log.
+        let plain = run("02-null", RunStatus::Ok, 0);
+        let bytes = e.serialize(&serde_json::Value::Null, &[plain]).unwrap();
+        assert!(read_hlog(&bytes).is_empty());
     }
 
     #[test]

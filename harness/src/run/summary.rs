@@ -29,6 +29,7 @@ pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Ti
             .iter()
             .map(|k| (*k, stats.hists[*k as usize].clone()))
             .collect(),
+        intervals: stats.intervals,
     }
 }
 
