@@ -251,6 +251,22 @@ pub struct SummaryRow {
     pub not_completed: u64,
     /// Lag passed `--lag-limit-ms` and the run stopped before its window ended.
     pub stopped_early: bool,
+    // -- issue 10: histograms --
+    /// Samples behind the ack percentiles (`ack_*_us`): snapshots intended in the window and
+    /// acknowledged.
+    pub ack_samples: u64,
+    /// Samples behind `io_write_p99_us`: engine writes submitted in the window and completed.
+    pub io_write_samples: u64,
+    /// Samples behind `io_sync_p99_us`.
+    pub io_sync_samples: u64,
+    /// Samples behind `io_read_p99_us`.
+    pub io_read_samples: u64,
+    /// Samples behind `read_ttfb_*_us`.
+    pub read_ttfb_samples: u64,
+    /// Samples behind `read_full_*_us`.
+    pub read_full_samples: u64,
+    /// Samples behind `read_tail_p99_us`.
+    pub read_tail_samples: u64,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of

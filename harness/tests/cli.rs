@@ -1097,15 +1097,20 @@ fn hlog_intervals_merge_to_the_summary_counts() {
         "merged .hlog vs summary lat_samples"
     );
     assert_eq!(spans, [(0.0, 1.0), (1.0, 1.0)], "one interval per second");
-    // Every kind with an .hgrm has an .hlog whose intervals hold the same samples.
-    let mut kinds = 0;
+    // Every kind with an .hgrm has an .hlog whose intervals hold the same samples, and the
+    // summary row's `KIND_samples` says how many.
+    let mut kinds = Vec::new();
     for e in std::fs::read_dir(out.join("hist")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "hgrm") {
+            let kind = p.file_stem().unwrap().to_str().unwrap()[run_id.len() + 1..].to_string();
+            let samples: u64 = column(&out, &format!("{kind}_samples"))[0].parse().unwrap();
             let (m, _) = hlog_merged(&p.with_extension("hlog"));
             assert_eq!(m.len(), hgrm_total(&p), "{}", p.display());
-            kinds += 1;
+            assert_eq!(m.len(), samples, "{kind}_samples");
+            kinds.push(kind);
         }
     }
-    assert!(kinds >= 2, "lat and ack at least");
+    kinds.sort();
+    assert_eq!(kinds, ["ack", "io_sync", "io_write", "lat"]);
 }

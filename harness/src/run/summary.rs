@@ -158,6 +158,14 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         offered_ops_per_s,
         not_completed: m.not_completed,
         stopped_early: m.stopped_early,
+        // -- issue 10: histograms --
+        ack_samples: ack.samples,
+        io_write_samples: stats.hists[HistKind::IoWrite as usize].count(),
+        io_sync_samples: stats.hists[HistKind::IoSync as usize].count(),
+        io_read_samples: stats.hists[HistKind::IoRead as usize].count(),
+        read_ttfb_samples: ttfb.samples,
+        read_full_samples: full.samples,
+        read_tail_samples: stats.hists[HistKind::ReadTail as usize].count(),
     }
 }
 
