@@ -1114,3 +1114,48 @@ fn hlog_intervals_merge_to_the_summary_counts() {
     kinds.sort();
     assert_eq!(kinds, ["ack", "io_sync", "io_write", "lat"]);
 }
+
+#[test]
+#[ignore = "needs python3 with the hdrhistogram package (.ci/run installs it in a venv)"]
+fn hlog_reads_back_in_hdrhistogram_py() {
+    let python = std::env::var("SNAPBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/hlog_readback.py");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "2", "--warmup", "0.2"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let run_id = column(&out, "run_id")[0].clone();
+    for kind in ["lat", "ack"] {
+        let hlog = out.join(format!("hist/{run_id}-{kind}.hlog"));
+        let o = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&hlog)
+            .output()
+            .unwrap_or_else(|e| panic!("{python}: {e}"));
+        assert!(
+            o.status.success(),
+            "{python} {}: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let samples: u64 = column(&out, &format!("{kind}_samples"))[0].parse().unwrap();
+        assert!(samples > 0);
+        assert_eq!(v["total_count"], samples, "{kind}: {v}");
+        assert_eq!(v["intervals"], 2, "{kind}: {v}");
+        // The same p99 to HdrHistogram's resolution (3 significant digits).
+        let p99: f64 = column(&out, &format!("{kind}_p99_us"))[0].parse().unwrap();
+        let theirs = v["p99_us"].as_f64().unwrap();
+        assert!(
+            (theirs - p99).abs() <= p99 * 1e-3,
+            "{kind} p99: summary {p99}, HdrHistogram_py {theirs}"
+        );
+    }
+}
