@@ -198,80 +198,98 @@ impl HistKind {
     }
 }
 
-/// Per-second histograms of the measured window, by kind (for the `.hlog` interval logs).
-///
-/// Second `k` of a kind holds the samples whose start — the intended time of a snapshot or
-/// read, the submit time of an engine I/O, the publish time of a live viewer's bytes — fell in
-/// `[window start + k s, window start + (k + 1) s)`: every sample of the window's histograms is
-/// in exactly one second, so the seconds merged are the run's histogram. A second's histogram
-/// is allocated when its first sample arrives (once per second and kind, never per I/O); the
-/// number of seconds is bounded by the window.
+/// The histograms of the current second of one worker, by kind (for the `.hlog` interval
+/// logs): the same samples as the window's histograms, by the second they were recorded in
+/// (their completion). [`crate::driver::Ticker`] moves them into each second's tick; a
+/// histogram is allocated at a second's first sample of its kind (once per second and kind,
+/// never per I/O), and the main thread compresses each finished second, so memory does not
+/// grow with the window.
+#[derive(Clone, Debug, Default)]
+pub struct SecondHists {
+    /// Keep them at all (off unless a driver turns it on).
+    pub on: bool,
+    /// This second's histograms, by [`HistKind`].
+    pub hists: [Option<LatHist>; N_HISTS],
+}
+
+impl SecondHists {
+    /// Kept from the start.
+    pub fn on() -> SecondHists {
+        SecondHists {
+            on: true,
+            ..Default::default()
+        }
+    }
+
+    /// Record one sample of `kind` in this second.
+    #[inline]
+    pub fn record(&mut self, kind: HistKind, lat_ns: u64) {
+        if self.on {
+            self.hists[kind as usize]
+                .get_or_insert_with(LatHist::new)
+                .record_ns(lat_ns);
+        }
+    }
+
+    /// Take this second's histograms (the next second starts empty).
+    pub fn take(&mut self) -> [Option<LatHist>; N_HISTS] {
+        std::mem::take(&mut self.hists)
+    }
+
+    /// Add `other`'s histograms (another worker's of the same second).
+    pub fn merge_into(into: &mut [Option<LatHist>; N_HISTS], other: &[Option<LatHist>; N_HISTS]) {
+        for (a, b) in into.iter_mut().zip(other.iter()) {
+            if let Some(b) = b {
+                a.get_or_insert_with(LatHist::new).merge(b);
+            }
+        }
+    }
+}
+
+/// One run's interval histograms: for each kind, the run seconds (since the run's start, as in
+/// timeseries.csv) that recorded samples of the window, each as a compressed V2 histogram
+/// (HdrHistogram's `V2DeflateSerializer`, values in ns).
 #[derive(Clone, Debug, Default)]
 pub struct Intervals {
-    window_start_ns: u64,
-    window_end_ns: u64,
-    seconds: usize,
-    by_kind: [Vec<Option<LatHist>>; N_HISTS],
+    by_kind: [Vec<(u64, Vec<u8>)>; N_HISTS],
 }
 
 impl Intervals {
-    /// Seconds covering the window `[window_start_ns, window_end_ns)` (the last one partial
-    /// when the window is not a whole number of seconds).
-    pub fn new(window_start_ns: u64, window_end_ns: u64) -> Intervals {
-        let seconds = window_end_ns
-            .saturating_sub(window_start_ns)
-            .div_ceil(1_000_000_000) as usize;
-        Intervals {
-            window_start_ns,
-            window_end_ns,
-            seconds,
-            by_kind: std::array::from_fn(|_| (0..seconds).map(|_| None).collect()),
-        }
-    }
-
-    /// Number of seconds (0 when not set up: nothing is kept).
-    pub fn seconds(&self) -> usize {
-        self.seconds
-    }
-
-    /// Record `lat_ns` of `kind` in the second of `start_ns` (clamped into the window).
-    #[inline]
-    pub fn record(&mut self, kind: HistKind, start_ns: u64, lat_ns: u64) {
-        if self.seconds == 0 {
-            return;
-        }
-        let sec = (start_ns.saturating_sub(self.window_start_ns) / 1_000_000_000) as usize;
-        let slot = &mut self.by_kind[kind as usize][sec.min(self.seconds - 1)];
-        slot.get_or_insert_with(LatHist::new).record_ns(lat_ns);
-    }
-
-    /// Add every sample of `other` (another worker of the same window).
-    pub fn merge(&mut self, other: &Intervals) {
-        if self.seconds == 0 {
-            self.window_start_ns = other.window_start_ns;
-            self.window_end_ns = other.window_end_ns;
-            self.seconds = other.seconds;
-            self.by_kind = std::array::from_fn(|_| (0..other.seconds).map(|_| None).collect());
-        }
-        for (mine, theirs) in self.by_kind.iter_mut().zip(other.by_kind.iter()) {
-            for (a, b) in mine.iter_mut().zip(theirs.iter()) {
-                if let Some(b) = b {
-                    a.get_or_insert_with(LatHist::new).merge(b);
-                }
+    /// Compress and add second `second`'s histograms (kinds without samples are skipped).
+    pub fn push(&mut self, second: u64, hists: &[Option<LatHist>; N_HISTS]) {
+        use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+        let mut ser = V2DeflateSerializer::new();
+        for (k, h) in hists.iter().enumerate() {
+            let Some(h) = h.as_ref().filter(|h| h.count() > 0) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            // Serializing into a Vec cannot fail for a valid histogram; a failure would only
+            // leave this second out of the .hlog (its samples stay in the .hgrm and summary).
+            if ser.serialize(&h.0, &mut bytes).is_ok() {
+                self.by_kind[k].push((second, bytes));
             }
         }
     }
 
-    /// Length of second `k` in ns: 1 s, or less for the last one of a window that is not a
-    /// whole number of seconds.
-    pub fn second_len_ns(&self, k: usize) -> u64 {
-        let start = self.window_start_ns + k as u64 * 1_000_000_000;
-        self.window_end_ns.saturating_sub(start).min(1_000_000_000)
+    /// Put every kind's seconds in order.
+    pub fn sort(&mut self) {
+        for v in &mut self.by_kind {
+            v.sort_by_key(|(sec, _)| *sec);
+        }
     }
 
-    /// The seconds of `kind`, in order; a second without samples is `None`.
-    pub fn of(&self, kind: HistKind) -> &[Option<LatHist>] {
+    /// The seconds of `kind` in order, each (second since the run's start, compressed V2
+    /// histogram).
+    pub fn of(&self, kind: HistKind) -> &[(u64, Vec<u8>)] {
         &self.by_kind[kind as usize]
+    }
+
+    /// Decode one compressed histogram of [`Intervals::of`].
+    pub fn decode(bytes: &[u8]) -> Option<Histogram<u64>> {
+        hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .ok()
     }
 }
 
@@ -310,9 +328,9 @@ pub struct Stats {
     /// Reads that found no match to read (nothing finished, or nothing running for a live tail).
     pub reads_no_target: u64,
     // -- issue 10: histograms --
-    /// The same samples as `hists`, second by second of the window (empty unless set up with
-    /// [`Intervals::new`]).
-    pub intervals: Intervals,
+    /// The same samples as `hists`, in the current second only (off unless the driver turns
+    /// it on; the ticker sends each second's away).
+    pub seconds: SecondHists,
 }
 
 impl Stats {
@@ -335,15 +353,14 @@ impl Stats {
         self.read_errors += other.read_errors;
         self.reads_dropped += other.reads_dropped;
         self.reads_no_target += other.reads_no_target;
-        self.intervals.merge(&other.intervals);
     }
 
-    /// Record one sample of `kind` that started at `start_ns` (run clock): in the window's
-    /// histogram and in its second's.
+    /// Record one sample of `kind` (one that belongs to the window): in the window's histogram
+    /// and in the current second's.
     #[inline]
-    pub fn record(&mut self, kind: HistKind, start_ns: u64, lat_ns: u64) {
+    pub fn record(&mut self, kind: HistKind, lat_ns: u64) {
         self.hists[kind as usize].record_ns(lat_ns);
-        self.intervals.record(kind, start_ns, lat_ns);
+        self.seconds.record(kind, lat_ns);
     }
 
     /// The histogram of `kind`.

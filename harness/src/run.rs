@@ -214,7 +214,8 @@ pub fn run_one(
     let s0 = s0.unwrap_or_else(|| end_sample.clone());
     let s1 = s1.unwrap_or(end_sample);
     let measured = Measurement::collect(&plan, outcomes, fatal, s0, s1).with_memory(mem_start);
-    let result = summary::summarize(&plan, measured, seconds.by_second);
+    let (by_second, intervals) = seconds.finish();
+    let result = summary::summarize(&plan, measured, by_second, intervals);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);
     }

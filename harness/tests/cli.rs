@@ -1096,7 +1096,12 @@ fn hlog_intervals_merge_to_the_summary_counts() {
         lat_samples,
         "merged .hlog vs summary lat_samples"
     );
-    assert_eq!(spans, [(0.0, 1.0), (1.0, 1.0)], "one interval per second");
+    // One interval per run second that completed window samples: the 2 s window starts 0.2 s
+    // in, so seconds 0, 1, 2 and any of the drain after it, in order, 1 s each.
+    assert!(spans.len() >= 3, "{spans:?}");
+    for (i, (start, len)) in spans.iter().enumerate() {
+        assert_eq!((*start, *len), (i as f64, 1.0), "{spans:?}");
+    }
     // Every kind with an .hgrm has an .hlog whose intervals hold the same samples, and the
     // summary row's `KIND_samples` says how many.
     let mut kinds = Vec::new();
@@ -1149,7 +1154,8 @@ fn hlog_reads_back_in_hdrhistogram_py() {
         let samples: u64 = column(&out, &format!("{kind}_samples"))[0].parse().unwrap();
         assert!(samples > 0);
         assert_eq!(v["total_count"], samples, "{kind}: {v}");
-        assert_eq!(v["intervals"], 2, "{kind}: {v}");
+        // Acks come about once a second (interval:1000), so fewer seconds may hold one.
+        assert!(v["intervals"].as_u64().unwrap() >= 2, "{kind}: {v}");
         // The same p99 to HdrHistogram's resolution (3 significant digits).
         let p99: f64 = column(&out, &format!("{kind}_p99_us"))[0].parse().unwrap();
         let theirs = v["p99_us"].as_f64().unwrap();

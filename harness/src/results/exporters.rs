@@ -13,7 +13,7 @@ use super::{
     repeat_rows, repeats_in, RepeatRow, RunResult, SummaryRow, TimeseriesRow, SCHEMA_VERSION,
 };
 use crate::error::ExportError;
-use crate::measure::{HistKind, LatHist};
+use crate::measure::{HistKind, Intervals};
 
 /// Produces one results file from the invocation's meta.json content and its runs so far.
 pub trait Exporter {
@@ -51,8 +51,9 @@ pub struct Hgrm {
 }
 
 /// `hist/RUN-KIND.hlog`: one run's HdrHistogram interval log of one op kind — one interval per
-/// second of the measured window, each a compressed V2 histogram (values in ns), timestamps in
-/// seconds from the window's start.
+/// second of the run that completed samples of the window (the window's seconds and the drain
+/// after it), each a compressed V2 histogram (values in ns), timestamps in seconds from the
+/// run's start.
 pub struct Hlog {
     /// Index of the run in the results.
     pub run: usize,
@@ -219,24 +220,18 @@ impl Exporter for Hlog {
         let mut serializer = V2DeflateSerializer::new();
         let mut builder = IntervalLogWriterBuilder::new();
         builder.add_comment(&format!(
-            "snapbench run {} kind {}: one interval per second of the measured window, values in ns, timestamps in s from the window's start",
+            "snapbench run {} kind {}: the window's samples by the second they completed in, values in ns, timestamps in s from the run's start (timeseries.csv's second)",
             r.row.run_id,
             self.kind.name()
         ));
         let mut w = builder
             .begin_log_with(&mut out, &mut serializer)
             .map_err(|e| err(&e))?;
-        let empty = LatHist::new();
-        let iv = &r.intervals;
-        for (k, h) in iv.of(self.kind).iter().enumerate() {
-            let h = h.as_ref().unwrap_or(&empty);
-            w.write_histogram(
-                h.histogram(),
-                Duration::from_secs(k as u64),
-                Duration::from_nanos(iv.second_len_ns(k)),
-                None,
-            )
-            .map_err(|e| err(&e))?;
+        for (sec, bytes) in r.intervals.of(self.kind) {
+            let h = Intervals::decode(bytes)
+                .ok_or_else(|| err(&format!("second {sec}: undecodable histogram")))?;
+            w.write_histogram(&h, Duration::from_secs(*sec), Duration::from_secs(1), None)
+                .map_err(|e| err(&e))?;
         }
         drop(w);
         Ok(out)
@@ -262,7 +257,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::Intervals;
+    use crate::measure::LatHist;
     use crate::results::RunStatus;
 
     /// summary.csv's columns, in order, as notebooks and tests read them.
@@ -455,51 +450,51 @@ mod tests {
 
     #[test]
     fn hlog_has_one_interval_per_second_that_merge_to_the_run() {
-        // A 2.5 s window starting at 1 s: three intervals, the last half a second long.
-        let mut stats = crate::measure::Stats {
-            intervals: Intervals::new(1_000_000_000, 3_500_000_000),
-            ..Default::default()
-        };
-        let mut other = crate::measure::Stats {
-            intervals: Intervals::new(1_000_000_000, 3_500_000_000),
-            ..Default::default()
-        };
-        for i in 0..1000u64 {
-            let start = 1_000_000_000 + i * 2_500_000; // spread over the window
-            stats.record(HistKind::Ack, start, 1_000 + i * 1_000);
-            other.record(HistKind::Ack, start, 7_000);
+        use crate::measure::{SecondHists, Stats};
+        // Two workers over three seconds: each second's ticks merged, then compressed, as the
+        // main thread does; second 3 recorded nothing.
+        let mut all = Stats::default();
+        let mut intervals = Intervals::default();
+        for sec in [1u64, 2, 4] {
+            let mut merged = Default::default();
+            for worker in 0..2u64 {
+                let mut w = Stats {
+                    seconds: SecondHists::on(),
+                    ..Default::default()
+                };
+                for i in 0..(100 * sec + worker) {
+                    w.record(HistKind::Ack, 1_000 + i * 997 * sec);
+                }
+                all.merge(&w);
+                SecondHists::merge_into(&mut merged, &w.seconds.take());
+            }
+            intervals.push(sec, &merged);
         }
-        stats.merge(&other);
-        assert_eq!(stats.intervals.seconds(), 3);
         let mut r = run("01-null", RunStatus::Ok, 0);
-        r.hists = vec![(HistKind::Ack, stats.hists[HistKind::Ack as usize].clone())];
-        r.intervals = stats.intervals;
+        r.hists = vec![(HistKind::Ack, all.hists[HistKind::Ack as usize].clone())];
+        r.intervals = intervals;
         let e = Hlog {
             run: 0,
             kind: HistKind::Ack,
         };
-        assert_eq!(
-            e.file_name(&[r.clone()]),
-            PathBuf::from("hist/01-null-ack.hlog")
-        );
-        let bytes = e.serialize(&serde_json::Value::Null, &[r.clone()]).unwrap();
+        let runs = [r];
+        assert_eq!(e.file_name(&runs), PathBuf::from("hist/01-null-ack.hlog"));
+        let bytes = e.serialize(&serde_json::Value::Null, &runs).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(
             text.starts_with("#snapbench run 01-null kind ack"),
             "{text}"
         );
-        let intervals = read_hlog(&bytes);
-        let starts: Vec<(f64, f64)> = intervals.iter().map(|(s, d, _)| (*s, *d)).collect();
-        assert_eq!(starts, [(0.0, 1.0), (1.0, 1.0), (2.0, 0.5)]);
-        // 400 samples' starts in each whole second, 200 in the half (both workers).
-        let counts: Vec<u64> = intervals.iter().map(|(_, _, h)| h.len()).collect();
-        assert_eq!(counts, [800, 800, 400]);
-        let mut merged = intervals[0].2.clone();
-        for (_, _, h) in &intervals[1..] {
+        let read = read_hlog(&bytes);
+        let spans: Vec<(f64, f64)> = read.iter().map(|(s, d, _)| (*s, *d)).collect();
+        assert_eq!(spans, [(1.0, 1.0), (2.0, 1.0), (4.0, 1.0)]);
+        let counts: Vec<u64> = read.iter().map(|(_, _, h)| h.len()).collect();
+        assert_eq!(counts, [201, 401, 801]);
+        let mut merged = read[0].2.clone();
+        for (_, _, h) in &read[1..] {
             merged.add(h).unwrap();
         }
-        let whole = r.hists[0].1.histogram();
-        assert_eq!(merged.len(), 2000);
+        let whole = runs[0].hists[0].1.histogram();
         assert_eq!(merged.len(), whole.len());
         for q in [0.5, 0.99, 1.0] {
             assert_eq!(
@@ -508,9 +503,12 @@ mod tests {
                 "q={q}"
             );
         }
-        // A kind with no intervals set up still gives a valid (empty) log.
-        let plain = run("02-null", RunStatus::Ok, 0);
-        let bytes = e.serialize(&serde_json::Value::Null, &[plain]).unwrap();
+        // Samples of a kind no second recorded: a valid log without intervals.
+        let e = Hlog {
+            run: 0,
+            kind: HistKind::Lat,
+        };
+        let bytes = e.serialize(&serde_json::Value::Null, &runs).unwrap();
         assert!(read_hlog(&bytes).is_empty());
     }
 

@@ -5,14 +5,19 @@
 use std::collections::BTreeMap;
 
 use crate::driver::Tick;
-use crate::measure::{HistKind, HIST_KINDS};
+use crate::measure::{HistKind, Intervals, HIST_KINDS};
 use crate::plan::{Durability, RunPlan, Workload};
 use crate::results::{RunResult, SummaryRow, TimeseriesRow};
 
 use super::measurement::Measurement;
 
 /// Build the run's results from what was measured and its per-second ticks.
-pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Tick)>) -> RunResult {
+pub fn summarize(
+    plan: &RunPlan,
+    m: Measurement,
+    seconds: BTreeMap<u64, (u32, Tick)>,
+    intervals: Intervals,
+) -> RunResult {
     let reads_active =
         matches!(&plan.workload, Workload::Ds { params, reads, .. } if reads.active(params));
     let verified = reads_active && m.caps.as_ref().is_some_and(|c| c.stores_data);
@@ -29,7 +34,7 @@ pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Ti
             .iter()
             .map(|k| (*k, stats.hists[*k as usize].clone()))
             .collect(),
-        intervals: stats.intervals,
+        intervals,
     }
 }
 
