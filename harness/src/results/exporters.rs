@@ -224,6 +224,8 @@ impl Exporter for Hlog {
             r.row.run_id,
             self.kind.name()
         ));
+        // What Java HdrHistogram's HistogramLogWriter writes before the intervals.
+        builder.add_comment("[Histogram log format version 1.3]");
         let mut w = builder
             .begin_log_with(&mut out, &mut serializer)
             .map_err(|e| err(&e))?;
