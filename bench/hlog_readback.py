@@ -18,11 +18,19 @@ except ImportError:
 LOWEST_NS, HIGHEST_NS, DIGITS = 1, 3_600_000_000_000, 3
 
 
+def bad_input(msg):
+    print(msg, file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) != 2:
-        sys.exit("usage: hlog_readback.py FILE.hlog")
+        bad_input("usage: hlog_readback.py FILE.hlog")
     merged = HdrHistogram(LOWEST_NS, HIGHEST_NS, DIGITS)
-    reader = HistogramLogReader(argv[1], HdrHistogram(LOWEST_NS, HIGHEST_NS, DIGITS))
+    try:
+        reader = HistogramLogReader(argv[1], HdrHistogram(LOWEST_NS, HIGHEST_NS, DIGITS))
+    except OSError as e:
+        bad_input(f"hlog_readback.py: {argv[1]}: {e.strerror}; give the path of an .hlog under a results folder's hist/")
     intervals = 0
     while True:
         h = reader.get_next_interval_histogram()
