@@ -25,7 +25,7 @@ use snapbench_engines::{Caps, Completion, FileKind, Flow, LoopBody, MatchId, Op,
 use snapbench_workloads::ds::{DsEvent, DsParams, DsSchedule, SnapKind};
 use snapbench_workloads::reads::ReadParams;
 
-use crate::measure::HistKind;
+use crate::measure::{HistKind, SecondHists};
 use crate::plan::RunPlan;
 use crate::snaplog::{FrameKind, BLOCK_BYTES};
 use crate::writer::{FinishedLog, LogWriter, WriterConfig, WriterEvent, WriterIo, WriterOp};
@@ -179,7 +179,7 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
             } => {
                 if self.clock.in_window(t_ns) {
                     let lat = now.saturating_sub(t_ns);
-                    self.out.stats.hists[HistKind::Lat as usize].record_ns(lat);
+                    self.out.stats.record(HistKind::Lat, lat);
                     self.out.stats.ops += 1;
                     self.out.stats.bytes += u64::from(payload_bytes);
                     self.ticker.op(u64::from(payload_bytes), lat);
@@ -192,8 +192,9 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
             }
             WriterEvent::Acked { t_ns, .. } => {
                 if self.clock.in_window(t_ns) {
-                    self.out.stats.hists[HistKind::Ack as usize]
-                        .record_ns(now.saturating_sub(t_ns));
+                    self.out
+                        .stats
+                        .record(HistKind::Ack, now.saturating_sub(t_ns));
                 }
             }
             WriterEvent::Flushed {
@@ -343,6 +344,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             ..WorkerOutcome::default()
         };
         out.stats.read_errors = corpus.errors.len() as u64;
+        out.stats.seconds = SecondHists::on();
         out.read_error_msgs = corpus.errors.clone();
         out.read_error_msgs.truncate(MAX_READ_ERROR_MSGS);
         let rd = reads.active(params).then(|| {
@@ -524,7 +526,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
         }
         self.flush_ack_log();
-        self.ticker.send(self.ctx);
+        self.ticker.send(self.ctx, &mut self.out.stats.seconds);
         self.out.interrupted = INTERRUPTED.load(Ordering::Relaxed);
         self.out
     }
@@ -546,7 +548,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             self.out.stopped_early = now < self.clock.window_end_ns;
             return self.start_sealing(now);
         }
-        self.ticker.roll(now, self.ctx);
+        self.ticker.roll(now, self.ctx, &mut self.out.stats.seconds);
         self.io.resubmit_backlog();
         // Events that are due (bounded per pass so completions are not starved).
         let mut n = 0;
@@ -614,7 +616,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// intended times (from the rest of the schedule); those the writer still held were intended
     /// no later than the last event handled, which bounds them.
     fn account_not_completed(&mut self, end_ns: u64) {
-        let lat = &mut self.out.stats.hists[HistKind::Lat as usize];
+        let stats = &mut self.out.stats;
         let mut unhandled = 0u64;
         while let Some(ev) = self.sched.next_event() {
             if let DsEvent::Snapshot { t_ns, .. } = ev {
@@ -622,7 +624,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                     break;
                 }
                 if self.clock.in_window(t_ns) {
-                    lat.record_ns(end_ns.saturating_sub(t_ns));
+                    stats.record(HistKind::Lat, end_ns.saturating_sub(t_ns));
                     unhandled += 1;
                 }
             }
@@ -632,8 +634,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             .offered
             .saturating_sub(self.out.stats.ops)
             .saturating_sub(unhandled);
+        let stats = &mut self.out.stats;
         for _ in 0..held {
-            lat.record_ns(end_ns.saturating_sub(self.last_event_t_ns));
+            stats.record(HistKind::Lat, end_ns.saturating_sub(self.last_event_t_ns));
         }
         self.out.not_completed = unhandled + held;
     }
@@ -882,19 +885,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     fn record_io(&mut self, op: WriterOp, submit_ns: u64, bytes: u64, now: u64) {
         match op {
             WriterOp::Write { .. } if self.clock.in_window(submit_ns) => {
-                self.out
-                    .stats
-                    .hist(HistKind::IoWrite)
-                    .record_ns(now - submit_ns);
+                self.out.stats.record(HistKind::IoWrite, now - submit_ns);
                 self.out.stats.io_ops += 1;
                 self.out.stats.io_bytes += bytes;
                 self.ticker.io();
             }
             WriterOp::Sync { .. } if self.clock.in_window(submit_ns) => {
-                self.out
-                    .stats
-                    .hist(HistKind::IoSync)
-                    .record_ns(now - submit_ns);
+                self.out.stats.record(HistKind::IoSync, now - submit_ns);
                 self.out.stats.io_syncs += 1;
             }
             _ => {}

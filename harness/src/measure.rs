@@ -56,12 +56,21 @@ impl LatHist {
         (self.count() > 0).then(|| self.0.mean() / 1000.0)
     }
 
+    /// The underlying HdrHistogram (values in ns), for serializers.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.0
+    }
+
     /// Clear all samples (keeps the allocation).
     pub fn reset(&mut self) {
         self.0.reset();
     }
 
-    /// HdrHistogram's percentile distribution text (`.hgrm`), values in microseconds.
+    /// HdrHistogram's percentile distribution text (`.hgrm`), values in microseconds, laid out as
+    /// Java HdrHistogram's `outputPercentileDistribution(out, 5, 1000.0)` writes it: a header, one
+    /// row per percentile tick (value, percentile, cumulative TotalCount, 1/(1-percentile); the
+    /// last row, at percentile 1, without the last column) and a `#[Mean …]`, `#[Max …]`,
+    /// `#[Buckets …]` footer.
     pub fn percentile_distribution(&self) -> String {
         use std::fmt::Write;
         let h = &self.0;
@@ -71,34 +80,35 @@ impl LatHist {
             "{:>12} {:>14} {:>10} {:>14}\n",
             "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
         );
-        if h.is_empty() {
-            return out;
-        }
+        let mut total_count = 0u64;
         for v in h.iter_quantiles(5) {
+            total_count += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
-            let inv = if q < 1.0 {
-                format!("{:>14.2}", 1.0 / (1.0 - q))
+            let value_us = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+            if q < 1.0 {
+                let _ = writeln!(
+                    out,
+                    "{value_us:>12.3} {q:>2.12} {total_count:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
-                format!("{:>14}", "")
-            };
-            let _ = writeln!(
-                out,
-                "{:>12.3} {:>14.12} {:>10} {}",
-                h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0,
-                q,
-                v.count_since_last_iteration(),
-                inv
-            );
+                let _ = writeln!(out, "{value_us:>12.3} {q:>2.12} {total_count:>10}");
+            }
         }
+        let (mean_us, stdev_us) = if h.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (h.mean() / 1000.0, h.stdev() / 1000.0)
+        };
+        // The crate keeps `sub_bucket_count` private; its counts array holds
+        // (buckets + 1) * sub_bucket_count / 2 entries.
+        let sub_buckets = 2 * h.distinct_values() / (usize::from(h.buckets()) + 1);
         let _ = writeln!(
             out,
-            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-            h.mean() / 1000.0,
-            h.stdev() / 1000.0,
+            "#[Mean    = {mean_us:>12.3}, StdDeviation   = {stdev_us:>12.3}]\n#[Max     = {:>12.3}, Total count    = {:>12}]\n#[Buckets = {:>12}, SubBuckets     = {sub_buckets:>12}]",
             h.max() as f64 / 1000.0,
             h.len(),
             h.buckets(),
-            h.distinct_values()
         );
         out
     }
@@ -188,6 +198,101 @@ impl HistKind {
     }
 }
 
+/// The histograms of the current second of one worker, by kind (for the `.hlog` interval
+/// logs): the same samples as the window's histograms, by the second they were recorded in
+/// (their completion). [`crate::driver::Ticker`] moves them into each second's tick; a
+/// histogram is allocated at a second's first sample of its kind (once per second and kind,
+/// never per I/O), and the main thread compresses each finished second, so memory does not
+/// grow with the window.
+#[derive(Clone, Debug, Default)]
+pub struct SecondHists {
+    /// Keep them at all (off unless a driver turns it on).
+    pub on: bool,
+    /// This second's histograms, by [`HistKind`].
+    pub hists: [Option<LatHist>; N_HISTS],
+}
+
+impl SecondHists {
+    /// Kept from the start.
+    pub fn on() -> SecondHists {
+        SecondHists {
+            on: true,
+            ..Default::default()
+        }
+    }
+
+    /// Record one sample of `kind` in this second.
+    #[inline]
+    pub fn record(&mut self, kind: HistKind, lat_ns: u64) {
+        if self.on {
+            self.hists[kind as usize]
+                .get_or_insert_with(LatHist::new)
+                .record_ns(lat_ns);
+        }
+    }
+
+    /// Take this second's histograms (the next second starts empty).
+    pub fn take(&mut self) -> [Option<LatHist>; N_HISTS] {
+        std::mem::take(&mut self.hists)
+    }
+
+    /// Add `other`'s histograms (another worker's of the same second).
+    pub fn merge_into(into: &mut [Option<LatHist>; N_HISTS], other: &[Option<LatHist>; N_HISTS]) {
+        for (a, b) in into.iter_mut().zip(other.iter()) {
+            if let Some(b) = b {
+                a.get_or_insert_with(LatHist::new).merge(b);
+            }
+        }
+    }
+}
+
+/// One run's interval histograms: for each kind, the run seconds (since the run's start, as in
+/// timeseries.csv) that recorded samples of the window, each as a compressed V2 histogram
+/// (HdrHistogram's `V2DeflateSerializer`, values in ns).
+#[derive(Clone, Debug, Default)]
+pub struct Intervals {
+    by_kind: [Vec<(u64, Vec<u8>)>; N_HISTS],
+}
+
+impl Intervals {
+    /// Compress and add second `second`'s histograms (kinds without samples are skipped).
+    pub fn push(&mut self, second: u64, hists: &[Option<LatHist>; N_HISTS]) {
+        use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+        let mut ser = V2DeflateSerializer::new();
+        for (k, h) in hists.iter().enumerate() {
+            let Some(h) = h.as_ref().filter(|h| h.count() > 0) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            // Serializing into a Vec cannot fail for a valid histogram; a failure would only
+            // leave this second out of the .hlog (its samples stay in the .hgrm and summary).
+            if ser.serialize(&h.0, &mut bytes).is_ok() {
+                self.by_kind[k].push((second, bytes));
+            }
+        }
+    }
+
+    /// Put every kind's seconds in order.
+    pub fn sort(&mut self) {
+        for v in &mut self.by_kind {
+            v.sort_by_key(|(sec, _)| *sec);
+        }
+    }
+
+    /// The seconds of `kind` in order, each (second since the run's start, compressed V2
+    /// histogram).
+    pub fn of(&self, kind: HistKind) -> &[(u64, Vec<u8>)] {
+        &self.by_kind[kind as usize]
+    }
+
+    /// Decode one compressed histogram of [`Intervals::of`].
+    pub fn decode(bytes: &[u8]) -> Option<Histogram<u64>> {
+        hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .ok()
+    }
+}
+
 /// Counters and histograms of one worker (or, merged, of one run) over the measured window.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -222,6 +327,10 @@ pub struct Stats {
     pub reads_dropped: u64,
     /// Reads that found no match to read (nothing finished, or nothing running for a live tail).
     pub reads_no_target: u64,
+    // -- issue 10: histograms --
+    /// The same samples as `hists`, in the current second only (off unless the driver turns
+    /// it on; the ticker sends each second's away).
+    pub seconds: SecondHists,
 }
 
 impl Stats {
@@ -244,6 +353,14 @@ impl Stats {
         self.read_errors += other.read_errors;
         self.reads_dropped += other.reads_dropped;
         self.reads_no_target += other.reads_no_target;
+    }
+
+    /// Record one sample of `kind` (one that belongs to the window): in the window's histogram
+    /// and in the current second's.
+    #[inline]
+    pub fn record(&mut self, kind: HistKind, lat_ns: u64) {
+        self.hists[kind as usize].record_ns(lat_ns);
+        self.seconds.record(kind, lat_ns);
     }
 
     /// The histogram of `kind`.
@@ -302,6 +419,85 @@ mod tests {
         assert!(h.max_us().unwrap() >= MAX_LATENCY_NS as f64 / 1000.0 * 0.999);
         let text = h.percentile_distribution();
         assert!(text.contains("Total count"));
+    }
+
+    /// Parses an `.hgrm` as HdrHistogram's readers do: (value, percentile, total count) rows.
+    fn parse_hgrm(text: &str) -> (Vec<(f64, f64, u64)>, Vec<&str>) {
+        let mut rows: Vec<(f64, f64, u64)> = Vec::new();
+        let mut footer = Vec::new();
+        for line in text.lines().skip(2) {
+            if line.starts_with("#[") {
+                footer.push(line);
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert!(f.len() == 4 || f.len() == 3, "row {line:?}");
+            rows.push((
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            ));
+            if f.len() == 4 {
+                let inv: f64 = f[3].parse().unwrap();
+                let want = 1.0 / (1.0 - rows.last().unwrap().1);
+                assert!((inv - want).abs() <= 0.01 + want * 1e-9, "{line:?}");
+            }
+        }
+        (rows, footer)
+    }
+
+    #[test]
+    fn hgrm_is_hdrhistograms_percentile_distribution() {
+        let mut h = LatHist::new();
+        for i in 1..=10_000u64 {
+            h.record_ns(i * 997 % 2_000_000 + 1_000);
+        }
+        let text = h.percentile_distribution();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+        );
+        assert_eq!(lines.next(), Some(""));
+        let (rows, footer) = parse_hgrm(&text);
+        assert!(rows.len() > 20, "{text}");
+        for w in rows.windows(2) {
+            assert!(w[0].2 <= w[1].2, "TotalCount decreases: {w:?}");
+            assert!(w[0].0 <= w[1].0 && w[0].1 <= w[1].1, "{w:?}");
+        }
+        let last = rows.last().unwrap();
+        assert_eq!(last.2, 10_000, "TotalCount ends at the total");
+        assert_eq!(last.1, 1.0);
+        let last_row = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
+        assert_eq!(last_row.split_whitespace().count(), 3, "{last_row:?}");
+        assert!((last.0 - h.max_us().unwrap()).abs() < 0.0015, "{last:?}");
+        // The row at percentile 0.5 carries (about) half the samples and the median's value.
+        let mid = rows.iter().find(|r| r.1 >= 0.5).unwrap();
+        assert!((mid.2 as f64 - 5_000.0).abs() < 50.0, "{mid:?}");
+        assert!(
+            (mid.0 - h.quantile_us(0.5).unwrap()).abs() < 0.0015,
+            "{mid:?}"
+        );
+        assert_eq!(footer.len(), 3, "{text}");
+        assert!(footer[0].starts_with("#[Mean    = ") && footer[0].contains(", StdDeviation   = "));
+        assert_eq!(
+            footer[1],
+            format!(
+                "#[Max     = {:>12.3}, Total count    = {:>12}]",
+                h.max_us().unwrap(),
+                10_000
+            )
+        );
+        // 3 significant digits: 2048 sub-buckets, as HdrHistogram prints for the same settings.
+        assert!(
+            footer[2].starts_with("#[Buckets = ")
+                && footer[2].ends_with("SubBuckets     =         2048]"),
+            "{}",
+            footer[2]
+        );
+        let empty = LatHist::new().percentile_distribution();
+        assert_eq!(parse_hgrm(&empty).0.len(), 0);
+        assert!(empty.contains("Total count    =            0]"), "{empty}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use snapbench_workloads::micro::{MicroOffsets, MicroParams};
 
 use crate::driver::{describe_error, Clock, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED};
 use crate::error::MicroError;
-use crate::measure::{HistKind, Stats};
+use crate::measure::{HistKind, SecondHists, Stats};
 
 /// Size of the sequential writes that lay out the file before the measured run.
 pub const LAYOUT_CHUNK_BYTES: usize = 1 << 20;
@@ -215,7 +215,10 @@ pub fn run<R: Recorder>(
     let mut comps: Vec<Completion<R::Buf>> = Vec::with_capacity(depth);
     let mut ticker = Ticker::default();
     let end_ns = clock.window_end_ns;
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        seconds: SecondHists::on(),
+        ..Stats::default()
+    };
     let batch = p.iodepth_batch as usize;
     let mut queued = 0usize;
     'run: loop {
@@ -276,7 +279,7 @@ pub fn run<R: Recorder>(
             break;
         }
         let now = clock.now_ns();
-        ticker.roll(now, ctx);
+        ticker.roll(now, ctx, &mut stats.seconds);
         for c in comps.drain(..) {
             let slot = c.token as usize;
             free.push(slot as u32);
@@ -285,7 +288,7 @@ pub fn run<R: Recorder>(
                 Ok(n) => {
                     if clock.in_window(t0) {
                         let lat = now - t0;
-                        stats.hist(HistKind::Lat).record_ns(lat);
+                        stats.record(HistKind::Lat, lat);
                         stats.ops += 1;
                         stats.bytes += *n as u64;
                         stats.io_ops += 1;
@@ -331,7 +334,7 @@ pub fn run<R: Recorder>(
     if eng.submit(u64::MAX, Op::Close { file }).is_ok() {
         let _ = eng.drain(&mut close_out, Instant::now() + Duration::from_secs(10));
     }
-    ticker.send(ctx);
+    ticker.send(ctx, &mut stats.seconds);
     outcome.stats = stats;
     outcome.interrupted = INTERRUPTED.load(Ordering::Relaxed);
     outcome

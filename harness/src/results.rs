@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::ExportError;
-use crate::measure::{HistKind, LatHist};
+use crate::measure::{HistKind, Intervals, LatHist};
 
 mod exporters;
 pub use exporters::{
-    write_atomic, Exporter, Hgrm, MetaJson, RepeatsCsv, SummaryCsv, SummaryJson, TimeseriesCsv,
+    write_atomic, Exporter, Hgrm, Hlog, MetaJson, RepeatsCsv, SummaryCsv, SummaryJson,
+    TimeseriesCsv,
 };
 
 /// Version of the results layout.
@@ -250,6 +251,22 @@ pub struct SummaryRow {
     pub not_completed: u64,
     /// Lag passed `--lag-limit-ms` and the run stopped before its window ended.
     pub stopped_early: bool,
+    // -- issue 10: histograms --
+    /// Samples behind the ack percentiles (`ack_*_us`): snapshots intended in the window and
+    /// acknowledged.
+    pub ack_samples: u64,
+    /// Samples behind `io_write_p99_us`: engine writes submitted in the window and completed.
+    pub io_write_samples: u64,
+    /// Samples behind `io_sync_p99_us`.
+    pub io_sync_samples: u64,
+    /// Samples behind `io_read_p99_us`.
+    pub io_read_samples: u64,
+    /// Samples behind `read_ttfb_*_us`.
+    pub read_ttfb_samples: u64,
+    /// Samples behind `read_full_*_us`.
+    pub read_full_samples: u64,
+    /// Samples behind `read_tail_p99_us`.
+    pub read_tail_samples: u64,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of
@@ -430,6 +447,9 @@ pub struct RunResult {
     pub timeseries: Vec<TimeseriesRow>,
     /// Histograms by kind.
     pub hists: Vec<(HistKind, LatHist)>,
+    // -- issue 10: histograms --
+    /// The same samples second by second of the window, by kind (the `.hlog` files).
+    pub intervals: Intervals,
 }
 
 /// The results folder being written: every file is produced by an [`Exporter`] and written
@@ -482,6 +502,7 @@ impl ResultsDir {
         self.runs.push(run);
         for kind in kinds {
             self.export(&Hgrm { run: index, kind })?;
+            self.export(&Hlog { run: index, kind })?;
         }
         self.export(&SummaryCsv)?;
         self.export(&SummaryJson)?;
@@ -600,6 +621,7 @@ mod tests {
             detail: serde_json::json!({}),
             timeseries: vec![],
             hists: vec![],
+            intervals: Intervals::default(),
         })
         .unwrap();
         let text = std::fs::read_to_string(path.join("repeats.csv")).unwrap();
@@ -629,6 +651,7 @@ mod tests {
                 detail: serde_json::json!({}),
                 timeseries: vec![],
                 hists: vec![(HistKind::Lat, h.clone())],
+                intervals: Intervals::default(),
             })
             .unwrap();
             let text = std::fs::read_to_string(path.join("summary.csv")).unwrap();

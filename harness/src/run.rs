@@ -269,7 +269,8 @@ pub fn run_one(
         .with_memory(mem_start)
         .with_cpu_by_second(cpu_seconds.by_second)
         .with_page_cache(page_cache);
-    let result = summary::summarize(&plan, measured, seconds.by_second);
+    let (by_second, intervals) = seconds.finish();
+    let result = summary::summarize(&plan, measured, by_second, intervals);
     if !plan.keep_files {
         let _ = std::fs::remove_dir_all(&run_dir);
     }

@@ -1296,3 +1296,139 @@ fn prefill_skipped_when_few_reads_are_expected() {
         "{notes:?}"
     );
 }
+
+/// Total count and second-by-second (start, duration) of an `.hlog`, read with the hdrhistogram
+/// crate's interval log reader and merged.
+fn hlog_merged(path: &Path) -> (hdrhistogram::Histogram<u64>, Vec<(f64, f64)>) {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let bytes = std::fs::read(path).unwrap();
+    let mut merged = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut spans = Vec::new();
+    for e in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(i) = e.unwrap() else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(i.encoded_histogram())
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(raw))
+            .unwrap();
+        merged.add(&h).unwrap();
+        spans.push((
+            i.start_timestamp().as_secs_f64(),
+            i.duration().as_secs_f64(),
+        ));
+    }
+    (merged, spans)
+}
+
+/// The `Total count` of an `.hgrm`'s footer.
+fn hgrm_total(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("#[Max"))
+        .unwrap_or_else(|| panic!("{text}"));
+    line.rsplit('=')
+        .next()
+        .unwrap()
+        .trim_end_matches(']')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn hlog_intervals_merge_to_the_summary_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "2", "--warmup", "0.2"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let run_id = column(&out, "run_id")[0].clone();
+    let lat_samples: u64 = column(&out, "lat_samples")[0].parse().unwrap();
+    assert!(lat_samples > 0);
+    let (merged, spans) = hlog_merged(&out.join(format!("hist/{run_id}-lat.hlog")));
+    assert_eq!(
+        merged.len(),
+        lat_samples,
+        "merged .hlog vs summary lat_samples"
+    );
+    // One interval per run second that completed window samples: the 2 s window starts 0.2 s
+    // in, so seconds 0, 1, 2 and any of the drain after it, in order, 1 s each.
+    assert!(spans.len() >= 3, "{spans:?}");
+    for (i, (start, len)) in spans.iter().enumerate() {
+        assert_eq!((*start, *len), (i as f64, 1.0), "{spans:?}");
+    }
+    // Every kind with an .hgrm has an .hlog whose intervals hold the same samples, and the
+    // summary row's `KIND_samples` says how many.
+    let mut kinds = Vec::new();
+    for e in std::fs::read_dir(out.join("hist")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "hgrm") {
+            let kind = p.file_stem().unwrap().to_str().unwrap()[run_id.len() + 1..].to_string();
+            let samples: u64 = column(&out, &format!("{kind}_samples"))[0].parse().unwrap();
+            let (m, _) = hlog_merged(&p.with_extension("hlog"));
+            assert_eq!(m.len(), hgrm_total(&p), "{}", p.display());
+            assert_eq!(m.len(), samples, "{kind}_samples");
+            kinds.push(kind);
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["ack", "io_sync", "io_write", "lat"]);
+}
+
+#[test]
+#[ignore = "needs python3 with the hdrhistogram package (.ci/run installs it in a venv)"]
+fn hlog_reads_back_in_hdrhistogram_py() {
+    let python = std::env::var("SNAPBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/hlog_readback.py");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--quick", "--duration", "2", "--warmup", "0.2"])
+        .args(["--engine", "null"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let run_id = column(&out, "run_id")[0].clone();
+    for kind in ["lat", "ack"] {
+        let hlog = out.join(format!("hist/{run_id}-{kind}.hlog"));
+        let o = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&hlog)
+            .output()
+            .unwrap_or_else(|e| panic!("{python}: {e}"));
+        assert!(
+            o.status.success(),
+            "{python} {}: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let samples: u64 = column(&out, &format!("{kind}_samples"))[0].parse().unwrap();
+        assert!(samples > 0);
+        assert_eq!(v["total_count"], samples, "{kind}: {v}");
+        // Acks come about once a second (interval:1000), so fewer seconds may hold one.
+        assert!(v["intervals"].as_u64().unwrap() >= 2, "{kind}: {v}");
+        // The same p99 to HdrHistogram's resolution (3 significant digits).
+        let p99: f64 = column(&out, &format!("{kind}_p99_us"))[0].parse().unwrap();
+        let theirs = v["p99_us"].as_f64().unwrap();
+        assert!(
+            (theirs - p99).abs() <= p99 * 1e-3,
+            "{kind} p99: summary {p99}, HdrHistogram_py {theirs}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use snapbench_engines::{file_name, Caps, FileKind, MatchId, Op, OpKind, Recorder};
 
-use crate::measure::{LatHist, Stats};
+use crate::measure::{LatHist, SecondHists, Stats, N_HISTS};
 use crate::plan::RunPlan;
 use crate::writer::WriterOp;
 
@@ -34,6 +34,9 @@ pub struct Tick {
     pub max_lag_ns: u64,
     /// Latencies of that second (write latency for DS, I/O latency for micro).
     pub lat: LatHist,
+    // -- issue 10: histograms --
+    /// That second's samples of the window, by kind (the `.hlog` intervals).
+    pub hists: [Option<LatHist>; N_HISTS],
 }
 
 /// What a worker reports at the end.
@@ -159,18 +162,19 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// Send the finished second(s) if `now_ns` has moved past them.
+    /// Send the finished second(s) if `now_ns` has moved past them, with the second's
+    /// histograms taken from `hists`.
     #[inline]
-    pub fn roll(&mut self, now_ns: u64, ctx: &WorkerCtx) {
+    pub fn roll(&mut self, now_ns: u64, ctx: &WorkerCtx, hists: &mut SecondHists) {
         let sec = now_ns / 1_000_000_000;
         if sec > self.second {
-            self.send(ctx);
+            self.send(ctx, hists);
             self.second = sec;
         }
     }
 
     /// Send what this second holds (also called once at the end).
-    pub fn send(&mut self, ctx: &WorkerCtx) {
+    pub fn send(&mut self, ctx: &WorkerCtx, hists: &mut SecondHists) {
         let tick = Tick {
             worker: ctx.worker,
             second: self.second,
@@ -180,6 +184,7 @@ impl Ticker {
             errors: std::mem::take(&mut self.errors),
             max_lag_ns: std::mem::take(&mut self.max_lag_ns),
             lat: std::mem::take(&mut self.lat),
+            hists: hists.take(),
         };
         // The main thread drains ticks continuously; if it is gone the run is ending anyway.
         let _ = ctx.ticks.send(tick);

@@ -720,10 +720,7 @@ impl ReadSide {
     ) {
         let n = *c.res.as_ref().unwrap_or(&0) as u64;
         if env.clock.in_window(submit_ns) {
-            env.out
-                .stats
-                .hist(HistKind::IoRead)
-                .record_ns(now - submit_ns);
+            env.out.stats.record(HistKind::IoRead, now - submit_ns);
             env.out.stats.io_ops += 1;
             env.out.stats.io_bytes += n;
         }
@@ -782,7 +779,7 @@ impl ReadSide {
             s.first_done = true;
             let t0 = s.t0_ns;
             if clock.in_window(t0) {
-                env.out.stats.hist(HistKind::ReadTtfb).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadTtfb, now - t0);
             }
         }
         let s = self.s(si);
@@ -791,7 +788,7 @@ impl ReadSide {
             s.caught_up = true;
             let (t0, bytes) = (s.t0_ns, s.bytes);
             if clock.in_window(t0) {
-                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadFull, now - t0);
                 env.out.stats.reads += 1;
                 env.out.stats.read_bytes += bytes;
             }
@@ -917,13 +914,13 @@ impl ReadSide {
             // The whole replay (or, live, the edge published at the request) has been read.
             let (t0, bytes, cut) = (s.t0_ns, s.bytes, s.cut);
             if clock.in_window(t0) && !cut {
-                env.out.stats.hist(HistKind::ReadFull).record_ns(now - t0);
+                env.out.stats.record(HistKind::ReadFull, now - t0);
                 env.out.stats.reads += 1;
                 env.out.stats.read_bytes += bytes;
             }
         } else if let Some(p) = s.publish_ns.take() {
             if clock.in_window(p) {
-                env.out.stats.hist(HistKind::ReadTail).record_ns(now - p);
+                env.out.stats.record(HistKind::ReadTail, now - p);
                 env.out.stats.tail_reads += 1;
             }
         }

@@ -13,7 +13,7 @@ use super::{
     repeat_rows, repeats_in, RepeatRow, RunResult, SummaryRow, TimeseriesRow, SCHEMA_VERSION,
 };
 use crate::error::ExportError;
-use crate::measure::HistKind;
+use crate::measure::{HistKind, Intervals};
 
 /// Produces one results file from the invocation's meta.json content and its runs so far.
 pub trait Exporter {
@@ -44,6 +44,17 @@ pub struct RepeatsCsv;
 
 /// `hist/RUN-KIND.hgrm`: one run's HdrHistogram percentile distribution of one op kind.
 pub struct Hgrm {
+    /// Index of the run in the results.
+    pub run: usize,
+    /// Which histogram.
+    pub kind: HistKind,
+}
+
+/// `hist/RUN-KIND.hlog`: one run's HdrHistogram interval log of one op kind — one interval per
+/// second of the run that completed samples of the window (the window's seconds and the drain
+/// after it), each a compressed V2 histogram (values in ns), timestamps in seconds from the
+/// run's start.
+pub struct Hlog {
     /// Index of the run in the results.
     pub run: usize,
     /// Which histogram.
@@ -184,6 +195,51 @@ impl Exporter for Hgrm {
     }
 }
 
+impl Exporter for Hlog {
+    fn file_name(&self, runs: &[RunResult]) -> PathBuf {
+        let run_id = runs.get(self.run).map_or("", |r| r.row.run_id.as_str());
+        PathBuf::from("hist").join(format!("{run_id}-{}.hlog", self.kind.name()))
+    }
+    fn serialize(
+        &self,
+        _meta: &serde_json::Value,
+        runs: &[RunResult],
+    ) -> Result<Vec<u8>, ExportError> {
+        use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+        use hdrhistogram::serialization::V2DeflateSerializer;
+        use std::time::Duration;
+        let file = self.file_name(runs);
+        let err = |e: &dyn std::fmt::Display| ExportError::Write {
+            path: file.clone(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        let mut out = Vec::new();
+        let Some(r) = runs.get(self.run) else {
+            return Ok(out);
+        };
+        let mut serializer = V2DeflateSerializer::new();
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder.add_comment(&format!(
+            "snapbench run {} kind {}: the window's samples by the second they completed in, values in ns, timestamps in s from the run's start (timeseries.csv's second)",
+            r.row.run_id,
+            self.kind.name()
+        ));
+        // What Java HdrHistogram's HistogramLogWriter writes before the intervals.
+        builder.add_comment("[Histogram log format version 1.3]");
+        let mut w = builder
+            .begin_log_with(&mut out, &mut serializer)
+            .map_err(|e| err(&e))?;
+        for (sec, bytes) in r.intervals.of(self.kind) {
+            let h = Intervals::decode(bytes)
+                .ok_or_else(|| err(&format!("second {sec}: undecodable histogram")))?;
+            w.write_histogram(&h, Duration::from_secs(*sec), Duration::from_secs(1), None)
+                .map_err(|e| err(&e))?;
+        }
+        drop(w);
+        Ok(out)
+    }
+}
+
 /// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -207,7 +263,7 @@ mod tests {
     use crate::results::RunStatus;
 
     /// summary.csv's columns, in order, as notebooks and tests read them.
-    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error,matches,tick_hz,record_hz,repeat,config_id,sys_cpu_steal_s,noisy,cpu_worker_s,cpu_pool_s,cpu_iowq_s,cpu_sqpoll_s,cpu_other_s,ctx_voluntary,ctx_involuntary,mem_peak_rss_bytes,mem_bytes_per_match,disk_busy_ms,disk_avg_queue_depth,disk_write_amp,offered_ops_per_s,not_completed,stopped_early";
+    const SUMMARY_COLUMNS: &str = "run_id,engine,variant,workload,workers,duration_s,status,ops,bytes,errors,ops_per_s,mib_per_s,lat_p50_us,lat_p99_us,lat_p999_us,lat_max_us,ack_p50_us,ack_p99_us,ack_max_us,lat_samples,cpu_user_s,cpu_sys_s,sys_cpu_busy_s,io_ops,io_bytes,saturated,offered_ops,io_syncs,io_write_p99_us,io_sync_p99_us,cpu_cores,cpu_us_per_op,max_lag_ms,disk_reads,disk_read_bytes,disk_writes,disk_write_bytes,durability,seed,matches_started,matches_sealed,reads,read_bytes,reads_per_s,read_ttfb_p50_us,read_ttfb_p99_us,read_full_p50_us,read_full_p99_us,read_full_max_us,io_read_p99_us,tail_reads,read_tail_p99_us,read_errors,reads_verified,reads_dropped,reads_no_target,prefill_matches,prefill_bytes,prefill_s,error,matches,tick_hz,record_hz,repeat,config_id,sys_cpu_steal_s,noisy,cpu_worker_s,cpu_pool_s,cpu_iowq_s,cpu_sqpoll_s,cpu_other_s,ctx_voluntary,ctx_involuntary,mem_peak_rss_bytes,mem_bytes_per_match,disk_busy_ms,disk_avg_queue_depth,disk_write_amp,offered_ops_per_s,not_completed,stopped_early,ack_samples,io_write_samples,io_sync_samples,io_read_samples,read_ttfb_samples,read_full_samples,read_tail_samples";
 
     /// timeseries.csv's columns, in order.
     const TIMESERIES_COLUMNS: &str =
@@ -252,6 +308,7 @@ mod tests {
                 })
                 .collect(),
             hists: vec![(HistKind::Lat, h), (HistKind::Ack, LatHist::new())],
+            intervals: Intervals::default(),
         }
     }
 
@@ -370,6 +427,96 @@ mod tests {
         let body = text(&e, &runs);
         assert_eq!(body, runs[1].hists[0].1.percentile_distribution());
         assert!(body.contains("Value"), "{body}");
+    }
+
+    /// An `.hlog` read back with the crate's own reader: (start s, duration s, histogram).
+    pub(crate) fn read_hlog(bytes: &[u8]) -> Vec<(f64, f64, hdrhistogram::Histogram<u64>)> {
+        use base64::Engine as _;
+        use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+        use hdrhistogram::serialization::Deserializer;
+        IntervalLogIterator::new(bytes)
+            .filter_map(|e| match e.unwrap() {
+                LogEntry::Interval(i) => Some(i),
+                _ => None,
+            })
+            .map(|i| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut std::io::Cursor::new(raw))
+                    .unwrap();
+                (
+                    i.start_timestamp().as_secs_f64(),
+                    i.duration().as_secs_f64(),
+                    h,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hlog_has_one_interval_per_second_that_merge_to_the_run() {
+        use crate::measure::{SecondHists, Stats};
+        // Two workers over three seconds: each second's ticks merged, then compressed, as the
+        // main thread does; second 3 recorded nothing.
+        let mut all = Stats::default();
+        let mut intervals = Intervals::default();
+        for sec in [1u64, 2, 4] {
+            let mut merged = Default::default();
+            for worker in 0..2u64 {
+                let mut w = Stats {
+                    seconds: SecondHists::on(),
+                    ..Default::default()
+                };
+                for i in 0..(100 * sec + worker) {
+                    w.record(HistKind::Ack, 1_000 + i * 997 * sec);
+                }
+                all.merge(&w);
+                SecondHists::merge_into(&mut merged, &w.seconds.take());
+            }
+            intervals.push(sec, &merged);
+        }
+        let mut r = run("01-null", RunStatus::Ok, 0);
+        r.hists = vec![(HistKind::Ack, all.hists[HistKind::Ack as usize].clone())];
+        r.intervals = intervals;
+        let e = Hlog {
+            run: 0,
+            kind: HistKind::Ack,
+        };
+        let runs = [r];
+        assert_eq!(e.file_name(&runs), PathBuf::from("hist/01-null-ack.hlog"));
+        let bytes = e.serialize(&serde_json::Value::Null, &runs).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.starts_with("#snapbench run 01-null kind ack"),
+            "{text}"
+        );
+        let read = read_hlog(&bytes);
+        let spans: Vec<(f64, f64)> = read.iter().map(|(s, d, _)| (*s, *d)).collect();
+        assert_eq!(spans, [(1.0, 1.0), (2.0, 1.0), (4.0, 1.0)]);
+        let counts: Vec<u64> = read.iter().map(|(_, _, h)| h.len()).collect();
+        assert_eq!(counts, [201, 401, 801]);
+        let mut merged = read[0].2.clone();
+        for (_, _, h) in &read[1..] {
+            merged.add(h).unwrap();
+        }
+        let whole = runs[0].hists[0].1.histogram();
+        assert_eq!(merged.len(), whole.len());
+        for q in [0.5, 0.99, 1.0] {
+            assert_eq!(
+                merged.value_at_quantile(q),
+                whole.value_at_quantile(q),
+                "q={q}"
+            );
+        }
+        // Samples of a kind no second recorded: a valid log without intervals.
+        let e = Hlog {
+            run: 0,
+            kind: HistKind::Lat,
+        };
+        let bytes = e.serialize(&serde_json::Value::Null, &runs).unwrap();
+        assert!(read_hlog(&bytes).is_empty());
     }
 
     #[test]

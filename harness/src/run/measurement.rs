@@ -11,7 +11,7 @@ use snapbench_engines::Caps;
 use crate::driver::{Tick, WorkerOutcome, INTERRUPTED};
 use crate::error::RunError;
 use crate::machine;
-use crate::measure::{LatHist, Stats};
+use crate::measure::{Intervals, LatHist, SecondHists, Stats};
 use crate::plan::RunPlan;
 use crate::results::RunStatus;
 
@@ -52,6 +52,9 @@ impl Sample {
 pub struct Seconds {
     /// Second → (workers heard from, their sum).
     pub by_second: BTreeMap<u64, (u32, Tick)>,
+    // -- issue 10: histograms --
+    /// The seconds' interval histograms, compressed as each second completes.
+    pub intervals: Intervals,
 }
 
 impl Seconds {
@@ -71,6 +74,7 @@ impl Seconds {
                     errors: 0,
                     max_lag_ns: 0,
                     lat: LatHist::new(),
+                    hists: Default::default(),
                 },
             )
         });
@@ -81,7 +85,26 @@ impl Seconds {
         entry.1.errors += t.errors;
         entry.1.max_lag_ns = entry.1.max_lag_ns.max(t.max_lag_ns);
         entry.1.lat.merge(&t.lat);
+        SecondHists::merge_into(&mut entry.1.hists, &t.hists);
+        if entry.0 == workers {
+            // Every worker has reported this second: compress its histograms and free them.
+            let hists = std::mem::take(&mut entry.1.hists);
+            self.intervals.push(sec, &hists);
+        }
         (entry.0 == workers).then_some(entry.1.ops)
+    }
+
+    /// Compress the seconds not every worker reported (the last ones) and hand over the
+    /// per-second rows and the interval histograms.
+    pub fn finish(mut self) -> (BTreeMap<u64, (u32, Tick)>, Intervals) {
+        for (sec, (_, t)) in self.by_second.iter_mut() {
+            if t.hists.iter().any(Option::is_some) {
+                let hists = std::mem::take(&mut t.hists);
+                self.intervals.push(*sec, &hists);
+            }
+        }
+        self.intervals.sort();
+        (self.by_second, self.intervals)
     }
 }
 

@@ -5,14 +5,19 @@
 use std::collections::BTreeMap;
 
 use crate::driver::Tick;
-use crate::measure::{HistKind, HIST_KINDS};
+use crate::measure::{HistKind, Intervals, HIST_KINDS};
 use crate::plan::{Durability, RunPlan, Workload};
 use crate::results::{RunResult, SummaryRow, TimeseriesRow};
 
 use super::measurement::{Measurement, SecondCpu};
 
 /// Build the run's results from what was measured and its per-second ticks.
-pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Tick)>) -> RunResult {
+pub fn summarize(
+    plan: &RunPlan,
+    m: Measurement,
+    seconds: BTreeMap<u64, (u32, Tick)>,
+    intervals: Intervals,
+) -> RunResult {
     let reads_active =
         matches!(&plan.workload, Workload::Ds { params, reads, .. } if reads.active(params));
     let verified = reads_active && m.caps.as_ref().is_some_and(|c| c.stores_data);
@@ -29,6 +34,7 @@ pub fn summarize(plan: &RunPlan, m: Measurement, seconds: BTreeMap<u64, (u32, Ti
             .iter()
             .map(|k| (*k, stats.hists[*k as usize].clone()))
             .collect(),
+        intervals,
     }
 }
 
@@ -157,6 +163,14 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         offered_ops_per_s,
         not_completed: m.not_completed,
         stopped_early: m.stopped_early,
+        // -- issue 10: histograms --
+        ack_samples: ack.samples,
+        io_write_samples: stats.hists[HistKind::IoWrite as usize].count(),
+        io_sync_samples: stats.hists[HistKind::IoSync as usize].count(),
+        io_read_samples: stats.hists[HistKind::IoRead as usize].count(),
+        read_ttfb_samples: ttfb.samples,
+        read_full_samples: full.samples,
+        read_tail_samples: stats.hists[HistKind::ReadTail as usize].count(),
     }
 }
 
