@@ -1365,9 +1365,12 @@ fn hlog_intervals_merge_to_the_summary_counts() {
     );
     // One interval per run second that completed window samples: the 2 s window starts 0.2 s
     // in, so seconds 0, 1, 2 and any of the drain after it, in order, 1 s each.
-    assert!(spans.len() >= 3, "{spans:?}");
+    // Seconds in which nothing completed (a worker descheduled on a loaded machine) have no
+    // interval, so the starts are whole seconds in increasing order rather than every second.
+    assert!(!spans.is_empty(), "{spans:?}");
     for (i, (start, len)) in spans.iter().enumerate() {
-        assert_eq!((*start, *len), (i as f64, 1.0), "{spans:?}");
+        assert_eq!((start.fract(), *len), (0.0, 1.0), "{spans:?}");
+        assert!(i == 0 || *start > spans[i - 1].0, "{spans:?}");
     }
     // Every kind with an .hgrm has an .hlog whose intervals hold the same samples, and the
     // summary row's `KIND_samples` says how many.
