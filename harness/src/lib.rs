@@ -4,6 +4,7 @@ pub mod error;
 pub mod machine;
 pub mod measure;
 pub mod micro;
+pub mod noise;
 pub mod plan;
 pub mod results;
 pub mod run;
