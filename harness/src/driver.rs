@@ -338,6 +338,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             prefill_bytes: corpus.bytes,
             prefill_s: corpus.secs,
             offered,
+            waited_ns: Some(0),
             ..WorkerOutcome::default()
         };
         out.stats.read_errors = corpus.errors.len() as u64;
@@ -650,6 +651,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
 
     /// The schedule is over: seal every open log, stop the reads, and go on sealing.
     fn start_sealing(&mut self, now: u64) -> Flow {
+        self.out.ran_window_ns = now
+            .min(self.clock.window_end_ns)
+            .saturating_sub(self.clock.window_start_ns);
         if let Some(t) = self.sched.peek_t_ns() {
             // The generator stops behind schedule: its first unhandled event (or the window's
             // start, for one that never reached the window) is at least this late.
@@ -750,14 +754,21 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// engine that does not poll: a busy-polling engine spins in `reap` instead, its reactor
     /// never sleeps), then write the ack log's new lines and check the error budget.
     fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
+        let t0 = Instant::now();
         if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
-            let now = Instant::now();
-            self.stall.check(now, 0, 0);
-            if deadline > now {
-                std::thread::sleep(deadline - now);
+            self.stall.check(t0, 0, 0);
+            if deadline > t0 {
+                std::thread::sleep(deadline - t0);
             }
         } else {
             self.reap(deadline)?;
+        }
+        // Worker utilisation: time spent waiting here while running the schedule in the
+        // window (a polling engine's spin inside `reap` counts as waiting too).
+        if self.phase == Phase::Running && self.clock.in_window(self.clock.ns_at(t0)) {
+            if let Some(w) = self.out.waited_ns.as_mut() {
+                *w += t0.elapsed().as_nanos() as u64;
+            }
         }
         self.flush_ack_log();
         if self.phase == Phase::Running && self.out.stats.errors > self.ctx.plan.max_errors {

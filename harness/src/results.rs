@@ -250,6 +250,10 @@ pub struct SummaryRow {
     pub not_completed: u64,
     /// Lag passed `--lag-limit-ms` and the run stopped before its window ended.
     pub stopped_early: bool,
+    // -- issue 10: search --
+    /// Utilisation of the busiest DS worker: 1 − (time it waited for the schedule or for
+    /// completions ÷ the window it ran); None for micro runs.
+    pub worker_util: Option<f64>,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of

@@ -1029,3 +1029,21 @@ fn lag_past_the_limit_stops_the_run_early() {
     assert_eq!(column(&out, "stopped_early"), ["true"]);
     assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
 }
+
+#[test]
+fn worker_util_is_reported_and_low_for_a_light_null_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--engine", "null", "--workload", "fps-128tick"])
+        .args(["--matches", "8", "--duration", "1", "--warmup", "0.2"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let u: f64 = column(&out, "worker_util")[0].parse().unwrap();
+    // 8 matches on the null engine: the worker sleeps most of the window.
+    assert!((0.0..0.5).contains(&u), "worker_util {u}");
+}

@@ -75,6 +75,23 @@ pub struct WorkerOutcome {
     pub not_completed: u64,
     /// Lag passed the limit: the generator stopped before the window's end.
     pub stopped_early: bool,
+    // -- issue 10: search --
+    /// Time this DS worker spent waiting (asleep for the schedule, or blocked in the engine's
+    /// wait for completions) while running the schedule inside the window, ns; None for micro.
+    pub waited_ns: Option<u64>,
+    /// Part of the window this DS worker ran the schedule for, ns (the whole window unless it
+    /// stopped early).
+    pub ran_window_ns: u64,
+}
+
+impl WorkerOutcome {
+    /// 1 − waited ÷ window run: the share of its window the worker was doing work (None for
+    /// micro workers and for a worker that ran no part of the window).
+    pub fn worker_util(&self) -> Option<f64> {
+        let waited = self.waited_ns?;
+        (self.ran_window_ns > 0)
+            .then(|| (1.0 - waited as f64 / self.ran_window_ns as f64).clamp(0.0, 1.0))
+    }
 }
 
 /// Most read verification failures a worker keeps the message of (all are counted).
@@ -379,5 +396,17 @@ mod tests {
             w.check(t0 + Duration::from_secs(61), 0, 2).as_deref(),
             Some("no completion for 0.5 s; 2 in flight")
         );
+    }
+
+    #[test]
+    fn worker_util_is_one_minus_waited_share() {
+        let mut o = WorkerOutcome::default();
+        assert_eq!(o.worker_util(), None, "micro workers have none");
+        o.waited_ns = Some(250);
+        assert_eq!(o.worker_util(), None, "no window run");
+        o.ran_window_ns = 1000;
+        assert_eq!(o.worker_util(), Some(0.75));
+        o.waited_ns = Some(2000);
+        assert_eq!(o.worker_util(), Some(0.0), "clamped");
     }
 }

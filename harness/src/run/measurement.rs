@@ -145,6 +145,9 @@ pub struct Measurement {
     pub not_completed: u64,
     /// A worker stopped before the window's end because lag passed the limit.
     pub stopped_early: bool,
+    // -- issue 10: search --
+    /// Busiest DS worker's utilisation (1 − waited ÷ window it ran); None for micro.
+    pub worker_util: Option<f64>,
 }
 
 /// A run whose steal exceeds this share of its system CPU (busy + steal) is noisy.
@@ -194,10 +197,14 @@ impl Measurement {
         let (mut started, mut sealed, mut offered) = (0, 0, 0);
         let (mut window_ops, mut window_bytes, mut not_completed) = (0u64, 0u64, 0u64);
         let mut stopped_early = false;
+        let mut worker_util: Option<f64> = None;
         let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
         let mut read_error_msgs: Vec<String> = Vec::new();
         let mut caps = None;
         for o in outcomes {
+            if let Some(u) = o.worker_util() {
+                worker_util = Some(worker_util.map_or(u, |w| w.max(u)));
+            }
             prefill_matches += o.prefill_matches;
             prefill_bytes += o.prefill_bytes;
             prefill_s = prefill_s.max(o.prefill_s);
@@ -304,6 +311,7 @@ impl Measurement {
             window_bytes,
             not_completed,
             stopped_early,
+            worker_util,
         }
     }
 }

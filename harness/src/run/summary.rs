@@ -157,6 +157,7 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         offered_ops_per_s,
         not_completed: m.not_completed,
         stopped_early: m.stopped_early,
+        worker_util: m.worker_util,
     }
 }
 
