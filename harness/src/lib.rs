@@ -8,6 +8,7 @@ pub mod noise;
 pub mod plan;
 pub mod results;
 pub mod run;
+pub mod search;
 pub mod snaplog;
 pub mod units;
 pub mod writer;
