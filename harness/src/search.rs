@@ -183,6 +183,253 @@ impl Search {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// Judging a step, naming the bottleneck, the search.csv row
+// ------------------------------------------------------------------------------------------
+
+use crate::results::{median_min_max, RunStatus, SummaryRow};
+
+/// Runs per search step: the step is judged on their median (3, never fewer).
+pub const RUNS_PER_STEP: u32 = 3;
+
+/// Worker utilisation at or above which the worker is named the bottleneck.
+pub const WORKER_BOUND_UTIL: f64 = 0.90;
+
+/// Which latency the main SLO (`--slo-p99-ms`) applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SloOn {
+    /// Write p99 (snapshot intended time to written), plus ack p99 when `--slo-ack-p99-ms`.
+    Write,
+    /// Ack p99 (snapshot intended time to durable).
+    Ack,
+}
+
+impl SloOn {
+    /// The name as the flag takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloOn::Write => "write",
+            SloOn::Ack => "ack",
+        }
+    }
+}
+
+/// The SLO a search step must meet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slo {
+    /// p99 limit of the latency `on` names, ms.
+    pub p99_ms: f64,
+    /// Ack p99 limit, ms, judged jointly with the write p99 (only with [`SloOn::Write`]).
+    pub ack_p99_ms: Option<f64>,
+    /// What `p99_ms` applies to.
+    pub on: SloOn,
+}
+
+impl Slo {
+    /// The write p99 limit, ms, if writes have one.
+    pub fn write_limit_ms(&self) -> Option<f64> {
+        (self.on == SloOn::Write).then_some(self.p99_ms)
+    }
+
+    /// The ack p99 limit, ms, if acks have one.
+    pub fn ack_limit_ms(&self) -> Option<f64> {
+        match self.on {
+            SloOn::Write => self.ack_p99_ms,
+            SloOn::Ack => Some(self.p99_ms),
+        }
+    }
+}
+
+/// Median of the values `f` gives for `rows` (None where a row has none, or no row).
+pub fn median_of(rows: &[&SummaryRow], f: impl Fn(&SummaryRow) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = rows.iter().filter_map(|r| f(r)).collect();
+    median_min_max(&v).map(|(m, _, _)| m)
+}
+
+/// A step's verdict with the figures behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepVerdict {
+    /// Every SLO met, no run saturated, failed or with errors.
+    pub pass: bool,
+    /// Why, in a few words with the figures.
+    pub why: String,
+}
+
+/// Judges one step's runs: every run ok (none saturated, failed or interrupted, no errors, no
+/// snapshot left unwritten), and the median p99 of every limited latency within its SLO.
+pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
+    let fail = |why: String| StepVerdict { pass: false, why };
+    if rows.is_empty() {
+        return fail("no runs".into());
+    }
+    if let Some(r) = rows.iter().find(|r| r.status != RunStatus::Ok) {
+        return fail(format!("{} {}", r.run_id, r.status.as_str()));
+    }
+    if let Some(r) = rows.iter().find(|r| r.errors > 0 || r.not_completed > 0) {
+        return fail(format!(
+            "{}: {} errors, {} not completed",
+            r.run_id, r.errors, r.not_completed
+        ));
+    }
+    let mut parts = Vec::new();
+    let mut pass = true;
+    let limits = [
+        (
+            "p99",
+            slo.write_limit_ms(),
+            median_of(rows, |r| r.lat_p99_us),
+        ),
+        (
+            "ack p99",
+            slo.ack_limit_ms(),
+            median_of(rows, |r| r.ack_p99_us),
+        ),
+    ];
+    for (name, limit, got_us) in limits {
+        let Some(limit) = limit else { continue };
+        match got_us {
+            Some(us) => {
+                let ms = us / 1000.0;
+                let ok = ms <= limit;
+                pass &= ok;
+                parts.push(format!(
+                    "{name} {ms:.2} ms {} {limit} ms",
+                    if ok { "<=" } else { ">" }
+                ));
+            }
+            None => {
+                pass = false;
+                parts.push(format!("no {name} recorded"));
+            }
+        }
+    }
+    StepVerdict {
+        pass,
+        why: parts.join(", "),
+    }
+}
+
+/// The bottleneck at the knee, one word and the figures behind it, from the runs of the
+/// first failing step (or of the last pass when nothing failed). `device` is never claimed:
+/// no device ceiling is measured yet.
+pub fn bottleneck(rows: &[&SummaryRow], slo: &Slo, lag_limit_ms: f64) -> (&'static str, String) {
+    let util = median_of(rows, |r| r.worker_util);
+    let util_text = util.map_or("worker_util -".to_string(), |u| {
+        format!("worker_util {u:.2}")
+    });
+    if util.is_some_and(|u| u >= WORKER_BOUND_UTIL) {
+        return ("worker", util_text);
+    }
+    let write_us = median_of(rows, |r| r.lat_p99_us);
+    let ack_us = median_of(rows, |r| r.ack_p99_us);
+    let write_meets = match (slo.write_limit_ms(), write_us) {
+        (Some(l), Some(w)) => w / 1000.0 <= l,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if let (Some(l), Some(a)) = (slo.ack_limit_ms(), ack_us) {
+        if a / 1000.0 > l && write_meets {
+            return (
+                "sync",
+                format!(
+                    "ack p99 {:.2} ms > {l} ms while writes meet theirs; {util_text}",
+                    a / 1000.0
+                ),
+            );
+        }
+    }
+    let max_lag_ms = rows.iter().map(|r| r.max_lag_ms).fold(0.0, f64::max);
+    if max_lag_ms > lag_limit_ms {
+        return (
+            "generator",
+            format!("max lag {max_lag_ms:.1} ms > limit {lag_limit_ms} ms; {util_text}"),
+        );
+    }
+    (
+        "undetermined",
+        format!(
+            "{util_text}; max lag {max_lag_ms:.1} ms; device ceiling not measured, device never claimed"
+        ),
+    )
+}
+
+/// One row of search.csv: one engine variant's capacity under the SLO.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SearchRow {
+    /// Engine name.
+    pub engine: String,
+    /// Engine variant.
+    pub variant: String,
+    /// Workload name.
+    pub workload: String,
+    /// Worker threads.
+    pub workers: u32,
+    /// The main SLO, ms (on what `slo_on` names).
+    pub slo_p99_ms: f64,
+    /// The joint ack SLO, ms, if given.
+    pub slo_ack_p99_ms: Option<f64>,
+    /// `write` or `ack`.
+    pub slo_on: String,
+    /// Largest load (matches) that passed; empty when the start failed.
+    pub last_pass: Option<u32>,
+    /// Smallest load that failed; empty when the upper bound passed (capacity ≥ last_pass).
+    pub first_fail: Option<u32>,
+    /// Median snapshots/s completed at last_pass.
+    pub ops_per_s: Option<f64>,
+    /// Median MiB/s at last_pass.
+    pub mib_per_s: Option<f64>,
+    /// Median process CPU cores at last_pass.
+    pub cpu_cores: Option<f64>,
+    /// Median system-wide busy cores at last_pass.
+    pub sys_cores: Option<f64>,
+    /// last_pass ÷ median process cores busy at last_pass.
+    pub matches_per_busy_core: Option<f64>,
+    /// Median process CPU µs per snapshot at last_pass.
+    pub cpu_us_per_op: Option<f64>,
+    /// `worker`, `sync`, `generator` or `undetermined` (`device` is never claimed yet).
+    pub bottleneck: String,
+    /// The figures behind it.
+    pub bottleneck_detail: String,
+    /// Steps the search took.
+    pub steps: u32,
+    /// The search ran with `--quick` (shorter runs: noisier).
+    pub quick: bool,
+}
+
+/// Fills the last_pass figures of `row` from that step's runs.
+pub fn fill_at_last_pass(row: &mut SearchRow, last_pass: u32, rows: &[&SummaryRow]) {
+    row.ops_per_s = median_of(rows, |r| Some(r.ops_per_s));
+    row.mib_per_s = median_of(rows, |r| Some(r.mib_per_s));
+    row.cpu_cores = median_of(rows, |r| r.cpu_cores);
+    row.sys_cores = median_of(rows, |r| {
+        r.sys_cpu_busy_s
+            .filter(|_| r.duration_s > 0.0)
+            .map(|b| b / r.duration_s)
+    });
+    row.matches_per_busy_core = median_of(rows, |r| {
+        r.cpu_cores
+            .filter(|&c| c > 0.0)
+            .map(|c| f64::from(last_pass) / c)
+    });
+    row.cpu_us_per_op = median_of(rows, |r| r.cpu_us_per_op);
+}
+
+/// search.csv's bytes, header included.
+pub fn search_csv(rows: &[SearchRow]) -> Result<Vec<u8>, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    if rows.is_empty() {
+        w.serialize(SearchRow::default())?;
+        // Header only: drop the default row again.
+        let bytes = w.into_inner().map_err(|e| e.into_error())?;
+        let header_end = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        return Ok(bytes[..header_end].to_vec());
+    }
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +561,92 @@ mod tests {
                 "{c:?} t={t}: {steps} steps"
             );
         }
+    }
+
+    fn srow(p99_ms: f64, ack_ms: Option<f64>, util: f64) -> SummaryRow {
+        SummaryRow {
+            run_id: "01-x".into(),
+            lat_p99_us: Some(p99_ms * 1000.0),
+            ack_p99_us: ack_ms.map(|a| a * 1000.0),
+            worker_util: Some(util),
+            ..Default::default()
+        }
+    }
+
+    const SLO: Slo = Slo {
+        p99_ms: 50.0,
+        ack_p99_ms: Some(1500.0),
+        on: SloOn::Write,
+    };
+
+    #[test]
+    fn a_step_passes_on_the_median_of_every_slo() {
+        let rows = [
+            srow(10.0, Some(100.0), 0.3),
+            srow(90.0, Some(100.0), 0.3),
+            srow(20.0, Some(100.0), 0.3),
+        ];
+        let refs: Vec<&SummaryRow> = rows.iter().collect();
+        assert!(judge(&refs, &SLO).pass, "{:?}", judge(&refs, &SLO));
+        let rows = [
+            srow(10.0, Some(2000.0), 0.3),
+            srow(10.0, Some(2000.0), 0.3),
+            srow(10.0, Some(100.0), 0.3),
+        ];
+        let refs: Vec<&SummaryRow> = rows.iter().collect();
+        let v = judge(&refs, &SLO);
+        assert!(
+            !v.pass && v.why.contains("ack p99 2000.00 ms > 1500 ms"),
+            "{v:?}"
+        );
+        assert_eq!(bottleneck(&refs, &SLO, 1000.0).0, "sync");
+        // A saturated run fails the step whatever its latency.
+        let mut sat = srow(1.0, Some(1.0), 0.3);
+        sat.status = RunStatus::Saturated;
+        let good = srow(1.0, Some(1.0), 0.3);
+        assert!(!judge(&[&good, &sat, &good], &SLO).pass);
+        // No ack latency recorded under an ack SLO fails.
+        let no_ack = srow(1.0, None, 0.3);
+        assert!(!judge(&[&no_ack, &no_ack, &no_ack], &SLO).pass);
+        let write_only = Slo {
+            ack_p99_ms: None,
+            ..SLO
+        };
+        assert!(judge(&[&no_ack, &no_ack, &no_ack], &write_only).pass);
+    }
+
+    #[test]
+    fn bottleneck_words() {
+        let busy = srow(90.0, Some(100.0), 0.95);
+        let (w, d) = bottleneck(&[&busy, &busy, &busy], &SLO, 1000.0);
+        assert_eq!((w, d.as_str()), ("worker", "worker_util 0.95"));
+        let mut lagging = srow(900.0, Some(100.0), 0.5);
+        lagging.max_lag_ms = 1200.0;
+        assert_eq!(bottleneck(&[&lagging], &SLO, 1000.0).0, "generator");
+        let slow = srow(90.0, Some(100.0), 0.5);
+        let (w, d) = bottleneck(&[&slow], &SLO, 1000.0);
+        assert_eq!(w, "undetermined");
+        assert!(d.contains("device never claimed"), "{d}");
+    }
+
+    #[test]
+    fn last_pass_figures_and_csv() {
+        let mut a = srow(1.0, None, 0.2);
+        a.cpu_cores = Some(0.5);
+        a.ops_per_s = 1000.0;
+        a.sys_cpu_busy_s = Some(2.0);
+        a.duration_s = 2.0;
+        let mut row = SearchRow {
+            variant: "null".into(),
+            ..Default::default()
+        };
+        fill_at_last_pass(&mut row, 256, &[&a, &a, &a]);
+        assert_eq!(row.matches_per_busy_core, Some(512.0));
+        assert_eq!(row.sys_cores, Some(1.0));
+        assert_eq!(row.ops_per_s, Some(1000.0));
+        let text = String::from_utf8(search_csv(&[row]).unwrap()).unwrap();
+        assert!(text.starts_with("engine,variant,workload,workers,slo_p99_ms,slo_ack_p99_ms,slo_on,last_pass,first_fail,ops_per_s,mib_per_s,cpu_cores,sys_cores,matches_per_busy_core,cpu_us_per_op,bottleneck,bottleneck_detail,steps,quick\n"), "{text}");
+        let empty = String::from_utf8(search_csv(&[]).unwrap()).unwrap();
+        assert_eq!(empty.lines().count(), 1, "{empty}");
     }
 }
