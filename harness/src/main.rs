@@ -873,6 +873,16 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
         })
         .collect();
     let mut progress = SearchProgress;
+    // The device's own write ceiling on this folder, for the `device` bottleneck (not for a
+    // search of the null engine alone, which writes nothing).
+    let ceiling = if plan.runs.iter().any(|r| r.engine.name() != "null") {
+        device_ceiling(&plan.global.dir, quick, disk.as_deref(), &mut progress)
+    } else {
+        serde_json::json!({"why_none": "only the null engine: nothing is written"})
+    };
+    let ceiling_bytes_per_s = ceiling["write_bytes_per_s"].as_f64();
+    results.meta["search"]["device_ceiling"] = ceiling.clone();
+    meta["search"]["device_ceiling"] = ceiling;
     // Configurations (a variant at a load) and runs, numbered from 1 in the order they run.
     let (mut configs, mut run_index) = (0usize, 0usize);
     let mut ending = Ending::Ok;
@@ -948,7 +958,7 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
     let lag_limit_ms = plan.runs[0].writer.lag_limit_ms;
     let rows: Vec<search::SearchRow> = vars
         .iter()
-        .map(|v| search_row(v, &slo, quick, lag_limit_ms))
+        .map(|v| search_row(v, &slo, quick, lag_limit_ms, ceiling_bytes_per_s))
         .collect();
     let csv_path = out.join("search.csv");
     match search::search_csv(&rows) {
@@ -981,6 +991,94 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
     }
 }
 
+/// Engines tried, in order, for the device ceiling: the first this folder supports runs.
+const CEILING_ENGINES: [&str; 3] = ["uring", "aio", "buffered:direct=true,threads=8"];
+
+/// The device's write ceiling under `dir`: a short micro run of 1 MiB sequential O_DIRECT
+/// writes, 8 in flight, through the first engine of [`CEILING_ENGINES`] supported there,
+/// measured by the device's own counters. Its figures (or why there are none) for meta.json;
+/// `write_bytes_per_s` is the ceiling.
+fn device_ceiling(
+    dir: &Path,
+    quick: bool,
+    disk: Option<&str>,
+    progress: &mut dyn Progress,
+) -> serde_json::Value {
+    let (duration, warmup) = if quick { (2, 0.5) } else { (3, 1.0) };
+    let engines = CEILING_ENGINES
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "name = \"device-ceiling\"\n[[run]]\nengine = [{engines}]\nworkload = \"micro\"\n\
+         rw = \"write\"\nbs = \"1m\"\niodepth = 8\nfile_size = \"256m\"\n\
+         duration = \"{duration}s\"\nwarmup = \"{warmup}s\"\nworkers = 1\n"
+    );
+    let none = |why: String| serde_json::json!({ "why_none": why });
+    let runs = match Suite::parse(&text, "device-ceiling")
+        .and_then(|s| plan::expand(&s, &RawFields::new(), &[]))
+    {
+        Ok(r) => r,
+        Err(e) => return none(format!("ceiling plan: {e}")),
+    };
+    let mut p = Plan {
+        suite: "device-ceiling".into(),
+        runs,
+        skipped: Vec::new(),
+        // Unsupported engines are skipped, not refused.
+        embedded: true,
+        global: Global {
+            dir: dir.to_path_buf(),
+            out: None,
+            force: false,
+            quick,
+        },
+        results_name: "device-ceiling".into(),
+    };
+    if let Err(e) = plan::check_target(&mut p) {
+        return none(format!("no engine for the ceiling here: {e}"));
+    }
+    let Some(mut run) = p.runs.into_iter().next() else {
+        return none("no engine for the ceiling here".into());
+    };
+    run.run_id = "device-ceiling".into();
+    eprintln!(
+        "search: device ceiling on {}: {} 1 MiB sequential writes, 8 in flight, {duration} s",
+        dir.display(),
+        run.engine.variant()
+    );
+    let result = run::run_one(std::sync::Arc::new(run), dir, disk, progress);
+    let row = &result.row;
+    let ok = row.status == snapbench::results::RunStatus::Ok;
+    let bytes_per_s = search::device_write_bytes_per_s(row).filter(|&b| b > 0.0 && ok);
+    let why_none = if !ok {
+        Some(format!(
+            "ceiling run {}: {}",
+            row.status.as_str(),
+            row.error
+        ))
+    } else if bytes_per_s.is_none() {
+        Some("no device counters for this folder".to_string())
+    } else {
+        None
+    };
+    match (bytes_per_s, &why_none) {
+        (Some(b), _) => eprintln!("search: device ceiling {:.1} MiB/s", b / 1048576.0),
+        (None, Some(why)) => eprintln!("search: no device ceiling ({why}): device never claimed"),
+        (None, None) => {}
+    }
+    serde_json::json!({
+        "variant": row.variant,
+        "status": row.status.as_str(),
+        "duration_s": row.duration_s,
+        "payload_mib_per_s": row.mib_per_s,
+        "device_write_bytes": row.disk_write_bytes,
+        "write_bytes_per_s": bytes_per_s,
+        "why_none": why_none,
+    })
+}
+
 /// search.csv's row of one variant: the bracket, the figures at last pass, the bottleneck at
 /// the first fail (or at the last pass when nothing failed).
 fn search_row(
@@ -988,6 +1086,7 @@ fn search_row(
     slo: &search::Slo,
     quick: bool,
     lag_limit_ms: f64,
+    ceiling_bytes_per_s: Option<f64>,
 ) -> search::SearchRow {
     let (last_pass, first_fail) = match v.outcome {
         Some(o) => (o.last_pass(), o.first_fail()),
@@ -1020,7 +1119,7 @@ fn search_row(
     let knee = first_fail.or(last_pass).and_then(|n| v.steps.get(&n));
     if let Some(knee) = knee {
         let rows: Vec<&SummaryRow> = knee.iter().collect();
-        let (word, detail) = search::bottleneck(&rows, slo, lag_limit_ms);
+        let (word, detail) = search::bottleneck(&rows, slo, lag_limit_ms, ceiling_bytes_per_s);
         row.bottleneck = word.into();
         row.bottleneck_detail = detail;
     }

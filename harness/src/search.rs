@@ -309,10 +309,26 @@ pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
     }
 }
 
+/// Device write throughput at or above this share of the measured ceiling names the device.
+pub const DEVICE_BOUND_FRACTION: f64 = 0.80;
+
+/// A run's device write bytes per second (None without device counters).
+pub fn device_write_bytes_per_s(r: &SummaryRow) -> Option<f64> {
+    r.disk_write_bytes
+        .filter(|_| r.duration_s > 0.0)
+        .map(|b| b as f64 / r.duration_s)
+}
+
 /// The bottleneck at the knee, one word and the figures behind it, from the runs of the
-/// first failing step (or of the last pass when nothing failed). `device` is never claimed:
-/// no device ceiling is measured yet.
-pub fn bottleneck(rows: &[&SummaryRow], slo: &Slo, lag_limit_ms: f64) -> (&'static str, String) {
+/// first failing step (or of the last pass when nothing failed). `device` is claimed only
+/// against `ceiling_bytes_per_s`, the device's own write ceiling measured on the same folder;
+/// without one it is never claimed.
+pub fn bottleneck(
+    rows: &[&SummaryRow],
+    slo: &Slo,
+    lag_limit_ms: f64,
+    ceiling_bytes_per_s: Option<f64>,
+) -> (&'static str, String) {
     let util = median_of(rows, |r| r.worker_util);
     let util_text = util.map_or("worker_util -".to_string(), |u| {
         format!("worker_util {u:.2}")
@@ -320,6 +336,23 @@ pub fn bottleneck(rows: &[&SummaryRow], slo: &Slo, lag_limit_ms: f64) -> (&'stat
     if util.is_some_and(|u| u >= WORKER_BOUND_UTIL) {
         return ("worker", util_text);
     }
+    let dev = median_of(rows, device_write_bytes_per_s);
+    let mib = |b: f64| b / (1024.0 * 1024.0);
+    let device_text = match (dev, ceiling_bytes_per_s) {
+        (Some(d), Some(c)) if c > 0.0 => {
+            let text = format!(
+                "device writes {:.1} MiB/s = {:.0} % of ceiling {:.1} MiB/s",
+                mib(d),
+                100.0 * d / c,
+                mib(c)
+            );
+            if d >= DEVICE_BOUND_FRACTION * c {
+                return ("device", format!("{text}; {util_text}"));
+            }
+            text
+        }
+        _ => "device ceiling not measured, device never claimed".to_string(),
+    };
     let write_us = median_of(rows, |r| r.lat_p99_us);
     let ack_us = median_of(rows, |r| r.ack_p99_us);
     let write_meets = match (slo.write_limit_ms(), write_us) {
@@ -347,9 +380,7 @@ pub fn bottleneck(rows: &[&SummaryRow], slo: &Slo, lag_limit_ms: f64) -> (&'stat
     }
     (
         "undetermined",
-        format!(
-            "{util_text}; max lag {max_lag_ms:.1} ms; device ceiling not measured, device never claimed"
-        ),
+        format!("{util_text}; max lag {max_lag_ms:.1} ms; {device_text}"),
     )
 }
 
@@ -386,7 +417,7 @@ pub struct SearchRow {
     pub matches_per_busy_core: Option<f64>,
     /// Median process CPU µs per snapshot at last_pass.
     pub cpu_us_per_op: Option<f64>,
-    /// `worker`, `sync`, `generator` or `undetermined` (`device` is never claimed yet).
+    /// `worker`, `device`, `sync`, `generator` or `undetermined`.
     pub bottleneck: String,
     /// The figures behind it.
     pub bottleneck_detail: String,
@@ -599,7 +630,7 @@ mod tests {
             !v.pass && v.why.contains("ack p99 2000.00 ms > 1500 ms"),
             "{v:?}"
         );
-        assert_eq!(bottleneck(&refs, &SLO, 1000.0).0, "sync");
+        assert_eq!(bottleneck(&refs, &SLO, 1000.0, None).0, "sync");
         // A saturated run fails the step whatever its latency.
         let mut sat = srow(1.0, Some(1.0), 0.3);
         sat.status = RunStatus::Saturated;
@@ -618,15 +649,28 @@ mod tests {
     #[test]
     fn bottleneck_words() {
         let busy = srow(90.0, Some(100.0), 0.95);
-        let (w, d) = bottleneck(&[&busy, &busy, &busy], &SLO, 1000.0);
+        let (w, d) = bottleneck(&[&busy, &busy, &busy], &SLO, 1000.0, None);
         assert_eq!((w, d.as_str()), ("worker", "worker_util 0.95"));
         let mut lagging = srow(900.0, Some(100.0), 0.5);
         lagging.max_lag_ms = 1200.0;
-        assert_eq!(bottleneck(&[&lagging], &SLO, 1000.0).0, "generator");
+        assert_eq!(bottleneck(&[&lagging], &SLO, 1000.0, None).0, "generator");
         let slow = srow(90.0, Some(100.0), 0.5);
-        let (w, d) = bottleneck(&[&slow], &SLO, 1000.0);
+        let (w, d) = bottleneck(&[&slow], &SLO, 1000.0, None);
         assert_eq!(w, "undetermined");
         assert!(d.contains("device never claimed"), "{d}");
+        // 90 MiB/s written in a 1 s window against a 100 MiB/s ceiling: the device.
+        let mut writing = srow(90.0, Some(100.0), 0.5);
+        writing.duration_s = 1.0;
+        writing.disk_write_bytes = Some(90 << 20);
+        let ceiling = Some(f64::from(100u32 << 20));
+        let (w, d) = bottleneck(&[&writing], &SLO, 1000.0, ceiling);
+        assert_eq!(w, "device", "{d}");
+        assert!(d.contains("90 % of ceiling 100.0 MiB/s"), "{d}");
+        // Below 80 %: not the device.
+        writing.disk_write_bytes = Some(70 << 20);
+        let (w, d) = bottleneck(&[&writing], &SLO, 1000.0, ceiling);
+        assert_eq!(w, "undetermined", "{d}");
+        assert!(d.contains("70 % of ceiling"), "{d}");
     }
 
     #[test]
