@@ -1168,3 +1168,34 @@ fn too_low_an_open_file_limit_is_refused_with_ulimit() {
         assert!(!tmp.path().join("out").exists());
     }
 }
+
+#[test]
+fn search_of_a_writing_engine_measures_a_device_ceiling_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut c = snapbench();
+    c.args(["search", "--quick", "--engine", "buffered"])
+        .args(["--duration", "0.5", "--warmup", "0.2"])
+        .args(["--slo-p99-ms", "200", "--start", "8", "--max", "8"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out);
+    let assert = c.assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("note: --quick"), "{stderr}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let ceiling = &meta["search"]["device_ceiling"];
+    // Either a ceiling, or why there is none; never both, never neither.
+    assert_ne!(
+        ceiling["write_bytes_per_s"].is_f64(),
+        ceiling["why_none"].is_string(),
+        "{ceiling}"
+    );
+    let detail = &search_column(&out, "bottleneck_detail")[0];
+    assert!(detail.contains("ceiling"), "{detail}");
+    assert_eq!(search_column(&out, "quick"), ["true"]);
+    // The ceiling run is not a search step: only the step's 3 runs are in summary.csv.
+    assert_eq!(column(&out, "matches"), ["8", "8", "8"]);
+}
