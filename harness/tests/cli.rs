@@ -1008,6 +1008,8 @@ fn saturated_run_ends_on_time_and_records_what_it_did_not_complete() {
     // Never dropped: every offered snapshot is in the histogram, written or at its bound.
     assert_eq!(u("lat_samples"), u("offered_ops"));
     assert_eq!(u("ops") + u("not_completed"), u("offered_ops"));
+    // -- issue 10: search --
+    assert!((0.0..=1.0).contains(&u("worker_util")));
 }
 
 #[test]
