@@ -1126,8 +1126,14 @@ fn search_row(
     row
 }
 
-/// The end-of-search table: one line per variant.
+/// The end-of-search table: one line per variant, ranked by matches per busy core (so an
+/// engine that offloads work to idle cores is not flattered); variants without a pass last.
 fn search_table(rows: &[search::SearchRow]) -> String {
+    let mut rows: Vec<&search::SearchRow> = rows.iter().collect();
+    rows.sort_by(|a, b| {
+        let key = |r: &search::SearchRow| r.matches_per_busy_core.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a))
+    });
     let mut out = format!(
         "{:<32}  {:>20}  {:>10}  {:>12}  {:>9}  {:<12}  detail\n",
         "variant", "bracket [pass, fail]", "ops/s", "matches/core", "us/op", "bottleneck"
@@ -1346,6 +1352,35 @@ mod tests {
             lat_p99_us: Some(2500.0),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn search_table_ranks_by_matches_per_busy_core_and_shows_the_bracket() {
+        let r = |v: &str, p: Option<u32>, f: Option<u32>, mpc: Option<f64>| search::SearchRow {
+            variant: v.into(),
+            last_pass: p,
+            first_fail: f,
+            matches_per_busy_core: mpc,
+            ..Default::default()
+        };
+        let text = search_table(&[
+            r("a", None, Some(64), None),
+            r("b", Some(256), Some(272), Some(500.0)),
+            r("c", Some(16384), None, Some(900.0)),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with('c') && lines[1].contains(">= 16384 (max)"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with('b') && lines[2].contains("[256, 272]"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with('a') && lines[3].contains("< 64 (start)"),
+            "{text}"
+        );
     }
 
     #[test]
