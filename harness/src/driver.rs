@@ -787,9 +787,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             self.reap(deadline)?;
             self.last_reap_wait_ns
         };
-        // Worker utilisation: what this call did apart from waiting is busy time.
-        let busy = (t0.elapsed().as_nanos() as u64).saturating_sub(waited_ns);
-        self.note_busy(t0, busy);
+        // Worker utilisation of a busy-polling engine: what this call did apart from waiting
+        // is busy time (other engines use the thread's CPU time instead).
+        if self.io.caps.polls {
+            let busy = (t0.elapsed().as_nanos() as u64).saturating_sub(waited_ns);
+            self.note_busy(t0, busy);
+        }
         self.flush_ack_log();
         if self.phase == Phase::Running && self.out.stats.errors > self.ctx.plan.max_errors {
             self.ctx.stop.store(true, Ordering::Relaxed);
@@ -810,9 +813,9 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
 
     fn reap(&mut self, deadline: Instant) -> Result<(), String> {
         let mut comps = std::mem::take(&mut self.comps);
-        let t0 = Instant::now();
+        let t0 = self.io.caps.polls.then(Instant::now);
         let reaped = self.io.eng.reap(&mut comps, deadline);
-        self.last_reap_wait_ns = t0.elapsed().as_nanos() as u64;
+        self.last_reap_wait_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
         reaped.map_err(|e| format!("engine {}: reap: {e}", self.io.caps.name))?;
         let stalled = self
             .stall
@@ -967,7 +970,7 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
     fn step(&mut self, now: Instant) -> Flow {
         // Own clock reading for the busy time: an engine's loop may hand a reading from before
         // its own polling turns.
-        let t0 = Instant::now();
+        let t0 = self.io.caps.polls.then(Instant::now);
         // The loop's clock reading, not a second one.
         let now = self.clock.ns_at(now);
         match self.phase {
@@ -978,10 +981,12 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
                     self.cpu_mark = Some((thread_cpu_ns(), now));
                 }
                 let flow = self.run_pass(now);
-                // The pass is busy time (counted while the schedule runs in the window).
-                let busy = t0.elapsed().as_nanos() as u64;
-                if self.phase == Phase::Running {
-                    self.note_busy(t0, busy);
+                // The pass is busy time of a busy-polling engine's worker (counted while the
+                // schedule runs in the window).
+                if let Some(t0) = t0 {
+                    if self.phase == Phase::Running {
+                        self.note_busy(t0, t0.elapsed().as_nanos() as u64);
+                    }
                 }
                 flow
             }
