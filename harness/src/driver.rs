@@ -264,6 +264,17 @@ pub struct DsWorker<'a, R: Recorder> {
     drain: Duration,
     /// Intended time of the last schedule event handled (bounds what the writer holds).
     last_event_t_ns: u64,
+    // -- issue 10: search --
+    /// How long the last `reap` waited inside the engine, ns (not counted as busy).
+    last_reap_wait_ns: u64,
+    /// Thread CPU time and clock time (ns) at the first pass.
+    cpu_mark: Option<(u64, u64)>,
+}
+
+/// This thread's CPU time, ns.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Largest write of the DS writer: a segment plus its tail block.
@@ -341,6 +352,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             prefill_bytes: corpus.bytes,
             prefill_s: corpus.secs,
             offered,
+            busy_ns: Some(0),
             ..WorkerOutcome::default()
         };
         out.stats.read_errors = corpus.errors.len() as u64;
@@ -395,6 +407,8 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             stall: StallWatch::new(plan.stall_s, clock.start.max(Instant::now())),
             drain: Duration::from_secs_f64(plan.drain_s),
             last_event_t_ns: 0,
+            last_reap_wait_ns: 0,
+            cpu_mark: None,
         })
     }
 
@@ -655,6 +669,18 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
 
     /// The schedule is over: seal every open log, stop the reads, and go on sealing.
     fn start_sealing(&mut self, now: u64) -> Flow {
+        self.out.ran_window_ns = now
+            .min(self.clock.window_end_ns)
+            .saturating_sub(self.clock.window_start_ns);
+        self.out.polls = self.io.caps.polls;
+        if let Some((cpu0, t0)) = self.cpu_mark {
+            // Up to now, which may be past the window's end when the worker fell behind.
+            let wall = now.saturating_sub(t0);
+            if wall > 0 {
+                self.out.thread_cpu_util =
+                    Some(thread_cpu_ns().saturating_sub(cpu0) as f64 / wall as f64);
+            }
+        }
         if let Some(t) = self.sched.peek_t_ns() {
             // The generator stops behind schedule: its first unhandled event (or the window's
             // start, for one that never reached the window) is at least this late.
@@ -755,14 +781,22 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// engine that does not poll: a busy-polling engine spins in `reap` instead, its reactor
     /// never sleeps), then write the ack log's new lines and check the error budget.
     fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
-        if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
-            let now = Instant::now();
-            self.stall.check(now, 0, 0);
-            if deadline > now {
-                std::thread::sleep(deadline - now);
+        let t0 = Instant::now();
+        let waited_ns = if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
+            self.stall.check(t0, 0, 0);
+            if deadline > t0 {
+                std::thread::sleep(deadline - t0);
             }
+            t0.elapsed().as_nanos() as u64
         } else {
             self.reap(deadline)?;
+            self.last_reap_wait_ns
+        };
+        // Worker utilisation of a busy-polling engine: what this call did apart from waiting
+        // is busy time (other engines use the thread's CPU time instead).
+        if self.io.caps.polls {
+            let busy = (t0.elapsed().as_nanos() as u64).saturating_sub(waited_ns);
+            self.note_busy(t0, busy);
         }
         self.flush_ack_log();
         if self.phase == Phase::Running && self.out.stats.errors > self.ctx.plan.max_errors {
@@ -771,12 +805,23 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         Ok(())
     }
 
+    /// Worker utilisation: `busy_ns` of work that began at `t0` counts when the worker was
+    /// running the schedule inside the window.
+    #[inline]
+    fn note_busy(&mut self, t0: Instant, busy_ns: u64) {
+        if self.phase == Phase::Running && self.clock.in_window(self.clock.ns_at(t0)) {
+            if let Some(b) = self.out.busy_ns.as_mut() {
+                *b += busy_ns;
+            }
+        }
+    }
+
     fn reap(&mut self, deadline: Instant) -> Result<(), String> {
         let mut comps = std::mem::take(&mut self.comps);
-        self.io
-            .eng
-            .reap(&mut comps, deadline)
-            .map_err(|e| format!("engine {}: reap: {e}", self.io.caps.name))?;
+        let t0 = self.io.caps.polls.then(Instant::now);
+        let reaped = self.io.eng.reap(&mut comps, deadline);
+        self.last_reap_wait_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
+        reaped.map_err(|e| format!("engine {}: reap: {e}", self.io.caps.name))?;
         let stalled = self
             .stall
             .check(Instant::now(), comps.len(), self.io.eng.in_flight());
@@ -922,10 +967,28 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
     }
 
     fn step(&mut self, now: Instant) -> Flow {
+        // Own clock reading for the busy time: an engine's loop may hand a reading from before
+        // its own polling turns.
+        let t0 = self.io.caps.polls.then(Instant::now);
         // The loop's clock reading, not a second one.
         let now = self.clock.ns_at(now);
         match self.phase {
-            Phase::Running => self.run_pass(now),
+            Phase::Running => {
+                if self.cpu_mark.is_none() {
+                    // From the first pass: a worker stuck in a long pass when the window opens
+                    // would otherwise mark late.
+                    self.cpu_mark = Some((thread_cpu_ns(), now));
+                }
+                let flow = self.run_pass(now);
+                // The pass is busy time of a busy-polling engine's worker (counted while the
+                // schedule runs in the window).
+                if let Some(t0) = t0 {
+                    if self.phase == Phase::Running {
+                        self.note_busy(t0, t0.elapsed().as_nanos() as u64);
+                    }
+                }
+                flow
+            }
             Phase::Sealing { .. } => self.seal_pass(now),
             Phase::Done => Flow::Done,
         }

@@ -14,7 +14,7 @@ use snapbench::error::FsError;
 use snapbench::plan::{self, BadInput, FieldKind, Global, Plan, RawFields, Suite, FIELDS};
 use snapbench::results::{utc_now, ResultsDir, SummaryRow};
 use snapbench::run::{self, Ending, Progress};
-use snapbench::{machine, snaplog};
+use snapbench::{machine, search, snaplog};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
@@ -30,9 +30,10 @@ fn install_signal_handlers() {
     }
 }
 
-fn cli() -> Command {
-    let mut run = Command::new("run")
-        .about("Run a suite (the embedded default suite when no file is given)")
+/// The arguments `run` and `search` share: the suite, folders, and every suite field as a flag.
+fn suite_command(name: &'static str, about: &'static str) -> Command {
+    let mut run = Command::new(name)
+        .about(about)
         .arg(
             Arg::new("suite")
                 .value_name("SUITE.toml")
@@ -83,12 +84,66 @@ fn cli() -> Command {
         };
         run = run.arg(arg);
     }
+    run
+}
+
+fn cli() -> Command {
+    let run = suite_command(
+        "run",
+        "Run a suite (the embedded default suite when no file is given)",
+    );
+    let search = suite_command(
+        "search",
+        "Find the largest matches each engine variant carries under a p99 SLO: bracket [last pass, first fail]",
+    )
+    .arg(
+        Arg::new("slo_p99_ms")
+            .long("slo-p99-ms")
+            .value_name("MS")
+            .help("p99 limit, ms, of the latency --slo-on names (required)"),
+    )
+    .arg(
+        Arg::new("slo_ack_p99_ms")
+            .long("slo-ack-p99-ms")
+            .value_name("MS")
+            .help("also require ack p99 (intended time to durable) at most this, ms (joint SLO)"),
+    )
+    .arg(
+        Arg::new("slo_on")
+            .long("slo-on")
+            .value_name("SIDE")
+            .value_parser(["write", "ack", "read"])
+            .default_value("write")
+            .help("what --slo-p99-ms limits: write p99, ack p99, or reads (read: not supported yet)"),
+    )
+    .arg(
+        Arg::new("start")
+            .long("start")
+            .value_name("N")
+            .default_value("64")
+            .help("first matches tried"),
+    )
+    .arg(
+        Arg::new("growth")
+            .long("growth")
+            .value_name("F")
+            .default_value("2")
+            .help("growth factor per step until the first fail, above 1"),
+    )
+    .arg(
+        Arg::new("max")
+            .long("max")
+            .value_name("N")
+            .default_value("16384")
+            .help("upper bound of matches: a pass there ends the search"),
+    );
     Command::new("snapbench")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Replay-recorder I/O benchmark: engines side by side on the DS snapshot workload")
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(run)
+        .subcommand(search)
         .subcommand(
             Command::new("engines")
                 .about("List engines, their knobs, and what this machine supports (probed)")
@@ -139,6 +194,7 @@ fn main() -> ExitCode {
     };
     match matches.subcommand() {
         Some(("run", m)) => cmd_run(m),
+        Some(("search", m)) => cmd_search(m),
         Some(("engines", m)) => cmd_engines(m),
         Some(("verify", m)) => cmd_verify(m),
         _ => ExitCode::from(2),
@@ -152,6 +208,12 @@ fn bad_input(e: &BadInput) -> ExitCode {
 
 /// Stage one: parse and validate everything into a plan.
 fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
+    build_plan_with(m, None)
+}
+
+/// [`build_plan`], where `window` (measured s, warm-up s) replaces the suite's durations unless
+/// the flags give them, and `--quick` does not shrink the plan (`search` sets its own).
+fn build_plan_with(m: &ArgMatches, window: Option<(f64, f64)>) -> Result<Plan, BadInput> {
     let (suite, embedded) = match m.get_one::<String>("suite") {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -174,19 +236,27 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
             cli.insert(f.name, toml::Value::String(v.clone()));
         }
     }
+    let overridden = !cli.is_empty() || !engines.is_empty() || m.contains_id("repeat");
+    if let Some((duration_s, warmup_s)) = window {
+        for (name, v) in [("duration", duration_s), ("warmup", warmup_s)] {
+            if !cli.contains_key(name) {
+                cli.insert(name, toml::Value::String(v.to_string()));
+            }
+        }
+    }
     let mut runs = plan::expand(&suite, &cli, &engines)?;
     let repeat = match m.get_one::<String>("repeat") {
         Some(t) => plan::check_repeat(t.trim().parse().ok(), "--repeat")?,
         None => suite.repeat.unwrap_or(1),
     };
     let quick = m.get_flag("quick");
-    let overridden = !cli.is_empty() || !engines.is_empty() || m.contains_id("repeat");
+    let shrink = quick && window.is_none();
     let folder = results_name(
         m.get_one::<String>("suite").map(Path::new),
         overridden,
         quick,
     );
-    if quick {
+    if shrink {
         plan::apply_quick(&mut runs);
     }
     let mut plan = Plan {
@@ -204,7 +274,7 @@ fn build_plan(m: &ArgMatches) -> Result<Plan, BadInput> {
     };
     plan::check_target(&mut plan)?;
     plan::apply_repeat(&mut plan.runs, repeat);
-    if quick {
+    if shrink {
         // Variants may have been dropped: spread the budget over what remains.
         plan::apply_quick(&mut plan.runs);
     }
@@ -457,11 +527,62 @@ fn table_text(rows: &[SummaryRow]) -> String {
     out
 }
 
+/// Open files a DS run at `matches` may need: a file per log, plus slack for ack logs, reads
+/// and the process's own.
+fn files_needed(matches: u32) -> u64 {
+    u64::from(matches) + 256
+}
+
+/// Raise the soft RLIMIT_NOFILE to `need` (up to the hard limit); refuse when the hard limit
+/// is below it. `what` names the flag that asks for that many.
+fn ensure_open_files(need: u64, what: &str) -> Result<(), BadInput> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // None is unlimited.
+    let (cur, hard) = (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    );
+    if cur >= need {
+        return Ok(());
+    }
+    if hard < need {
+        return Err(BadInput(format!(
+            "{what} needs about {need} open files but the hard limit RLIMIT_NOFILE is {hard}; \
+             raise it (`ulimit -n {need}` as root, or limits.conf) or ask for less"
+        )));
+    }
+    lim.current = Some(need);
+    setrlimit(Resource::Nofile, lim).map_err(|e| {
+        BadInput(format!(
+            "{what} needs about {need} open files and RLIMIT_NOFILE could not be raised from \
+             {cur}: {e}; run `ulimit -n {need}` first"
+        ))
+    })
+}
+
+/// The open files the plan's runs need (engines that store data hold a file per log; the null
+/// engine holds none).
+fn plan_files_needed(plan: &Plan) -> u64 {
+    plan.runs
+        .iter()
+        .filter(|r| r.engine.name() != "null")
+        .filter_map(|r| match &r.workload {
+            plan::Workload::Ds { params, .. } => Some(files_needed(params.matches)),
+            plan::Workload::Micro(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 fn cmd_run(m: &ArgMatches) -> ExitCode {
     let plan = match build_plan(m) {
         Ok(p) => p,
         Err(e) => return bad_input(&e),
     };
+    if let Err(e) = ensure_open_files(plan_files_needed(&plan), "--matches") {
+        return bad_input(&e);
+    }
     for why in &plan.skipped {
         eprintln!("note: skipped: {why}");
     }
@@ -562,6 +683,528 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
             ExitCode::from(if sig == libc::SIGTERM { 143 } else { 130 })
         }
     }
+}
+
+/// Measured and warm-up seconds of each `search` run, by default and under `--quick`.
+const SEARCH_WINDOW_S: (f64, f64) = (20.0, 5.0);
+const SEARCH_QUICK_WINDOW_S: (f64, f64) = (3.0, 1.0);
+
+/// A positive number from flag `name`, or the one-line problem.
+fn positive_ms(m: &ArgMatches, name: &str, flag: &str) -> Result<Option<f64>, BadInput> {
+    let Some(text) = m.get_one::<String>(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+        _ => Err(BadInput(format!(
+            "{flag} {text}: give a positive number of milliseconds (e.g. 50)"
+        ))),
+    }
+}
+
+/// `search`'s own flags, checked: the SLO and the search's bounds.
+fn search_settings(m: &ArgMatches) -> Result<(search::Slo, search::SearchConfig), BadInput> {
+    let on = match m.get_one::<String>("slo_on").map(String::as_str) {
+        Some("ack") => search::SloOn::Ack,
+        Some("read") => {
+            return Err(BadInput(
+                "--slo-on read: not supported yet; use --slo-on write or ack".into(),
+            ))
+        }
+        _ => search::SloOn::Write,
+    };
+    let p99_ms = positive_ms(m, "slo_p99_ms", "--slo-p99-ms")?
+        .ok_or_else(|| BadInput("--slo-p99-ms is required (e.g. --slo-p99-ms 50)".into()))?;
+    let ack_p99_ms = positive_ms(m, "slo_ack_p99_ms", "--slo-ack-p99-ms")?;
+    if on == search::SloOn::Ack && ack_p99_ms.is_some() {
+        return Err(BadInput(
+            "--slo-ack-p99-ms goes with --slo-on write; with --slo-on ack, --slo-p99-ms is the ack limit"
+                .into(),
+        ));
+    }
+    if m.contains_id("repeat") {
+        return Err(BadInput(format!(
+            "search runs {} repeats per step itself; drop --repeat",
+            search::RUNS_PER_STEP
+        )));
+    }
+    if m.contains_id("matches") {
+        return Err(BadInput(
+            "search chooses matches itself; drop --matches and give --start/--max".into(),
+        ));
+    }
+    let uint = |name: &str| -> Result<u32, BadInput> {
+        let text = m.get_one::<String>(name).expect("has default");
+        text.trim().parse::<u32>().map_err(|_| {
+            BadInput(format!(
+                "--{name} {text}: give a whole number of matches, at least 1"
+            ))
+        })
+    };
+    let growth_text = m.get_one::<String>("growth").expect("has default");
+    let growth = growth_text.trim().parse::<f64>().map_err(|_| {
+        BadInput(format!(
+            "--growth {growth_text}: give a number above 1 (e.g. 2)"
+        ))
+    })?;
+    let cfg = search::SearchConfig {
+        start: uint("start")?,
+        growth,
+        max: uint("max")?,
+        resolution: 0.05,
+    };
+    cfg.validate().map_err(BadInput)?;
+    Ok((
+        search::Slo {
+            p99_ms,
+            ack_p99_ms,
+            on,
+        },
+        cfg,
+    ))
+}
+
+/// Per-run lines of a search on stderr.
+struct SearchProgress;
+
+impl Progress for SearchProgress {
+    fn run_started(&mut self, _run: &plan::RunPlan, _n: usize, _of: usize) {}
+
+    fn second(&mut self, _second: u64, _ops: f64) {}
+
+    fn run_finished(&mut self, row: &SummaryRow) {
+        eprintln!(
+            "      {} {}: {:.0} ops/s, p99 {} ms, ack p99 {} ms, worker_util {}",
+            row.run_id,
+            row.status,
+            row.ops_per_s,
+            ms(row.lat_p99_us),
+            ms(row.ack_p99_us),
+            opt(row.worker_util.map(|u| format!("{u:.2}")))
+        );
+        if !row.error.is_empty() {
+            eprintln!("      error: {}", row.error);
+        }
+    }
+}
+
+/// One engine variant being searched.
+struct Searching {
+    base: plan::RunPlan,
+    search: search::Search,
+    /// Each step's rows, by load.
+    steps: std::collections::BTreeMap<u32, Vec<SummaryRow>>,
+    outcome: Option<search::Outcome>,
+}
+
+/// `snapbench search`: for each engine variant, the bracket [last pass, first fail] of matches
+/// under the SLO, each step 3 interleaved runs judged on their median; every run's rows go
+/// into the normal results files, the brackets into search.csv.
+fn cmd_search(m: &ArgMatches) -> ExitCode {
+    let (slo, cfg) = match search_settings(m) {
+        Ok(s) => s,
+        Err(e) => return bad_input(&e),
+    };
+    let quick = m.get_flag("quick");
+    let window = if quick {
+        SEARCH_QUICK_WINDOW_S
+    } else {
+        SEARCH_WINDOW_S
+    };
+    let mut plan = match build_plan_with(m, Some(window)) {
+        Ok(p) => p,
+        Err(e) => return bad_input(&e),
+    };
+    for why in &plan.skipped {
+        eprintln!("note: skipped: {why}");
+    }
+    if plan.runs.is_empty() {
+        return bad_input(&BadInput(
+            "no engine variant left to search; give --engine with a supported engine".into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &plan.runs {
+        if !matches!(r.workload, plan::Workload::Ds { .. }) {
+            return bad_input(&BadInput(format!(
+                "search needs a DS workload, not {}; give --workload fps-128tick or another preset",
+                r.workload.name()
+            )));
+        }
+        if !seen.insert(r.engine.variant()) {
+            return bad_input(&BadInput(format!(
+                "{} appears twice in the plan; search takes one value per field (no sweeps)",
+                r.engine.variant()
+            )));
+        }
+    }
+    if plan.runs.iter().any(|r| r.engine.name() != "null") {
+        if let Err(e) = ensure_open_files(files_needed(cfg.max), "--max") {
+            return bad_input(&e);
+        }
+    }
+    plan.results_name = format!("search-{}", plan.results_name);
+    let (duration_s, warmup_s) = (plan.runs[0].duration_s, plan.runs[0].warmup_s);
+    if quick {
+        eprintln!(
+            "note: --quick: each run {warmup_s} s warm-up + {duration_s} s measured (default {} + {} s), {} runs per step: brackets are noisier",
+            SEARCH_WINDOW_S.1, SEARCH_WINDOW_S.0, search::RUNS_PER_STEP
+        );
+    }
+    install_signal_handlers();
+    let (start_iso, start_compact) = utc_now();
+    let out = plan.global.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("{start_compact}-{}", plan.results_name))
+    });
+    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
+        return bad_input(&BadInput(format!(
+            "{} already holds results; pass --out or --force",
+            out.display()
+        )));
+    }
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut meta = serde_json::json!({
+        "schema_version": snapbench::results::SCHEMA_VERSION,
+        "build": machine::build_info(),
+        "argv": std::env::args().collect::<Vec<_>>(),
+        "suite": plan.suite,
+        "embedded_suite": plan.embedded,
+        "quick": quick,
+        "search": {
+            "slo_p99_ms": slo.p99_ms,
+            "slo_ack_p99_ms": slo.ack_p99_ms,
+            "slo_on": slo.on.as_str(),
+            "start": cfg.start,
+            "growth": cfg.growth,
+            "max": cfg.max,
+            "resolution": cfg.resolution,
+            "runs_per_step": search::RUNS_PER_STEP,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "device_ceiling": serde_json::Value::Null,
+        },
+        "dir": absolute(&plan.global.dir),
+        "results_dir": absolute(&out),
+        "cwd": std::env::current_dir().ok(),
+        "skipped": plan.skipped,
+        "runs": plan.runs.iter().map(|r| r.options_json()).collect::<Vec<_>>(),
+        "host": machine::describe_host(),
+        "storage": machine::describe_storage(&plan.global.dir),
+        "fio_version": machine::fio_version(),
+        "start_utc": start_iso,
+        "end_utc": serde_json::Value::Null,
+        "status": "running",
+    });
+    let mut results = match ResultsDir::create(out.clone(), meta.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot create results folder {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&plan.global.dir) {
+        eprintln!(
+            "error: cannot create data folder {}: {e}",
+            plan.global.dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    let disk = machine::block_dev_of(&plan.global.dir).map(|b| b.name);
+    let mut vars: Vec<Searching> = plan
+        .runs
+        .iter()
+        .map(|r| Searching {
+            base: r.clone(),
+            search: search::Search::new(cfg).expect("validated"),
+            steps: Default::default(),
+            outcome: None,
+        })
+        .collect();
+    let mut progress = SearchProgress;
+    // The device's own write ceiling on this folder, for the `device` bottleneck (not for a
+    // search of the null engine alone, which writes nothing).
+    let ceiling = if plan.runs.iter().any(|r| r.engine.name() != "null") {
+        device_ceiling(&plan.global.dir, quick, disk.as_deref(), &mut progress)
+    } else {
+        serde_json::json!({"why_none": "only the null engine: nothing is written"})
+    };
+    let ceiling_bytes_per_s = ceiling["write_bytes_per_s"].as_f64();
+    results.meta["search"]["device_ceiling"] = ceiling.clone();
+    meta["search"]["device_ceiling"] = ceiling;
+    // Configurations (a variant at a load) and runs, numbered from 1 in the order they run.
+    let (mut configs, mut run_index) = (0usize, 0usize);
+    let mut ending = Ending::Ok;
+    'rounds: while vars.iter().any(|v| v.outcome.is_none()) {
+        // This round's load for every variant still searching.
+        let mut round = Vec::new();
+        for (i, v) in vars.iter_mut().enumerate() {
+            if v.outcome.is_some() {
+                continue;
+            }
+            match v.search.next() {
+                search::Next::Try(n) => {
+                    configs += 1;
+                    round.push((i, n, configs));
+                }
+                search::Next::Done(o) => v.outcome = Some(o),
+            }
+        }
+        // Interleaved: repeat k of every variant before repeat k + 1 of any.
+        for k in 1..=search::RUNS_PER_STEP {
+            for &(i, n, config) in &round {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    ending = Ending::Interrupted;
+                    break 'rounds;
+                }
+                let mut r = vars[i].base.clone();
+                if let plan::Workload::Ds { params, .. } = &mut r.workload {
+                    params.matches = n;
+                }
+                r.swept = vec![("matches", n.to_string())];
+                r.repeats = search::RUNS_PER_STEP;
+                r.repeat = k;
+                run_index += 1;
+                r.set_index(run_index);
+                r.config = config;
+                let result = run::run_one(
+                    std::sync::Arc::new(r),
+                    &plan.global.dir,
+                    disk.as_deref(),
+                    &mut progress,
+                );
+                progress.run_finished(&result.row);
+                if result.row.status == snapbench::results::RunStatus::Interrupted {
+                    ending = Ending::Interrupted;
+                }
+                vars[i].steps.entry(n).or_default().push(result.row.clone());
+                if let Err(e) = results.push(result) {
+                    eprintln!("error: {e}");
+                    ending = Ending::Failed;
+                    break 'rounds;
+                }
+                if ending == Ending::Interrupted {
+                    break 'rounds;
+                }
+            }
+        }
+        for &(i, n, _) in &round {
+            let v = &mut vars[i];
+            let rows: Vec<&SummaryRow> = v.steps[&n].iter().collect();
+            let verdict = search::judge(&rows, &slo);
+            v.search.record(n, verdict.pass);
+            eprintln!(
+                "search {}: step {}, matches {n}: {} ({}); bracket [{}, {}]",
+                v.base.engine.variant(),
+                v.search.steps(),
+                if verdict.pass { "pass" } else { "fail" },
+                verdict.why,
+                opt(v.search.last_pass()),
+                opt(v.search.first_fail())
+            );
+        }
+    }
+    let lag_limit_ms = plan.runs[0].writer.lag_limit_ms;
+    let rows: Vec<search::SearchRow> = vars
+        .iter()
+        .map(|v| search_row(v, &slo, quick, lag_limit_ms, ceiling_bytes_per_s))
+        .collect();
+    let csv_path = out.join("search.csv");
+    match search::search_csv(&rows) {
+        Ok(bytes) => {
+            if let Err(e) = snapbench::results::write_atomic(&csv_path, &bytes) {
+                eprintln!("error: writing {}: {e}", csv_path.display());
+                ending = Ending::Failed;
+            }
+        }
+        Err(e) => {
+            eprintln!("error: search.csv: {e}");
+            ending = Ending::Failed;
+        }
+    }
+    meta["end_utc"] = serde_json::Value::String(utc_now().0);
+    meta["status"] = serde_json::Value::String(ending.as_str().into());
+    results.meta = meta;
+    if let Err(e) = results.write_meta() {
+        eprintln!("error: writing meta.json: {e}");
+    }
+    print!("{}", search_table(&rows));
+    println!("results: {}", out.display());
+    match ending {
+        Ending::Ok => ExitCode::SUCCESS,
+        Ending::Failed => ExitCode::from(1),
+        Ending::Interrupted => {
+            let sig = SIGNAL.load(Ordering::Relaxed);
+            ExitCode::from(if sig == libc::SIGTERM { 143 } else { 130 })
+        }
+    }
+}
+
+/// Engines tried, in order, for the device ceiling: the first this folder supports runs.
+const CEILING_ENGINES: [&str; 3] = ["uring", "aio", "buffered:direct=true,threads=8"];
+
+/// The device's write ceiling under `dir`: a short micro run of 1 MiB sequential O_DIRECT
+/// writes, 8 in flight, through the first engine of [`CEILING_ENGINES`] supported there,
+/// measured by the device's own counters. Its figures (or why there are none) for meta.json;
+/// `write_bytes_per_s` is the ceiling.
+fn device_ceiling(
+    dir: &Path,
+    quick: bool,
+    disk: Option<&str>,
+    progress: &mut dyn Progress,
+) -> serde_json::Value {
+    let (duration, warmup) = if quick { (2, 0.5) } else { (3, 1.0) };
+    let engines = CEILING_ENGINES
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "name = \"device-ceiling\"\n[[run]]\nengine = [{engines}]\nworkload = \"micro\"\n\
+         rw = \"write\"\nbs = \"1m\"\niodepth = 8\nfile_size = \"256m\"\n\
+         duration = \"{duration}s\"\nwarmup = \"{warmup}s\"\nworkers = 1\n"
+    );
+    let none = |why: String| serde_json::json!({ "why_none": why });
+    let runs = match Suite::parse(&text, "device-ceiling")
+        .and_then(|s| plan::expand(&s, &RawFields::new(), &[]))
+    {
+        Ok(r) => r,
+        Err(e) => return none(format!("ceiling plan: {e}")),
+    };
+    let mut p = Plan {
+        suite: "device-ceiling".into(),
+        runs,
+        skipped: Vec::new(),
+        // Unsupported engines are skipped, not refused.
+        embedded: true,
+        global: Global {
+            dir: dir.to_path_buf(),
+            out: None,
+            force: false,
+            quick,
+        },
+        results_name: "device-ceiling".into(),
+    };
+    if let Err(e) = plan::check_target(&mut p) {
+        return none(format!("no engine for the ceiling here: {e}"));
+    }
+    let Some(mut run) = p.runs.into_iter().next() else {
+        return none("no engine for the ceiling here".into());
+    };
+    run.run_id = "device-ceiling".into();
+    eprintln!(
+        "search: device ceiling on {}: {} 1 MiB sequential writes, 8 in flight, {duration} s",
+        dir.display(),
+        run.engine.variant()
+    );
+    let result = run::run_one(std::sync::Arc::new(run), dir, disk, progress);
+    let row = &result.row;
+    let ok = row.status == snapbench::results::RunStatus::Ok;
+    let bytes_per_s = search::device_write_bytes_per_s(row).filter(|&b| b > 0.0 && ok);
+    let why_none = if !ok {
+        Some(format!(
+            "ceiling run {}: {}",
+            row.status.as_str(),
+            row.error
+        ))
+    } else if bytes_per_s.is_none() {
+        Some("no device counters for this folder".to_string())
+    } else {
+        None
+    };
+    match (bytes_per_s, &why_none) {
+        (Some(b), _) => eprintln!("search: device ceiling {:.1} MiB/s", b / 1048576.0),
+        (None, Some(why)) => eprintln!("search: no device ceiling ({why}): device never claimed"),
+        (None, None) => {}
+    }
+    serde_json::json!({
+        "variant": row.variant,
+        "status": row.status.as_str(),
+        "duration_s": row.duration_s,
+        "payload_mib_per_s": row.mib_per_s,
+        "device_write_bytes": row.disk_write_bytes,
+        "write_bytes_per_s": bytes_per_s,
+        "why_none": why_none,
+    })
+}
+
+/// search.csv's row of one variant: the bracket, the figures at last pass, the bottleneck at
+/// the first fail (or at the last pass when nothing failed).
+fn search_row(
+    v: &Searching,
+    slo: &search::Slo,
+    quick: bool,
+    lag_limit_ms: f64,
+    ceiling_bytes_per_s: Option<f64>,
+) -> search::SearchRow {
+    let (last_pass, first_fail) = match v.outcome {
+        Some(o) => (o.last_pass(), o.first_fail()),
+        // Interrupted: the bracket so far.
+        None => (v.search.last_pass(), v.search.first_fail()),
+    };
+    let workers = v.base.workers;
+    let mut row = search::SearchRow {
+        engine: v.base.engine.name().to_string(),
+        variant: v.base.engine.variant(),
+        workload: v.base.workload.name(),
+        workers,
+        slo_p99_ms: slo.p99_ms,
+        slo_ack_p99_ms: slo.ack_p99_ms,
+        slo_on: slo.on.as_str().into(),
+        last_pass,
+        first_fail,
+        steps: v.search.steps(),
+        quick,
+        ..Default::default()
+    };
+    if let Some(p) = last_pass {
+        let rows: Vec<&SummaryRow> = v
+            .steps
+            .get(&p)
+            .map(|s| s.iter().collect())
+            .unwrap_or_default();
+        search::fill_at_last_pass(&mut row, p, &rows);
+    }
+    let knee = first_fail.or(last_pass).and_then(|n| v.steps.get(&n));
+    if let Some(knee) = knee {
+        let rows: Vec<&SummaryRow> = knee.iter().collect();
+        let (word, detail) = search::bottleneck(&rows, slo, lag_limit_ms, ceiling_bytes_per_s);
+        row.bottleneck = word.into();
+        row.bottleneck_detail = detail;
+    }
+    row
+}
+
+/// The end-of-search table: one line per variant, ranked by matches per busy core (so an
+/// engine that offloads work to idle cores is not flattered); variants without a pass last.
+fn search_table(rows: &[search::SearchRow]) -> String {
+    let mut rows: Vec<&search::SearchRow> = rows.iter().collect();
+    rows.sort_by(|a, b| {
+        let key = |r: &search::SearchRow| r.matches_per_busy_core.unwrap_or(f64::NEG_INFINITY);
+        key(b).total_cmp(&key(a))
+    });
+    let mut out = format!(
+        "{:<32}  {:>20}  {:>10}  {:>12}  {:>9}  {:<12}  detail\n",
+        "variant", "bracket [pass, fail]", "ops/s", "matches/core", "us/op", "bottleneck"
+    );
+    for r in rows {
+        let bracket = match (r.last_pass, r.first_fail) {
+            (Some(p), Some(f)) => format!("[{p}, {f}]"),
+            (Some(p), None) => format!(">= {p} (max)"),
+            (None, Some(f)) => format!("< {f} (start)"),
+            (None, None) => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<32}  {:>20}  {:>10}  {:>12}  {:>9}  {:<12}  {}\n",
+            r.variant,
+            bracket,
+            opt(r.ops_per_s.map(|v| format!("{v:.0}"))),
+            opt(r.matches_per_busy_core.map(|v| format!("{v:.0}"))),
+            opt(r.cpu_us_per_op.map(|v| format!("{v:.2}"))),
+            r.bottleneck,
+            r.bottleneck_detail
+        ));
+    }
+    out
 }
 
 fn cmd_engines(m: &ArgMatches) -> ExitCode {
@@ -757,6 +1400,35 @@ mod tests {
             lat_p99_us: Some(2500.0),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn search_table_ranks_by_matches_per_busy_core_and_shows_the_bracket() {
+        let r = |v: &str, p: Option<u32>, f: Option<u32>, mpc: Option<f64>| search::SearchRow {
+            variant: v.into(),
+            last_pass: p,
+            first_fail: f,
+            matches_per_busy_core: mpc,
+            ..Default::default()
+        };
+        let text = search_table(&[
+            r("a", None, Some(64), None),
+            r("b", Some(256), Some(272), Some(500.0)),
+            r("c", Some(16384), None, Some(900.0)),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with('c') && lines[1].contains(">= 16384 (max)"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with('b') && lines[2].contains("[256, 272]"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with('a') && lines[3].contains("< 64 (start)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -267,6 +267,10 @@ pub struct SummaryRow {
     pub read_full_samples: u64,
     /// Samples behind `read_tail_p99_us`.
     pub read_tail_samples: u64,
+    // -- issue 10: search --
+    /// Utilisation of the busiest DS worker: 1 − (time it waited for the schedule or for
+    /// completions ÷ the window it ran); None for micro runs.
+    pub worker_util: Option<f64>,
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of

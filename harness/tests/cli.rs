@@ -1018,6 +1018,8 @@ fn saturated_run_ends_on_time_and_records_what_it_did_not_complete() {
     // Never dropped: every offered snapshot is in the histogram, written or at its bound.
     assert_eq!(u("lat_samples"), u("offered_ops"));
     assert_eq!(u("ops") + u("not_completed"), u("offered_ops"));
+    // -- issue 10: search --
+    assert!((0.0..=1.0).contains(&u("worker_util")));
 }
 
 #[test]
@@ -1434,4 +1436,174 @@ fn hlog_reads_back_in_hdrhistogram_py() {
             "{kind} p99: summary {p99}, HdrHistogram_py {theirs}"
         );
     }
+}
+
+#[test]
+fn worker_util_is_reported_and_low_for_a_light_null_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--engine", "null", "--workload", "fps-128tick"])
+        .args(["--matches", "8", "--duration", "1", "--warmup", "0.2"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let u: f64 = column(&out, "worker_util")[0].parse().unwrap();
+    // 8 matches on the null engine: the worker sleeps most of the window.
+    assert!((0.0..0.5).contains(&u), "worker_util {u}");
+}
+
+fn search_column(out: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(out.join("search.csv")).unwrap();
+    let idx = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[idx].to_string()).collect()
+}
+
+fn search_cmd(tmp: &Path) -> Command {
+    let mut c = snapbench();
+    // The embedded suite's workload, fps-128tick.
+    c.args(["search", "--engine", "null"])
+        .args(["--duration", "0.5", "--warmup", "0.2"])
+        .arg("--dir")
+        .arg(tmp.join("data"))
+        .arg("--out")
+        .arg(tmp.join("out"));
+    c
+}
+
+#[test]
+fn search_reaches_its_upper_bound_on_a_light_null_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let assert = search_cmd(tmp.path())
+        .args(["--slo-p99-ms", "200", "--start", "8", "--max", "16"])
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("search null: step 2, matches 16: pass"),
+        "{stderr}"
+    );
+    assert_eq!(search_column(&out, "last_pass"), ["16"]);
+    assert_eq!(search_column(&out, "first_fail"), [""]);
+    assert_eq!(search_column(&out, "steps"), ["2"]);
+    assert_eq!(search_column(&out, "slo_on"), ["write"]);
+    let mpc: f64 = search_column(&out, "matches_per_busy_core")[0]
+        .parse()
+        .unwrap();
+    assert!(mpc > 0.0);
+    // Every step's runs are in the normal results: 2 steps of 3 runs.
+    assert_eq!(column(&out, "matches"), ["8", "8", "8", "16", "16", "16"]);
+    assert_eq!(column(&out, "repeat"), ["1", "2", "3", "1", "2", "3"]);
+}
+
+#[test]
+fn search_whose_start_fails_reports_no_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    search_cmd(tmp.path())
+        .args(["--slo-p99-ms", "0.001", "--start", "8", "--max", "64"])
+        .assert()
+        .success();
+    assert_eq!(search_column(&out, "last_pass"), [""]);
+    assert_eq!(search_column(&out, "first_fail"), ["8"]);
+    assert_eq!(search_column(&out, "steps"), ["1"]);
+    assert_eq!(column(&out, "matches").len(), 3);
+    assert!(!search_column(&out, "bottleneck")[0].is_empty());
+}
+
+#[test]
+fn search_refuses_bad_input_with_one_line_before_writing() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--slo-p99-ms", "50", "--growth", "1"], "--growth"),
+        (&["--slo-p99-ms", "0"], "--slo-p99-ms"),
+        (
+            &["--slo-p99-ms", "50", "--slo-on", "read"],
+            "not supported yet",
+        ),
+        (&["--slo-p99-ms", "50", "--matches", "8"], "--matches"),
+        (&["--slo-p99-ms", "50", "--repeat", "2"], "--repeat"),
+        (
+            &["--slo-p99-ms", "50", "--start", "100", "--max", "10"],
+            "--max",
+        ),
+        (&["--slo-p99-ms", "50", "--engine", "nosuch"], "nosuch"),
+        (
+            &["--slo-p99-ms", "50", "--workload", "micro"],
+            "DS workload",
+        ),
+        (&[], "--slo-p99-ms"),
+    ];
+    for (args, needle) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let assert = search_cmd(tmp.path()).args(*args).assert().code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!tmp.path().join("out").exists(), "{args:?} wrote results");
+    }
+}
+
+#[test]
+fn too_low_an_open_file_limit_is_refused_with_ulimit() {
+    let bin = assert_cmd::cargo::cargo_bin("snapbench");
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        "run --engine buffered --matches 2000 --duration 1",
+        "search --engine buffered --slo-p99-ms 50 --max 2000",
+    ] {
+        let script = format!(
+            "ulimit -n 1024 && exec '{}' {args} --dir '{}' --out '{}'",
+            bin.display(),
+            tmp.path().join("data").display(),
+            tmp.path().join("out").display()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{args}: {stderr}");
+        assert!(
+            stderr.contains("RLIMIT_NOFILE is 1024") && stderr.contains("ulimit -n 2256"),
+            "{args}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!tmp.path().join("out").exists());
+    }
+}
+
+#[test]
+fn search_of_a_writing_engine_measures_a_device_ceiling_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut c = snapbench();
+    c.args(["search", "--quick", "--engine", "buffered"])
+        .args(["--duration", "0.5", "--warmup", "0.2"])
+        .args(["--slo-p99-ms", "200", "--start", "8", "--max", "8"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out);
+    let assert = c.assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(stderr.contains("note: --quick"), "{stderr}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let ceiling = &meta["search"]["device_ceiling"];
+    // Either a ceiling, or why there is none; never both, never neither.
+    assert_ne!(
+        ceiling["write_bytes_per_s"].is_f64(),
+        ceiling["why_none"].is_string(),
+        "{ceiling}"
+    );
+    let detail = &search_column(&out, "bottleneck_detail")[0];
+    assert!(detail.contains("ceiling"), "{detail}");
+    assert_eq!(search_column(&out, "quick"), ["true"]);
+    // The ceiling run is not a search step: only the step's 3 runs are in summary.csv.
+    assert_eq!(column(&out, "matches"), ["8", "8", "8"]);
 }

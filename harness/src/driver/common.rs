@@ -78,6 +78,34 @@ pub struct WorkerOutcome {
     pub not_completed: u64,
     /// Lag passed the limit: the generator stopped before the window's end.
     pub stopped_early: bool,
+    // -- issue 10: search --
+    /// Time this DS worker spent working (in its pass, and taking completions apart from the
+    /// engine's wait for them) while running the schedule inside the window, ns; None for micro.
+    pub busy_ns: Option<u64>,
+    /// Part of the window this DS worker ran the schedule for, ns (the whole window unless it
+    /// stopped early).
+    pub ran_window_ns: u64,
+    /// The worker thread's own CPU time ÷ wall time from its first pass (warm-up included) to
+    /// the end of its schedule (None for micro).
+    pub thread_cpu_util: Option<f64>,
+    /// The engine busy-polls (its waits spin): utilisation is the busy share, not thread CPU.
+    pub polls: bool,
+}
+
+impl WorkerOutcome {
+    /// The share of its window the worker was doing work: its thread's CPU time ÷ wall time,
+    /// or for an engine that busy-polls (whose thread is always on CPU) busy ÷ window run
+    /// (its pass and its completion handling, not the engine's polling). None for micro
+    /// workers and for a worker that ran no part of the window.
+    pub fn worker_util(&self) -> Option<f64> {
+        if !self.polls {
+            if let Some(u) = self.thread_cpu_util {
+                return Some(u.clamp(0.0, 1.0));
+            }
+        }
+        let busy = self.busy_ns?;
+        (self.ran_window_ns > 0).then(|| (busy as f64 / self.ran_window_ns as f64).clamp(0.0, 1.0))
+    }
 }
 
 /// Most read verification failures a worker keeps the message of (all are counted).
@@ -384,5 +412,22 @@ mod tests {
             w.check(t0 + Duration::from_secs(61), 0, 2).as_deref(),
             Some("no completion for 0.5 s; 2 in flight")
         );
+    }
+
+    #[test]
+    fn worker_util_is_the_busy_share_of_the_window() {
+        let mut o = WorkerOutcome::default();
+        assert_eq!(o.worker_util(), None, "micro workers have none");
+        o.busy_ns = Some(750);
+        assert_eq!(o.worker_util(), None, "no window run");
+        o.ran_window_ns = 1000;
+        assert_eq!(o.worker_util(), Some(0.75));
+        o.busy_ns = Some(2000);
+        assert_eq!(o.worker_util(), Some(1.0), "clamped");
+        // Thread CPU decides, unless the engine polls.
+        o.thread_cpu_util = Some(0.4);
+        assert_eq!(o.worker_util(), Some(0.4));
+        o.polls = true;
+        assert_eq!(o.worker_util(), Some(1.0));
     }
 }

@@ -174,6 +174,9 @@ pub struct Measurement {
     // -- issue 10: micro --
     /// What was done to the page cache before the window ([`machine::drop_before_window`]).
     pub page_cache_before_window: String,
+    // -- issue 10: search --
+    /// Busiest DS worker's utilisation (1 − waited ÷ window it ran); None for micro.
+    pub worker_util: Option<f64>,
 }
 
 /// CPU over one second of a run, in cores (CPU seconds per wall second).
@@ -307,10 +310,14 @@ impl Measurement {
         let (mut started, mut sealed, mut offered) = (0, 0, 0);
         let (mut window_ops, mut window_bytes, mut not_completed) = (0u64, 0u64, 0u64);
         let mut stopped_early = false;
+        let mut worker_util: Option<f64> = None;
         let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
         let mut read_error_msgs: Vec<String> = Vec::new();
         let mut caps = None;
         for o in outcomes {
+            if let Some(u) = o.worker_util() {
+                worker_util = Some(worker_util.map_or(u, |w| w.max(u)));
+            }
             prefill_matches += o.prefill_matches;
             prefill_bytes += o.prefill_bytes;
             prefill_s = prefill_s.max(o.prefill_s);
@@ -419,6 +426,7 @@ impl Measurement {
             stopped_early,
             cpu_by_second: BTreeMap::new(),
             page_cache_before_window: "not dropped".to_string(),
+            worker_util,
         }
     }
 

@@ -171,6 +171,7 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         read_ttfb_samples: ttfb.samples,
         read_full_samples: full.samples,
         read_tail_samples: stats.hists[HistKind::ReadTail as usize].count(),
+        worker_util: m.worker_util,
     }
 }
 
