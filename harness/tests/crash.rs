@@ -139,6 +139,9 @@ impl Cut<'_> {
             // No replay reads: their prefill would delay the window past the cut.
             .args(["--reads-per-match", "0"])
             .args(["--prealloc-bytes", "256k", "--keep-files"])
+            // A slow variant on the loop device falls behind; it must keep writing until the
+            // cut rather than stop early on lag.
+            .args(["--lag-limit-ms", "3600000"])
             .args(["--seed", &self.workload_seed.to_string()])
             .args(extra_args())
             .arg("--ack-log")
