@@ -892,6 +892,18 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
             )));
         }
         // The load is reads_per_s: matches stay what the suite or flags give.
+        for r in &plan.runs {
+            let given = match &r.workload {
+                plan::Workload::Ds { reads, .. } => reads.reads_per_s,
+                plan::Workload::Micro(_) => None,
+            };
+            if let Some(v) = given {
+                eprintln!(
+                    "note: {}: the suite's reads_per_s {v} is replaced by the searched load",
+                    r.engine.variant()
+                );
+            }
+        }
         if let Err(e) = ensure_open_files(plan_files_needed(&plan), "--matches") {
             return bad_input(&e);
         }

@@ -284,8 +284,8 @@ pub struct StepVerdict {
 
 /// Judges one step's runs: every run ok (none saturated, failed or interrupted, no errors, no
 /// snapshot left unwritten), and the median p99 of every limited latency within its SLO. Under
-/// a read SLO every run must also have verified its reads, with no read failing verification
-/// and at least one time-to-first-byte sample.
+/// a read SLO every run must also have verified its reads, with no read failing verification,
+/// none dropped, and at least one time-to-first-byte sample.
 pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
     let fail = |why: String| StepVerdict { pass: false, why };
     if rows.is_empty() {
@@ -312,6 +312,12 @@ pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
                 return fail(format!(
                     "{}: {} reads failed verification",
                     r.run_id, r.read_errors
+                ));
+            }
+            if r.reads_dropped > 0 {
+                return fail(format!(
+                    "{}: {} reads dropped (a worker's read queue was full)",
+                    r.run_id, r.reads_dropped
                 ));
             }
             if r.read_ttfb_samples == 0 {
@@ -758,6 +764,12 @@ mod tests {
             read_ttfb_p99_us: None,
             ..ok.clone()
         };
+        let dropped = SummaryRow {
+            reads_dropped: 3,
+            ..ok.clone()
+        };
+        let v = judge(&[&ok, &dropped, &ok], &read);
+        assert!(!v.pass && v.why.contains("3 reads dropped"), "{v:?}");
         let v = judge(&[&none, &ok, &ok], &read);
         assert!(!v.pass && v.why.contains("no read samples"), "{v:?}");
         // The write SLO never judges reads: a write search ignores ttfb.
