@@ -94,7 +94,7 @@ fn cli() -> Command {
     );
     let search = suite_command(
         "search",
-        "Find the largest matches each engine variant carries under a p99 SLO: bracket [last pass, first fail]",
+        "Find the largest matches (or reads_per_s with --slo-on read) each engine variant carries under a p99 SLO: bracket [last pass, first fail]",
     )
     .arg(
         Arg::new("slo_p99_ms")
@@ -114,14 +114,21 @@ fn cli() -> Command {
             .value_name("SIDE")
             .value_parser(["write", "ack", "read"])
             .default_value("write")
-            .help("what --slo-p99-ms limits: write p99, ack p99, or reads (read: not supported yet)"),
+            .help("what --slo-p99-ms limits: write p99, ack p99, or replay reads' time-to-first-byte p99 (read: searches reads_per_s at fixed matches)"),
+    )
+    // -- issue 10: search --slo-on read --
+    .arg(
+        Arg::new("slo_write_p99_ms")
+            .long("slo-write-p99-ms")
+            .value_name("MS")
+            .help("with --slo-on read: also require write p99 at most this, ms (joint SLO)"),
     )
     .arg(
         Arg::new("start")
             .long("start")
             .value_name("N")
             .default_value("64")
-            .help("first matches tried"),
+            .help("first load tried (matches; reads_per_s with --slo-on read)"),
     )
     .arg(
         Arg::new("growth")
@@ -135,7 +142,7 @@ fn cli() -> Command {
             .long("max")
             .value_name("N")
             .default_value("16384")
-            .help("upper bound of matches: a pass there ends the search"),
+            .help("upper bound of the load (matches; reads_per_s with --slo-on read): a pass there ends the search"),
     );
     Command::new("snapbench")
         .version(env!("CARGO_PKG_VERSION"))
@@ -689,6 +696,9 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
 const SEARCH_WINDOW_S: (f64, f64) = (20.0, 5.0);
 const SEARCH_QUICK_WINDOW_S: (f64, f64) = (3.0, 1.0);
 
+/// The largest reads_per_s a read search may try (the workload's own bound).
+const MAX_SEARCH_READS_PER_S: u32 = 1_000_000;
+
 /// A positive number from flag `name`, or the one-line problem.
 fn positive_ms(m: &ArgMatches, name: &str, flag: &str) -> Result<Option<f64>, BadInput> {
     let Some(text) = m.get_one::<String>(name) else {
@@ -706,13 +716,21 @@ fn positive_ms(m: &ArgMatches, name: &str, flag: &str) -> Result<Option<f64>, Ba
 fn search_settings(m: &ArgMatches) -> Result<(search::Slo, search::SearchConfig), BadInput> {
     let on = match m.get_one::<String>("slo_on").map(String::as_str) {
         Some("ack") => search::SloOn::Ack,
-        Some("read") => {
-            return Err(BadInput(
-                "--slo-on read: not supported yet; use --slo-on write or ack".into(),
-            ))
-        }
+        Some("read") => search::SloOn::Read,
         _ => search::SloOn::Write,
     };
+    let write_p99_ms = positive_ms(m, "slo_write_p99_ms", "--slo-write-p99-ms")?;
+    if on != search::SloOn::Read && write_p99_ms.is_some() {
+        return Err(BadInput(format!(
+            "--slo-write-p99-ms goes with --slo-on read; with --slo-on {}, drop it ({})",
+            on.as_str(),
+            if on == search::SloOn::Write {
+                "--slo-p99-ms is the write limit"
+            } else {
+                "--slo-p99-ms is the ack limit"
+            }
+        )));
+    }
     let p99_ms = positive_ms(m, "slo_p99_ms", "--slo-p99-ms")?
         .ok_or_else(|| BadInput("--slo-p99-ms is required (e.g. --slo-p99-ms 50)".into()))?;
     let ack_p99_ms = positive_ms(m, "slo_ack_p99_ms", "--slo-ack-p99-ms")?;
@@ -728,16 +746,27 @@ fn search_settings(m: &ArgMatches) -> Result<(search::Slo, search::SearchConfig)
             search::RUNS_PER_STEP
         )));
     }
-    if m.contains_id("matches") {
+    if on == search::SloOn::Read {
+        if m.contains_id("reads_per_s") {
+            return Err(BadInput(
+                "search --slo-on read chooses reads_per_s itself; drop --reads-per-s and give --start/--max".into(),
+            ));
+        }
+    } else if m.contains_id("matches") {
         return Err(BadInput(
             "search chooses matches itself; drop --matches and give --start/--max".into(),
         ));
     }
+    let unit = if on == search::SloOn::Read {
+        "reads per second"
+    } else {
+        "matches"
+    };
     let uint = |name: &str| -> Result<u32, BadInput> {
         let text = m.get_one::<String>(name).expect("has default");
         text.trim().parse::<u32>().map_err(|_| {
             BadInput(format!(
-                "--{name} {text}: give a whole number of matches, at least 1"
+                "--{name} {text}: give a whole number of {unit}, at least 1"
             ))
         })
     };
@@ -754,11 +783,18 @@ fn search_settings(m: &ArgMatches) -> Result<(search::Slo, search::SearchConfig)
         resolution: 0.05,
     };
     cfg.validate().map_err(BadInput)?;
+    if on == search::SloOn::Read && cfg.max > MAX_SEARCH_READS_PER_S {
+        return Err(BadInput(format!(
+            "--max {}: with --slo-on read the load is reads_per_s, at most {MAX_SEARCH_READS_PER_S}; give a smaller --max",
+            cfg.max
+        )));
+    }
     Ok((
         search::Slo {
             p99_ms,
             ack_p99_ms,
             on,
+            write_p99_ms,
         },
         cfg,
     ))
@@ -773,8 +809,17 @@ impl Progress for SearchProgress {
     fn second(&mut self, _second: u64, _ops: f64) {}
 
     fn run_finished(&mut self, row: &SummaryRow) {
+        let reads = if row.reads > 0 || row.read_ttfb_p99_us.is_some() {
+            format!(
+                ", {:.0} reads/s, read ttfb p99 {} ms",
+                row.reads_per_s,
+                ms(row.read_ttfb_p99_us)
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "      {} {}: {:.0} ops/s, p99 {} ms, ack p99 {} ms, worker_util {}",
+            "      {} {}: {:.0} ops/s, p99 {} ms, ack p99 {} ms{reads}, worker_util {}",
             row.run_id,
             row.status,
             row.ops_per_s,
@@ -838,7 +883,31 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
             )));
         }
     }
-    if plan.runs.iter().any(|r| r.engine.name() != "null") {
+    let reading = slo.on == search::SloOn::Read;
+    if reading {
+        if let Some(r) = plan.runs.iter().find(|r| r.engine.name() == "null") {
+            return bad_input(&BadInput(format!(
+                "--slo-on read needs an engine that stores data, to verify what reads return; {} does not: give another --engine",
+                r.engine.variant()
+            )));
+        }
+        // The load is reads_per_s: matches stay what the suite or flags give.
+        for r in &plan.runs {
+            let given = match &r.workload {
+                plan::Workload::Ds { reads, .. } => reads.reads_per_s,
+                plan::Workload::Micro(_) => None,
+            };
+            if let Some(v) = given {
+                eprintln!(
+                    "note: {}: the suite's reads_per_s {v} is replaced by the searched load",
+                    r.engine.variant()
+                );
+            }
+        }
+        if let Err(e) = ensure_open_files(plan_files_needed(&plan), "--matches") {
+            return bad_input(&e);
+        }
+    } else if plan.runs.iter().any(|r| r.engine.name() != "null") {
         if let Err(e) = ensure_open_files(files_needed(cfg.max), "--max") {
             return bad_input(&e);
         }
@@ -874,6 +943,8 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
             "slo_p99_ms": slo.p99_ms,
             "slo_ack_p99_ms": slo.ack_p99_ms,
             "slo_on": slo.on.as_str(),
+            "slo_write_p99_ms": slo.write_p99_ms,
+            "load": slo.load_name(),
             "start": cfg.start,
             "growth": cfg.growth,
             "max": cfg.max,
@@ -957,10 +1028,14 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
                     break 'rounds;
                 }
                 let mut r = vars[i].base.clone();
-                if let plan::Workload::Ds { params, .. } = &mut r.workload {
-                    params.matches = n;
+                if let plan::Workload::Ds { params, reads, .. } = &mut r.workload {
+                    if reading {
+                        reads.reads_per_s = Some(f64::from(n));
+                    } else {
+                        params.matches = n;
+                    }
                 }
-                r.swept = vec![("matches", n.to_string())];
+                r.swept = vec![(slo.load_name(), n.to_string())];
                 r.repeats = search::RUNS_PER_STEP;
                 r.repeat = k;
                 run_index += 1;
@@ -993,9 +1068,10 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
             let verdict = search::judge(&rows, &slo);
             v.search.record(n, verdict.pass);
             eprintln!(
-                "search {}: step {}, matches {n}: {} ({}); bracket [{}, {}]",
+                "search {}: step {}, {} {n}: {} ({}); bracket [{}, {}]",
                 v.base.engine.variant(),
                 v.search.steps(),
+                slo.load_name(),
                 if verdict.pass { "pass" } else { "fail" },
                 verdict.why,
                 opt(v.search.last_pass()),
@@ -1154,6 +1230,8 @@ fn search_row(
         first_fail,
         steps: v.search.steps(),
         quick,
+        load: slo.load_name().into(),
+        slo_write_p99_ms: slo.write_p99_ms,
         ..Default::default()
     };
     if let Some(p) = last_pass {
@@ -1162,7 +1240,12 @@ fn search_row(
             .get(&p)
             .map(|s| s.iter().collect())
             .unwrap_or_default();
-        search::fill_at_last_pass(&mut row, p, &rows);
+        // A read search keeps matches fixed: matches per busy core counts those.
+        let matches = match (&v.base.workload, slo.on) {
+            (plan::Workload::Ds { params, .. }, search::SloOn::Read) => params.matches,
+            _ => p,
+        };
+        search::fill_at_last_pass(&mut row, matches, &rows);
     }
     let knee = first_fail.or(last_pass).and_then(|n| v.steps.get(&n));
     if let Some(knee) = knee {
@@ -1192,6 +1275,12 @@ fn search_table(rows: &[search::SearchRow]) -> String {
             (Some(p), None) => format!(">= {p} (max)"),
             (None, Some(f)) => format!("< {f} (start)"),
             (None, None) => "-".into(),
+        };
+        // A read search's bracket is in reads/s, not matches.
+        let bracket = if r.load == "reads_per_s" {
+            format!("{bracket} r/s")
+        } else {
+            bracket
         };
         out.push_str(&format!(
             "{:<32}  {:>20}  {:>10}  {:>12}  {:>9}  {:<12}  {}\n",
@@ -1428,7 +1517,13 @@ mod tests {
         assert!(
             lines[3].starts_with('a') && lines[3].contains("< 64 (start)"),
             "{text}"
-        );
+        ); // A read search's bracket says it counts reads/s.
+        let reads = search::SearchRow {
+            load: "reads_per_s".into(),
+            ..r("d", Some(48), Some(50), Some(160.0))
+        };
+        assert!(search_table(&[reads]).contains("[48, 50] r/s"));
+        assert!(!text.contains("r/s"), "{text}");
     }
 
     #[test]

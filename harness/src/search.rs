@@ -202,6 +202,11 @@ pub enum SloOn {
     Write,
     /// Ack p99 (snapshot intended time to durable).
     Ack,
+    /// Replay reads' time-to-first-byte p99 (read intended time to its first byte: the
+    /// viewer's wait before playback starts); the searched load is then `reads_per_s` at a
+    /// fixed `matches`. Writes are judged on latency only with `--slo-write-p99-ms`.
+    // -- issue 10: search --slo-on read --
+    Read,
 }
 
 impl SloOn {
@@ -210,6 +215,7 @@ impl SloOn {
         match self {
             SloOn::Write => "write",
             SloOn::Ack => "ack",
+            SloOn::Read => "read",
         }
     }
 }
@@ -219,22 +225,43 @@ impl SloOn {
 pub struct Slo {
     /// p99 limit of the latency `on` names, ms.
     pub p99_ms: f64,
-    /// Ack p99 limit, ms, judged jointly with the write p99 (only with [`SloOn::Write`]).
+    /// Ack p99 limit, ms, judged jointly with the main SLO (with [`SloOn::Write`] or
+    /// [`SloOn::Read`]).
     pub ack_p99_ms: Option<f64>,
     /// What `p99_ms` applies to.
     pub on: SloOn,
+    /// Write p99 limit, ms, judged jointly with the read SLO (only with [`SloOn::Read`]).
+    // -- issue 10: search --slo-on read --
+    pub write_p99_ms: Option<f64>,
 }
 
 impl Slo {
     /// The write p99 limit, ms, if writes have one.
     pub fn write_limit_ms(&self) -> Option<f64> {
-        (self.on == SloOn::Write).then_some(self.p99_ms)
+        match self.on {
+            SloOn::Write => Some(self.p99_ms),
+            SloOn::Ack => None,
+            SloOn::Read => self.write_p99_ms,
+        }
+    }
+
+    /// The replay reads' time-to-first-byte p99 limit, ms, if reads have one.
+    pub fn read_limit_ms(&self) -> Option<f64> {
+        (self.on == SloOn::Read).then_some(self.p99_ms)
+    }
+
+    /// The name of the searched load: `matches`, or `reads_per_s` with [`SloOn::Read`].
+    pub fn load_name(&self) -> &'static str {
+        match self.on {
+            SloOn::Write | SloOn::Ack => "matches",
+            SloOn::Read => "reads_per_s",
+        }
     }
 
     /// The ack p99 limit, ms, if acks have one.
     pub fn ack_limit_ms(&self) -> Option<f64> {
         match self.on {
-            SloOn::Write => self.ack_p99_ms,
+            SloOn::Write | SloOn::Read => self.ack_p99_ms,
             SloOn::Ack => Some(self.p99_ms),
         }
     }
@@ -256,7 +283,9 @@ pub struct StepVerdict {
 }
 
 /// Judges one step's runs: every run ok (none saturated, failed or interrupted, no errors, no
-/// snapshot left unwritten), and the median p99 of every limited latency within its SLO.
+/// snapshot left unwritten), and the median p99 of every limited latency within its SLO. Under
+/// a read SLO every run must also have verified its reads, with no read failing verification,
+/// none dropped, and at least one time-to-first-byte sample.
 pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
     let fail = |why: String| StepVerdict { pass: false, why };
     if rows.is_empty() {
@@ -271,9 +300,39 @@ pub fn judge(rows: &[&SummaryRow], slo: &Slo) -> StepVerdict {
             r.run_id, r.errors, r.not_completed
         ));
     }
+    if slo.read_limit_ms().is_some() {
+        for r in rows {
+            if !r.reads_verified {
+                return fail(format!(
+                    "{}: reads not verified (the engine does not store data); a read SLO needs an engine that does",
+                    r.run_id
+                ));
+            }
+            if r.read_errors > 0 {
+                return fail(format!(
+                    "{}: {} reads failed verification",
+                    r.run_id, r.read_errors
+                ));
+            }
+            if r.reads_dropped > 0 {
+                return fail(format!(
+                    "{}: {} reads dropped (a worker's read queue was full)",
+                    r.run_id, r.reads_dropped
+                ));
+            }
+            if r.read_ttfb_samples == 0 {
+                return fail(format!("{}: no read samples", r.run_id));
+            }
+        }
+    }
     let mut parts = Vec::new();
     let mut pass = true;
     let limits = [
+        (
+            "read ttfb p99",
+            slo.read_limit_ms(),
+            median_of(rows, |r| r.read_ttfb_p99_us),
+        ),
         (
             "p99",
             slo.write_limit_ms(),
@@ -399,9 +458,10 @@ pub struct SearchRow {
     pub slo_p99_ms: f64,
     /// The joint ack SLO, ms, if given.
     pub slo_ack_p99_ms: Option<f64>,
-    /// `write` or `ack`.
+    /// `write`, `ack` or `read`.
     pub slo_on: String,
-    /// Largest load (matches) that passed; empty when the start failed.
+    /// Largest load (matches, or reads_per_s with `slo_on` read; see `load`) that passed;
+    /// empty when the start failed.
     pub last_pass: Option<u32>,
     /// Smallest load that failed; empty when the upper bound passed (capacity ≥ last_pass).
     pub first_fail: Option<u32>,
@@ -425,10 +485,16 @@ pub struct SearchRow {
     pub steps: u32,
     /// The search ran with `--quick` (shorter runs: noisier).
     pub quick: bool,
+    // -- issue 10: search --slo-on read --
+    /// What was searched, the unit of last_pass and first_fail: `matches` or `reads_per_s`.
+    pub load: String,
+    /// The joint write p99 SLO, ms, of a read search (`--slo-write-p99-ms`), if given.
+    pub slo_write_p99_ms: Option<f64>,
 }
 
-/// Fills the last_pass figures of `row` from that step's runs.
-pub fn fill_at_last_pass(row: &mut SearchRow, last_pass: u32, rows: &[&SummaryRow]) {
+/// Fills the last_pass figures of `row` from that step's runs; `matches` is the matches those
+/// runs carried (last_pass itself, or the fixed matches of a read search).
+pub fn fill_at_last_pass(row: &mut SearchRow, matches: u32, rows: &[&SummaryRow]) {
     row.ops_per_s = median_of(rows, |r| Some(r.ops_per_s));
     row.mib_per_s = median_of(rows, |r| Some(r.mib_per_s));
     row.cpu_cores = median_of(rows, |r| r.cpu_cores);
@@ -440,7 +506,7 @@ pub fn fill_at_last_pass(row: &mut SearchRow, last_pass: u32, rows: &[&SummaryRo
     row.matches_per_busy_core = median_of(rows, |r| {
         r.cpu_cores
             .filter(|&c| c > 0.0)
-            .map(|c| f64::from(last_pass) / c)
+            .map(|c| f64::from(matches) / c)
     });
     row.cpu_us_per_op = median_of(rows, |r| r.cpu_us_per_op);
 }
@@ -608,6 +674,7 @@ mod tests {
         p99_ms: 50.0,
         ack_p99_ms: Some(1500.0),
         on: SloOn::Write,
+        write_p99_ms: None,
     };
 
     #[test]
@@ -644,6 +711,75 @@ mod tests {
             ..SLO
         };
         assert!(judge(&[&no_ack, &no_ack, &no_ack], &write_only).pass);
+    }
+
+    #[test]
+    fn a_read_step_is_judged_on_ttfb_and_verified_reads() {
+        let read = Slo {
+            p99_ms: 20.0,
+            ack_p99_ms: None,
+            on: SloOn::Read,
+            write_p99_ms: Some(50.0),
+        };
+        let rrow = |ttfb_ms: f64, write_ms: f64| SummaryRow {
+            read_ttfb_p99_us: Some(ttfb_ms * 1000.0),
+            read_ttfb_samples: 100,
+            reads_verified: true,
+            ..srow(write_ms, None, 0.3)
+        };
+        let ok = rrow(10.0, 10.0);
+        let v = judge(&[&ok, &ok, &ok], &read);
+        assert!(v.pass, "{v:?}");
+        assert!(v.why.contains("read ttfb p99 10.00 ms <= 20 ms"), "{v:?}");
+        // Reads over their SLO, or writes over the joint write SLO, fail.
+        let slow_read = rrow(30.0, 10.0);
+        assert!(!judge(&[&slow_read, &slow_read, &ok], &read).pass);
+        let slow_write = rrow(10.0, 80.0);
+        let v = judge(&[&slow_write, &slow_write, &ok], &read);
+        assert!(!v.pass && v.why.contains("p99 80.00 ms > 50 ms"), "{v:?}");
+        // Without a write SLO, write latency is not judged.
+        let reads_only = Slo {
+            write_p99_ms: None,
+            ..read
+        };
+        assert!(judge(&[&slow_write, &slow_write, &ok], &reads_only).pass);
+        // Unverified reads, reads failing verification, or no read samples fail the step.
+        let unverified = SummaryRow {
+            reads_verified: false,
+            ..ok.clone()
+        };
+        let v = judge(&[&ok, &unverified, &ok], &read);
+        assert!(!v.pass && v.why.contains("not verified"), "{v:?}");
+        let corrupt = SummaryRow {
+            read_errors: 2,
+            ..ok.clone()
+        };
+        let v = judge(&[&ok, &ok, &corrupt], &read);
+        assert!(
+            !v.pass && v.why.contains("2 reads failed verification"),
+            "{v:?}"
+        );
+        let none = SummaryRow {
+            read_ttfb_samples: 0,
+            read_ttfb_p99_us: None,
+            ..ok.clone()
+        };
+        let dropped = SummaryRow {
+            reads_dropped: 3,
+            ..ok.clone()
+        };
+        let v = judge(&[&ok, &dropped, &ok], &read);
+        assert!(!v.pass && v.why.contains("3 reads dropped"), "{v:?}");
+        let v = judge(&[&none, &ok, &ok], &read);
+        assert!(!v.pass && v.why.contains("no read samples"), "{v:?}");
+        // The write SLO never judges reads: a write search ignores ttfb.
+        let write_only = Slo {
+            ack_p99_ms: None,
+            ..SLO
+        };
+        assert!(judge(&[&slow_read, &slow_read, &slow_read], &write_only).pass);
+        assert_eq!(read.load_name(), "reads_per_s");
+        assert_eq!(SLO.load_name(), "matches");
     }
 
     #[test]
@@ -689,7 +825,7 @@ mod tests {
         assert_eq!(row.sys_cores, Some(1.0));
         assert_eq!(row.ops_per_s, Some(1000.0));
         let text = String::from_utf8(search_csv(&[row]).unwrap()).unwrap();
-        assert!(text.starts_with("engine,variant,workload,workers,slo_p99_ms,slo_ack_p99_ms,slo_on,last_pass,first_fail,ops_per_s,mib_per_s,cpu_cores,sys_cores,matches_per_busy_core,cpu_us_per_op,bottleneck,bottleneck_detail,steps,quick\n"), "{text}");
+        assert!(text.starts_with("engine,variant,workload,workers,slo_p99_ms,slo_ack_p99_ms,slo_on,last_pass,first_fail,ops_per_s,mib_per_s,cpu_cores,sys_cores,matches_per_busy_core,cpu_us_per_op,bottleneck,bottleneck_detail,steps,quick,load,slo_write_p99_ms\n"), "{text}");
         let empty = String::from_utf8(search_csv(&[]).unwrap()).unwrap();
         assert_eq!(empty.lines().count(), 1, "{empty}");
     }

@@ -1520,9 +1520,36 @@ fn search_refuses_bad_input_with_one_line_before_writing() {
     let cases: &[(&[&str], &str)] = &[
         (&["--slo-p99-ms", "50", "--growth", "1"], "--growth"),
         (&["--slo-p99-ms", "0"], "--slo-p99-ms"),
+        (&["--slo-p99-ms", "50", "--slo-on", "read"], "stores data"),
         (
-            &["--slo-p99-ms", "50", "--slo-on", "read"],
-            "not supported yet",
+            &["--slo-p99-ms", "50", "--slo-write-p99-ms", "50"],
+            "--slo-write-p99-ms goes with --slo-on read",
+        ),
+        (
+            &[
+                "--slo-p99-ms",
+                "50",
+                "--slo-on",
+                "read",
+                "--slo-write-p99-ms",
+                "0",
+            ],
+            "--slo-write-p99-ms",
+        ),
+        (
+            &[
+                "--slo-p99-ms",
+                "50",
+                "--slo-on",
+                "read",
+                "--reads-per-s",
+                "5",
+            ],
+            "--reads-per-s",
+        ),
+        (
+            &["--slo-p99-ms", "50", "--slo-on", "read", "--max", "2000000"],
+            "--max",
         ),
         (&["--slo-p99-ms", "50", "--matches", "8"], "--matches"),
         (&["--slo-p99-ms", "50", "--repeat", "2"], "--repeat"),
@@ -1545,6 +1572,51 @@ fn search_refuses_bad_input_with_one_line_before_writing() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!tmp.path().join("out").exists(), "{args:?} wrote results");
     }
+}
+
+#[test]
+fn search_on_reads_searches_reads_per_s_at_fixed_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut c = snapbench();
+    // buffered stores data, so its reads are verified; 8+ reads/s over 1 s gives samples.
+    c.args(["search", "--quick", "--engine", "buffered"])
+        .args(["--duration", "1", "--warmup", "0.2", "--matches", "16"])
+        .args(["--prefill-matches", "4", "--prefill-match-bytes", "64k"])
+        .args(["--slo-on", "read", "--slo-p99-ms", "5000"])
+        .args(["--slo-write-p99-ms", "5000", "--start", "8", "--max", "32"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out);
+    let assert = c.assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("search buffered: step 1, reads_per_s 8: pass (read ttfb p99"),
+        "{stderr}"
+    );
+    assert_eq!(search_column(&out, "load"), ["reads_per_s"]);
+    assert_eq!(search_column(&out, "slo_on"), ["read"]);
+    assert_eq!(search_column(&out, "slo_write_p99_ms"), ["5000.0"]);
+    // The start passed under so loose an SLO; the bracket lies in [start, max].
+    let last: u32 = search_column(&out, "last_pass")[0].parse().unwrap();
+    assert!((8..=32).contains(&last), "last_pass {last}");
+    if let Ok(first) = search_column(&out, "first_fail")[0].parse::<u32>() {
+        assert!(last < first && first <= 32, "[{last}, {first}]");
+    } else {
+        assert_eq!(last, 32);
+    }
+    // matches stay fixed; every run read and verified its reads.
+    let steps: usize = search_column(&out, "steps")[0].parse().unwrap();
+    let matches = column(&out, "matches");
+    assert_eq!(matches.len(), 3 * steps);
+    assert!(matches.iter().all(|m| m == "16"), "{matches:?}");
+    assert!(column(&out, "reads_verified").iter().all(|v| v == "true"));
+    assert!(column(&out, "read_errors").iter().all(|v| v == "0"));
+    let mpc: f64 = search_column(&out, "matches_per_busy_core")[0]
+        .parse()
+        .unwrap();
+    assert!(mpc > 0.0);
 }
 
 #[test]
