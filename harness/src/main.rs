@@ -645,12 +645,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         "fio_version": machine::fio_version(),
         // -- issue 10: micro -- the filesystem and device of each --file-path (not --dir's).
         "micro_file_storage": micro_file_storage,
-        "page_cache_policy": serde_json::json!({
-            "drop_caches": plan.runs.iter().any(|r| r.drop_caches),
-            "micro_file_invalidated": plan.runs.iter().any(|r| matches!(r.workload, snapbench::plan::Workload::Micro(_))),
-            "how": "micro runs fsync each laid-out (or given) file and advise POSIX_FADV_DONTNEED before measuring, O_DIRECT engines included; --drop-caches also syncs and drops the page cache before each window as root, else advises DONTNEED on the run's files; each run's summary.json page_cache says what was done",
-            "note": snapbench::run::summary::HOST_CACHE_NOTE,
-        }),
+        "page_cache_policy": page_cache_policy(&plan),
         "start_utc": start_iso,
         "end_utc": serde_json::Value::Null,
         "status": "running",
@@ -845,6 +840,17 @@ struct Searching {
 /// `snapbench search`: for each engine variant, the bracket [last pass, first fail] of matches
 /// under the SLO, each step 3 interleaved runs judged on their median; every run's rows go
 /// into the normal results files, the brackets into search.csv.
+/// meta.json's `page_cache_policy`: what runs do to the page cache before measuring, and what no
+/// guest can do (the host's cache of a virtual disk).
+fn page_cache_policy(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "drop_caches": plan.runs.iter().any(|r| r.drop_caches),
+        "micro_file_invalidated": plan.runs.iter().any(|r| matches!(r.workload, snapbench::plan::Workload::Micro(_))),
+        "how": "micro runs fsync each laid-out (or given) file and advise POSIX_FADV_DONTNEED before measuring, O_DIRECT engines included; --drop-caches also syncs and drops the page cache before each window as root, else advises DONTNEED on the run's files; each run's summary.json page_cache says what was done",
+        "note": snapbench::run::summary::HOST_CACHE_NOTE,
+    })
+}
+
 fn cmd_search(m: &ArgMatches) -> ExitCode {
     let (slo, cfg) = match search_settings(m) {
         Ok(s) => s,
@@ -958,6 +964,7 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
         "results_dir": absolute(&out),
         "cwd": std::env::current_dir().ok(),
         "skipped": plan.skipped,
+        "page_cache_policy": page_cache_policy(&plan),
         "runs": plan.runs.iter().map(|r| r.options_json()).collect::<Vec<_>>(),
         "host": machine::describe_host(),
         "storage": machine::describe_storage(&plan.global.dir),

@@ -1666,6 +1666,12 @@ fn search_of_a_writing_engine_measures_a_device_ceiling_first() {
     assert!(stderr.contains("note: --quick"), "{stderr}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    // The page-cache state is stated for a search as for a run.
+    assert!(
+        meta["page_cache_policy"]["note"].is_string(),
+        "{}",
+        meta["page_cache_policy"]
+    );
     let ceiling = &meta["search"]["device_ceiling"];
     // Either a ceiling, or why there is none; never both, never neither.
     assert_ne!(
