@@ -602,16 +602,10 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
         }
     }
     install_signal_handlers();
-    let (start_iso, start_compact) = utc_now();
-    let out = plan.global.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!("{start_compact}-{}", plan.results_name))
-    });
-    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
-        return bad_input(&BadInput(format!(
-            "{} already holds results; pass --out or --force",
-            out.display()
-        )));
-    }
+    let (start_iso, out) = match results_folder(&plan) {
+        Ok(v) => v,
+        Err(e) => return bad_input(&e),
+    };
     let argv: Vec<String> = std::env::args().collect();
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut micro_files: Vec<&Path> = plan
@@ -851,6 +845,22 @@ fn page_cache_policy(plan: &Plan) -> serde_json::Value {
     })
 }
 
+/// The start time (ISO) and the results folder of `run` or `search`: `--out`, else
+/// `results/<UTC>-<suite>`, refused when it already holds results and `--force` is not given.
+fn results_folder(plan: &Plan) -> Result<(String, PathBuf), BadInput> {
+    let (start_iso, start_compact) = utc_now();
+    let out = plan.global.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("{start_compact}-{}", plan.results_name))
+    });
+    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
+        return Err(BadInput(format!(
+            "{} already holds results; pass --out or --force",
+            out.display()
+        )));
+    }
+    Ok((start_iso, out))
+}
+
 fn cmd_search(m: &ArgMatches) -> ExitCode {
     let (slo, cfg) = match search_settings(m) {
         Ok(s) => s,
@@ -927,16 +937,10 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
         );
     }
     install_signal_handlers();
-    let (start_iso, start_compact) = utc_now();
-    let out = plan.global.out.clone().unwrap_or_else(|| {
-        PathBuf::from("results").join(format!("{start_compact}-{}", plan.results_name))
-    });
-    if plan.global.out.is_none() && snapbench::results::holds_results(&out) && !plan.global.force {
-        return bad_input(&BadInput(format!(
-            "{} already holds results; pass --out or --force",
-            out.display()
-        )));
-    }
+    let (start_iso, out) = match results_folder(&plan) {
+        Ok(v) => v,
+        Err(e) => return bad_input(&e),
+    };
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut meta = serde_json::json!({
         "schema_version": snapbench::results::SCHEMA_VERSION,
