@@ -36,9 +36,10 @@ mod replay;
 
 pub use crate::writer::MAX_KEYS_PER_MATCH;
 pub use common::{
-    describe_error, Clock, Tick, Ticker, WorkerCtx, WorkerOutcome, INTERRUPTED, MAX_READ_ERROR_MSGS,
+    describe_error, Clock, Tick, Ticker, WorkCosts, WorkerCtx, WorkerOutcome, INTERRUPTED,
+    MAX_READ_ERROR_MSGS,
 };
-use common::{Backlog, StallWatch};
+use common::{Backlog, Role, StallWatch, Stopwatch};
 pub use prefill::{
     prefill, prefill_note, prefill_serves, scan_corpus, writes_prefill, Corpus, MIN_PREFILL_READS,
 };
@@ -60,6 +61,30 @@ enum OpRec {
     Read(ReadOp),
     Free,
 }
+
+/// A measurement the recorder's code produced, recorded by the harness once the recorder's call
+/// returns (so histogram records are charged to the harness, not the recorder).
+#[derive(Clone, Copy, Debug)]
+enum Measured {
+    /// Every byte of a snapshot intended at `t_ns` was written by `done_ns`.
+    Written {
+        t_ns: u64,
+        payload_bytes: u32,
+        done_ns: u64,
+    },
+    /// A snapshot intended at `t_ns` was acknowledged at `done_ns`.
+    Acked { t_ns: u64, done_ns: u64 },
+    /// An engine write or sync submitted at `submit_ns` completed at `done_ns`.
+    Io {
+        kind: HistKind,
+        submit_ns: u64,
+        done_ns: u64,
+        bytes: u64,
+    },
+}
+
+/// Most schedule events one pass hands the writer before it takes completions.
+const MAX_EVENTS_PER_PASS: usize = 256;
 
 /// A slab of in-flight op records addressed by token.
 struct Slab {
@@ -148,6 +173,12 @@ struct WriterShell<'s, R: Recorder> {
     published: &'s mut Vec<u32>,
     finished: &'s mut Vec<FinishedLog>,
     reads: bool,
+    /// Charges time to harness, recorder and engine.
+    sw: &'s mut Stopwatch,
+    /// Written / acknowledged snapshots, for the harness to record after the call.
+    measured: &'s mut Vec<Measured>,
+    /// Work counters (bytes copied into engine buffers).
+    work: &'s mut WorkCosts,
 }
 
 impl<R: Recorder> WriterIo for WriterShell<'_, R> {
@@ -158,15 +189,22 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
         let Some(eop) = common::engine_op(&mut self.io.eng, op, data) else {
             return false;
         };
+        if let WriterOp::Write { .. } = op {
+            self.work.copy_bytes += data.len() as u64;
+        }
+        // The submit itself is the engine's; its clock reading is the write's submit time.
+        let prev = self.sw.role();
+        let at = self.sw.switch(Role::Other);
         let submit_ns = match op {
             WriterOp::Write { .. } | WriterOp::Sync { .. } => {
-                let t = self.clock.now_ns();
+                let t = self.clock.ns_at(at);
                 self.last_submit_ns = t;
                 t
             }
             _ => 0,
         };
         self.io.submit(OpRec::Writer { op, submit_ns }, eop);
+        self.sw.switch(prev);
         true
     }
 
@@ -176,26 +214,13 @@ impl<R: Recorder> WriterIo for WriterShell<'_, R> {
             WriterEvent::Written {
                 t_ns,
                 payload_bytes,
-            } => {
-                if self.clock.in_window(t_ns) {
-                    let lat = now.saturating_sub(t_ns);
-                    self.out.stats.record(HistKind::Lat, lat);
-                    self.out.stats.ops += 1;
-                    self.out.stats.bytes += u64::from(payload_bytes);
-                    self.ticker.op(u64::from(payload_bytes), lat);
-                }
-                // Throughput counts what completed in the window, whenever it was intended.
-                if self.clock.in_window(now) {
-                    self.out.window_ops += 1;
-                    self.out.window_bytes += u64::from(payload_bytes);
-                }
-            }
+            } => self.measured.push(Measured::Written {
+                t_ns,
+                payload_bytes,
+                done_ns: now,
+            }),
             WriterEvent::Acked { t_ns, .. } => {
-                if self.clock.in_window(t_ns) {
-                    self.out
-                        .stats
-                        .record(HistKind::Ack, now.saturating_sub(t_ns));
-                }
+                self.measured.push(Measured::Acked { t_ns, done_ns: now })
             }
             WriterEvent::Flushed {
                 oldest_t_ns,
@@ -269,6 +294,17 @@ pub struct DsWorker<'a, R: Recorder> {
     last_reap_wait_ns: u64,
     /// Thread CPU time and clock time (ns) at the first pass.
     cpu_mark: Option<(u64, u64)>,
+    // -- issue 11: harness, recorder and engine cost apart --
+    /// Charges the worker's time to harness, recorder and engine.
+    sw: Stopwatch,
+    /// Measurements the recorder's code produced, recorded by the harness after its call.
+    measured: Vec<Measured>,
+    /// The events of one pass, drawn from the generator before the writer takes them.
+    due: Vec<DsEvent>,
+    /// Wake-up coalescing bound, ns (`coalesce_us`).
+    coalesce_ns: u64,
+    /// Work counters of the harness and the shell (the writer keeps its own).
+    work: WorkCosts,
 }
 
 /// This thread's CPU time, ns.
@@ -409,6 +445,11 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             last_event_t_ns: 0,
             last_reap_wait_ns: 0,
             cpu_mark: None,
+            sw: Stopwatch::new(),
+            measured: Vec::with_capacity(1024),
+            due: Vec::with_capacity(MAX_EVENTS_PER_PASS),
+            coalesce_ns: (plan.writer.coalesce_us * 1e3) as u64,
+            work: WorkCosts::default(),
         })
     }
 
@@ -428,8 +469,63 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
                 published: &mut self.published,
                 finished: &mut self.finished,
                 reads,
+                sw: &mut self.sw,
+                measured: &mut self.measured,
+                work: &mut self.work,
             },
         )
+    }
+
+    /// Record what the recorder's calls measured (the harness's work): write and ack latency
+    /// from the intended time, throughput by completion time, engine I/O latency.
+    fn record_measured(&mut self) {
+        let clock = self.clock;
+        let (out, ticker) = (&mut self.out, &mut self.ticker);
+        for m in self.measured.drain(..) {
+            match m {
+                Measured::Written {
+                    t_ns,
+                    payload_bytes,
+                    done_ns,
+                } => {
+                    if clock.in_window(t_ns) {
+                        let lat = done_ns.saturating_sub(t_ns);
+                        out.stats.record(HistKind::Lat, lat);
+                        out.stats.ops += 1;
+                        out.stats.bytes += u64::from(payload_bytes);
+                        ticker.op(u64::from(payload_bytes), lat);
+                    }
+                    // Throughput counts what completed in the window, whenever it was intended.
+                    if clock.in_window(done_ns) {
+                        out.window_ops += 1;
+                        out.window_bytes += u64::from(payload_bytes);
+                    }
+                }
+                Measured::Acked { t_ns, done_ns } => {
+                    if clock.in_window(t_ns) {
+                        out.stats
+                            .record(HistKind::Ack, done_ns.saturating_sub(t_ns));
+                    }
+                }
+                Measured::Io {
+                    kind,
+                    submit_ns,
+                    done_ns,
+                    bytes,
+                } => {
+                    if clock.in_window(submit_ns) {
+                        out.stats.record(kind, done_ns.saturating_sub(submit_ns));
+                        if kind == HistKind::IoWrite {
+                            out.stats.io_ops += 1;
+                            out.stats.io_bytes += bytes;
+                            ticker.io();
+                        } else {
+                            out.stats.io_syncs += 1;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Run `f` on the writer with its shell.
@@ -510,6 +606,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// End of the run: seal what is still open (when the loop did not get to it), drain the
     /// engine, report.
     pub fn finish(mut self) -> WorkerOutcome {
+        self.record_measured();
         let result = match self.failed.take() {
             Some(e) => Err(e),
             None if self.phase != Phase::Done => self.seal_blocking(),
@@ -540,8 +637,19 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             }
         }
         self.flush_ack_log();
+        self.record_measured();
         self.ticker.send(self.ctx, &mut self.out.stats.seconds);
         self.out.interrupted = INTERRUPTED.load(Ordering::Relaxed);
+        let w = self.writer.work();
+        self.out.costs = Some(WorkCosts {
+            harness_ns: self.sw.harness_ns,
+            recorder_ns: self.sw.recorder_ns,
+            snapshots_framed: w.frames,
+            crc_bytes: w.crc_bytes,
+            timers_fired: w.timers_fired,
+            hist_records: self.out.stats.hist_records,
+            ..self.work
+        });
         self.out
     }
 
@@ -563,27 +671,36 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             return self.start_sealing(now);
         }
         self.ticker.roll(now, self.ctx, &mut self.out.stats.seconds);
-        self.io.resubmit_backlog();
-        // Events that are due (bounded per pass so completions are not starved).
-        let mut n = 0;
-        let mut last_t = None;
+        if !self.io.backlog.is_empty() {
+            self.sw.switch(Role::Other);
+            self.io.resubmit_backlog();
+            self.sw.switch(Role::Harness);
+        }
+        // The generator's events that are due (bounded per pass so completions are not
+        // starved), drawn first so the writer then takes them in one stretch.
+        let mut due = std::mem::take(&mut self.due);
         while let Some(t) = self.sched.peek_t_ns() {
-            if t > now || n >= 256 {
+            if t > now || due.len() >= MAX_EVENTS_PER_PASS {
                 break;
             }
             let ev = self.sched.next_event().expect("peeked");
             self.note_lag(t, now - t);
-            self.on_event(ev, now);
-            last_t = Some(t);
-            n += 1;
+            due.push(ev);
         }
-        if let Some(t) = last_t {
+        let n = due.len();
+        self.sw.switch(Role::Recorder);
+        if let Some(last) = due.last() {
+            let t = last.t_ns();
+            for ev in due.drain(..) {
+                self.on_event(ev, now);
+            }
             self.last_event_t_ns = t;
             // The last event of the batch was handled (submitted, however long the engine
             // blocked inside `submit`) by now: its lag includes that time.
-            let done = self.clock.now_ns();
+            let done = self.clock.ns_at(self.sw.switch(Role::Recorder));
             self.note_lag(t, done.saturating_sub(t));
         }
+        self.due = due;
         if self.rd.is_some() {
             self.with_reads(|rd, env| rd.read_events(env, now));
             self.settle(now);
@@ -599,13 +716,14 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             });
             self.settle(now);
         }
+        self.sw.switch(Role::Harness);
         if now >= self.clock.window_end_ns {
             // The window is over: the generator stops (a saturated one leaves events it did
             // not get round to; they count as not completed), sealing takes care of what is
             // still staged, within the bounded drain.
             return self.start_sealing(now);
         }
-        if n >= 256 {
+        if n >= MAX_EVENTS_PER_PASS {
             // More events are due: take what has completed, do not wait.
             return Flow::Again;
         }
@@ -620,8 +738,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         .flatten()
         .min()
         .unwrap_or(self.clock.window_end_ns);
-        // At most 50 ms from this pass's time (no second clock read).
-        Flow::Wait(self.clock.instant(wake.min(now + 50_000_000)))
+        // Coalesced wake-ups: the next pass is at least `coalesce_ns` after this one, so it
+        // handles every event due by then; none waits more than that past its intended time
+        // (latency is measured from it). At most 50 ms from this pass's time (no second clock
+        // read).
+        let wake = wake.max(now + self.coalesce_ns).min(now + 50_000_000);
+        Flow::Wait(self.clock.instant(wake))
     }
 
     /// At the drain's end (`end_ns`): every snapshot intended in the window and not written is
@@ -781,15 +903,29 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
     /// engine that does not poll: a busy-polling engine spins in `reap` instead, its reactor
     /// never sleeps), then write the ack log's new lines and check the error budget.
     fn complete_at(&mut self, deadline: Instant) -> Result<(), String> {
-        let t0 = Instant::now();
+        let t0 = self.sw.switch(Role::Harness);
+        self.sw.counting =
+            self.phase == Phase::Running && self.clock.in_window(self.clock.ns_at(t0));
         let waited_ns = if self.io.eng.in_flight() == 0 && !self.io.caps.polls {
             self.stall.check(t0, 0, 0);
             if deadline > t0 {
+                // The sleep's wall time is not work; its CPU (the syscall, the timer, the
+                // wake-up) is the harness's, from the thread's CPU clock.
+                self.sw.switch(Role::Other);
+                let cpu0 = thread_cpu_ns();
                 std::thread::sleep(deadline - t0);
+                let cpu1 = thread_cpu_ns();
+                self.work.sleeps += 1;
+                if self.sw.counting {
+                    self.work.sleep_cpu_ns += cpu1.saturating_sub(cpu0);
+                }
+                self.sw.switch(Role::Harness);
             }
             t0.elapsed().as_nanos() as u64
         } else {
+            self.sw.switch(Role::Other);
             self.reap(deadline)?;
+            self.sw.switch(Role::Harness);
             self.last_reap_wait_ns
         };
         // Worker utilisation of a busy-polling engine: what this call did apart from waiting
@@ -798,10 +934,14 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             let busy = (t0.elapsed().as_nanos() as u64).saturating_sub(waited_ns);
             self.note_busy(t0, busy);
         }
-        self.flush_ack_log();
+        if !self.writer.ack_lines().is_empty() {
+            self.sw.switch(Role::Recorder);
+            self.flush_ack_log();
+        }
         if self.phase == Phase::Running && self.out.stats.errors > self.ctx.plan.max_errors {
             self.ctx.stop.store(true, Ordering::Relaxed);
         }
+        self.sw.switch(Role::Other);
         Ok(())
     }
 
@@ -820,22 +960,27 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         let mut comps = std::mem::take(&mut self.comps);
         let t0 = self.io.caps.polls.then(Instant::now);
         let reaped = self.io.eng.reap(&mut comps, deadline);
-        self.last_reap_wait_ns = t0.map_or(0, |t| t.elapsed().as_nanos() as u64);
+        // Completions are the recorder's to handle; this reading is their completion time.
+        let at = self.sw.switch(Role::Recorder);
+        self.last_reap_wait_ns =
+            t0.map_or(0, |t| at.saturating_duration_since(t).as_nanos() as u64);
         reaped.map_err(|e| format!("engine {}: reap: {e}", self.io.caps.name))?;
-        let stalled = self
-            .stall
-            .check(Instant::now(), comps.len(), self.io.eng.in_flight());
+        let stalled = self.stall.check(at, comps.len(), self.io.eng.in_flight());
         if let Some(msg) = stalled {
             self.comps = comps;
             return Err(format!("engine {}: {msg}", self.io.caps.name));
         }
         if !comps.is_empty() {
-            let now = self.clock.now_ns();
+            let now = self.clock.ns_at(at);
             for c in comps.drain(..) {
                 self.on_completion(c, now);
             }
         }
         self.comps = comps;
+        if !self.measured.is_empty() {
+            self.sw.switch(Role::Harness);
+            self.record_measured();
+        }
         Ok(())
     }
 
@@ -926,21 +1071,20 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         self.settle(now);
     }
 
-    /// The I/O histograms of a completed write or sync.
+    /// The I/O histograms of a completed write or sync (recorded by the harness after the
+    /// completions are handled).
     fn record_io(&mut self, op: WriterOp, submit_ns: u64, bytes: u64, now: u64) {
-        match op {
-            WriterOp::Write { .. } if self.clock.in_window(submit_ns) => {
-                self.out.stats.record(HistKind::IoWrite, now - submit_ns);
-                self.out.stats.io_ops += 1;
-                self.out.stats.io_bytes += bytes;
-                self.ticker.io();
-            }
-            WriterOp::Sync { .. } if self.clock.in_window(submit_ns) => {
-                self.out.stats.record(HistKind::IoSync, now - submit_ns);
-                self.out.stats.io_syncs += 1;
-            }
-            _ => {}
-        }
+        let kind = match op {
+            WriterOp::Write { .. } => HistKind::IoWrite,
+            WriterOp::Sync { .. } => HistKind::IoSync,
+            _ => return,
+        };
+        self.measured.push(Measured::Io {
+            kind,
+            submit_ns,
+            done_ns: now,
+            bytes,
+        });
     }
 
     fn flush_ack_log(&mut self) {
@@ -967,13 +1111,40 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
     }
 
     fn step(&mut self, now: Instant) -> Flow {
-        // Own clock reading for the busy time: an engine's loop may hand a reading from before
-        // its own polling turns.
-        let t0 = self.io.caps.polls.then(Instant::now);
+        // Own clock reading for the busy time and the cost split: an engine's loop may hand a
+        // reading from before its own polling turns.
+        let t_in = self.sw.switch(Role::Harness);
+        let t0 = self.io.caps.polls.then_some(t_in);
         // The loop's clock reading, not a second one.
         let now = self.clock.ns_at(now);
+        self.sw.counting = self.phase == Phase::Running && self.clock.in_window(now);
+        let flow = self.step_phase(now, t0);
+        self.sw.switch(Role::Other);
+        flow
+    }
+
+    fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
+        self.complete_at(deadline).map_err(|e| {
+            self.failed.get_or_insert(e.clone());
+            std::io::Error::other(e)
+        })
+    }
+
+    fn request_stop(&mut self) {
+        self.peer_stop = true;
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.is_some() || self.out.stats.errors > self.ctx.plan.max_errors
+    }
+}
+
+impl<R: Recorder> DsWorker<'_, R> {
+    /// The pass of [`LoopBody::step`] for the worker's phase.
+    fn step_phase(&mut self, now: u64, t0: Option<Instant>) -> Flow {
         match self.phase {
             Phase::Running => {
+                self.work.passes += 1;
                 if self.cpu_mark.is_none() {
                     // From the first pass: a worker stuck in a long pass when the window opens
                     // would otherwise mark late.
@@ -992,21 +1163,6 @@ impl<R: Recorder> LoopBody for DsWorker<'_, R> {
             Phase::Sealing { .. } => self.seal_pass(now),
             Phase::Done => Flow::Done,
         }
-    }
-
-    fn complete(&mut self, deadline: Instant) -> std::io::Result<()> {
-        self.complete_at(deadline).map_err(|e| {
-            self.failed.get_or_insert(e.clone());
-            std::io::Error::other(e)
-        })
-    }
-
-    fn request_stop(&mut self) {
-        self.peer_stop = true;
-    }
-
-    fn failed(&self) -> bool {
-        self.failed.is_some() || self.out.stats.errors > self.ctx.plan.max_errors
     }
 }
 

@@ -331,6 +331,10 @@ pub struct Stats {
     /// The same samples as `hists`, in the current second only (off unless the driver turns
     /// it on; the ticker sends each second's away).
     pub seconds: SecondHists,
+    // -- issue 11: work counters --
+    /// Samples recorded through [`Stats::record`] (each goes into two histograms: the window's
+    /// and its second's).
+    pub hist_records: u64,
 }
 
 impl Stats {
@@ -353,12 +357,14 @@ impl Stats {
         self.read_errors += other.read_errors;
         self.reads_dropped += other.reads_dropped;
         self.reads_no_target += other.reads_no_target;
+        self.hist_records += other.hist_records;
     }
 
     /// Record one sample of `kind` (one that belongs to the window): in the window's histogram
     /// and in the current second's.
     #[inline]
     pub fn record(&mut self, kind: HistKind, lat_ns: u64) {
+        self.hist_records += 1;
         self.hists[kind as usize].record_ns(lat_ns);
         self.seconds.record(kind, lat_ns);
     }

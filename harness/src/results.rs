@@ -271,6 +271,68 @@ pub struct SummaryRow {
     /// Utilisation of the busiest DS worker: 1 − (time it waited for the schedule or for
     /// completions ÷ the window it ran); None for micro runs.
     pub worker_util: Option<f64>,
+    // -- issue 11: harness, recorder and engine cost apart (docs/harness-cost.md) --
+    /// CPU µs per snapshot of the harness: generator, lag and histogram records, its sleeps,
+    /// and the main thread (what a real recorder would not do); None for micro runs.
+    pub harness_us_per_op: Option<f64>,
+    /// CPU µs per snapshot of the recorder: the log writer's framing, CRC, staging, timers,
+    /// the copy into engine buffers, completion bookkeeping (what every recorder does).
+    pub recorder_us_per_op: Option<f64>,
+    /// The rest of `cpu_us_per_op`: the engine's submits, waits, reaps and helper threads.
+    pub engine_us_per_op: Option<f64>,
+    /// `cpu_us_per_op` minus the median of the null runs' of the same workload, matches,
+    /// rates, durability and workers in this results folder (None without such a run).
+    pub cpu_us_per_op_over_null: Option<f64>,
+    /// Of `harness_us_per_op`, the CPU of the harness's sleeps (syscall, timer, wake-up).
+    pub harness_sleep_us_per_op: Option<f64>,
+    /// Data frames the writer staged over the whole run.
+    pub snapshots_framed: Option<u64>,
+    /// Bytes CRC32C ran over (frame headers and payloads).
+    pub crc_bytes: Option<u64>,
+    /// Staged bytes copied into engine buffers.
+    pub copy_bytes: Option<u64>,
+    /// Writer timers fired (flush deadlines, interval syncs).
+    pub timers_fired: Option<u64>,
+    /// Histogram samples recorded.
+    pub hist_records: Option<u64>,
+    /// Times a worker slept in the harness (nothing in flight).
+    pub harness_sleeps: Option<u64>,
+    /// Passes the workers made over their schedules (each handles every event due).
+    pub passes: Option<u64>,
+}
+
+/// Fill `cpu_us_per_op_over_null` of every DS row that has a null run of the same workload,
+/// matches, tick and record rates, durability and workers among `rows` (their median; null rows
+/// themselves get none).
+pub fn fill_over_null(rows: &mut [&mut SummaryRow]) {
+    let same = |a: &SummaryRow, b: &SummaryRow| {
+        a.workload == b.workload
+            && a.matches == b.matches
+            && a.tick_hz == b.tick_hz
+            && a.record_hz == b.record_hz
+            && a.durability == b.durability
+            && a.workers == b.workers
+    };
+    let medians: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| {
+            if r.engine == "null" || r.matches.is_none() {
+                return None;
+            }
+            let nulls: Vec<f64> = rows
+                .iter()
+                .filter(|n| n.engine == "null" && n.status == RunStatus::Ok && same(n, r))
+                .filter_map(|n| n.cpu_us_per_op)
+                .collect();
+            median_min_max(&nulls).map(|(m, _, _)| m)
+        })
+        .collect();
+    for (r, null) in rows.iter_mut().zip(medians) {
+        r.cpu_us_per_op_over_null = match (r.cpu_us_per_op, null) {
+            (Some(c), Some(n)) => Some(c - n),
+            _ => None,
+        };
+    }
 }
 
 /// Median, min and max of `values` (NaN ignored); the median of an even count is the mean of
@@ -504,6 +566,8 @@ impl ResultsDir {
             .map(|(k, _)| *k)
             .collect();
         self.runs.push(run);
+        let mut rows: Vec<&mut SummaryRow> = self.runs.iter_mut().map(|r| &mut r.row).collect();
+        fill_over_null(&mut rows);
         for kind in kinds {
             self.export(&Hgrm { run: index, kind })?;
             self.export(&Hlog { run: index, kind })?;

@@ -395,13 +395,34 @@ pub trait LiveLogs {
     fn unpin(&mut self, slot: u32, follow: bool);
 }
 
+/// What the writer did, counted over its life (the recorder's share of the work counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterWork {
+    /// Data frames staged.
+    pub frames: u64,
+    /// Bytes CRC32C ran over: each frame's first 28 header bytes and its payload.
+    pub crc_bytes: u64,
+    /// Timers of live logs fired (flush deadlines, interval syncs).
+    pub timers_fired: u64,
+}
+
+/// CRC-covered bytes of a frame with `payload_bytes` (header without its CRC field, payload).
+const fn crc_span(payload_bytes: u32) -> u64 {
+    (snaplog::FRAME_HEADER_BYTES - 4) as u64 + payload_bytes as u64
+}
+
 /// The log writer of one worker: every match log it writes.
 pub struct LogWriter {
+    work: WriterWork,
     cfg: WriterConfig,
     logs: Vec<Option<Log>>,
     free_slots: Vec<u32>,
     by_id: FastMap<u32>,
     timers: BinaryHeap<Reverse<(u64, TimerKind, u32, u64)>>,
+    /// Flush deadlines pushed in nondecreasing order (`(deadline, slot, id)`): the DS worker
+    /// appends in intended-time order, so its flush timers need no heap. One that would break
+    /// the order (the prefill's logs) goes to `timers`.
+    flush_fifo: VecDeque<(u64, u32, u64)>,
     retry: Vec<u32>,
     /// Slots to look at again (a reader left): see [`LogWriter::advance_poked`].
     poked: Vec<u32>,
@@ -418,11 +439,13 @@ impl LogWriter {
         debug_assert!(cfg.max_write_bytes >= cfg.align_bytes);
         debug_assert!(cfg.max_write_bytes % cfg.align_bytes == 0);
         LogWriter {
+            work: WriterWork::default(),
             cfg,
             logs: Vec::new(),
             free_slots: Vec::new(),
             by_id: FastMap::default(),
             timers: BinaryHeap::new(),
+            flush_fifo: VecDeque::new(),
             retry: Vec::new(),
             poked: Vec::new(),
             ack_buf: Vec::with_capacity(4096),
@@ -443,6 +466,11 @@ impl LogWriter {
         );
         self.sync_dir_after_create = on;
         self
+    }
+
+    /// What the writer did so far.
+    pub fn work(&self) -> WriterWork {
+        self.work
     }
 
     /// The settings.
@@ -482,7 +510,12 @@ impl LogWriter {
 
     /// The earliest timer (flush or interval sync), ns.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        self.timers.peek().map(|r| r.0 .0)
+        let heap = self.timers.peek().map(|r| r.0 .0);
+        let fifo = self.flush_fifo.front().map(|f| f.0);
+        match (heap, fifo) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Ack-log lines produced so far (whole lines); the shell writes them and calls
@@ -610,10 +643,12 @@ impl LogWriter {
         io: &mut dyn WriterIo,
     ) {
         let (flush_ns, segment) = (self.cfg.flush_ns, self.cfg.segment_bytes);
-        let m = self.log_mut(slot);
+        let m = self.logs[slot as usize].as_mut().expect("live slot");
         if m.state.sealing() || matches!(m.state, LogState::Failed { .. }) {
             return;
         }
+        self.work.frames += 1;
+        self.work.crc_bytes += crc_span(snaplog::clamp_payload_bytes(payload_bytes));
         debug_assert!(kind != FrameKind::End, "the end frame is written by seal");
         let payload = snaplog::clamp_payload_bytes(payload_bytes);
         if kind == FrameKind::Keyframe {
@@ -636,8 +671,12 @@ impl LogWriter {
         if m.oldest_unflushed_t.is_none() {
             m.oldest_unflushed_t = Some(t_ns);
             let id = m.id;
-            self.timers
-                .push(Reverse((t_ns + flush_ns, TimerKind::Flush, slot, id)));
+            let due = t_ns + flush_ns;
+            if self.flush_fifo.back().is_none_or(|b| b.0 <= due) {
+                self.flush_fifo.push_back((due, slot, id));
+            } else {
+                self.timers.push(Reverse((due, TimerKind::Flush, slot, id)));
+            }
         }
         if due_now {
             self.flush(slot, io);
@@ -647,7 +686,7 @@ impl LogWriter {
     /// The match of `slot` ended at `t_ns` (or the run did): stage the end frame, flush, sync
     /// every byte, close.
     pub fn seal(&mut self, slot: u32, t_ns: u64, io: &mut dyn WriterIo) {
-        let m = self.log_mut(slot);
+        let m = self.logs[slot as usize].as_mut().expect("live slot");
         if m.state.sealing() {
             return;
         }
@@ -661,6 +700,7 @@ impl LogWriter {
                 }
             }
             state => {
+                self.work.crc_bytes += crc_span(snaplog::END_PAYLOAD_BYTES);
                 m.next_off = snaplog::append_end_frame(
                     &mut m.staging,
                     m.next_off,
@@ -681,15 +721,29 @@ impl LogWriter {
 
     /// Fire the timers due at `now` (flush deadlines, interval syncs).
     pub fn on_timers(&mut self, now: u64, io: &mut dyn WriterIo) {
-        while let Some(&Reverse((t, kind, slot, id))) = self.timers.peek() {
+        loop {
+            // The earlier of the two queues' heads (the heap first on a tie, as before).
+            let heap = self.timers.peek().map(|r| r.0);
+            let fifo = self.flush_fifo.front().copied();
+            let (t, kind, slot, id) = match (heap, fifo) {
+                (Some(h), Some(f)) if f.0 < h.0 => (f.0, TimerKind::Flush, f.1, f.2),
+                (Some(h), _) => h,
+                (None, Some(f)) => (f.0, TimerKind::Flush, f.1, f.2),
+                (None, None) => break,
+            };
             if t > now {
                 break;
             }
-            self.timers.pop();
+            if matches!((heap, fifo), (Some(h), Some(f)) if f.0 < h.0) || heap.is_none() {
+                self.flush_fifo.pop_front();
+            } else {
+                self.timers.pop();
+            }
             let alive = matches!(self.logs.get(slot as usize), Some(Some(m)) if m.id == id);
             if !alive {
                 continue;
             }
+            self.work.timers_fired += 1;
             match kind {
                 TimerKind::Flush => {
                     let m = self.log(slot);

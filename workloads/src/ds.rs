@@ -33,6 +33,7 @@
 //! same for any worker count, and one seed always gives one schedule.
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
 use std::iter::FusedIterator;
 
@@ -603,31 +604,60 @@ impl DsSchedule {
 
     /// The next event (nondecreasing `t_ns`), or `None` when no event before the horizon is left.
     pub fn next_event(&mut self) -> Option<DsEvent> {
-        let Reverse((t_ns, match_id, mut slot)) = self.heap.pop()?;
+        let mut top = self.heap.peek_mut()?;
+        let Reverse((t_ns, match_id, mut slot)) = *top;
         if slot == ARRIVAL_SLOT {
+            PeekMut::pop(top);
             slot = self.spawn(match_id, t_ns, false);
             self.push_next_arrival();
+            return Some(self.emit(slot, t_ns, match_id));
         }
-        let i = slot as usize;
-        let m = &mut self.slab[i];
-        let event = match m.stage {
+        // The common case: the match's next event replaces its entry at the top (one sift
+        // down instead of a pop and a push); the order is the same, as keys are unique.
+        let m = &mut self.slab[slot as usize];
+        let event = Self::event_of(&self.model, m, t_ns, match_id);
+        if !matches!(event, DsEvent::End { .. }) {
+            let t = Self::next_t(&self.model, m);
+            if t < self.horizon_ns {
+                *top = Reverse((t, match_id, slot));
+                return Some(event);
+            }
+        }
+        PeekMut::pop(top);
+        self.free.push(slot);
+        Some(event)
+    }
+
+    /// The event of the match in `slot` (already off the heap), then its next one pushed.
+    fn emit(&mut self, slot: u32, t_ns: u64, match_id: u64) -> DsEvent {
+        let m = &mut self.slab[slot as usize];
+        let event = Self::event_of(&self.model, m, t_ns, match_id);
+        if matches!(event, DsEvent::End { .. }) {
+            self.free.push(slot);
+            return event;
+        }
+        self.schedule_next(slot);
+        event
+    }
+
+    /// The event the match's pending stage emits at `t_ns` (a snapshot advances its sequence).
+    #[inline]
+    fn event_of(model: &Model, m: &mut Match, t_ns: u64, match_id: u64) -> DsEvent {
+        match m.stage {
             Stage::Start => DsEvent::Start { match_id, t_ns },
             Stage::Snapshot => {
                 let seq = m.next_seq;
                 m.next_seq += 1;
-                let (kind, payload_bytes) = if seq % self.model.keyframe_every == 0 {
-                    (SnapKind::Keyframe, self.model.keyframe_bytes)
+                let (kind, payload_bytes) = if seq % model.keyframe_every == 0 {
+                    (SnapKind::Keyframe, model.keyframe_bytes)
                 } else {
-                    let progress = if self.model.shrink {
-                        let gen_ns = m.first_snap_ns + seq as f64 * self.model.period_ns;
+                    let progress = if model.shrink {
+                        let gen_ns = m.first_snap_ns + seq as f64 * model.period_ns;
                         (m.age0_ns + (gen_ns - m.start_ns as f64)) / m.duration_ns
                     } else {
                         0.0
                     };
-                    (
-                        SnapKind::Delta,
-                        self.model.delta_bytes(&mut m.rng, progress),
-                    )
+                    (SnapKind::Delta, model.delta_bytes(&mut m.rng, progress))
                 };
                 DsEvent::Snapshot {
                     match_id,
@@ -637,13 +667,31 @@ impl DsSchedule {
                     payload_bytes,
                 }
             }
-            Stage::End => {
-                self.free.push(slot);
-                return Some(DsEvent::End { match_id, t_ns });
+            Stage::End => DsEvent::End { match_id, t_ns },
+        }
+    }
+
+    /// Decides the next event of `m` (which has just emitted its pending one): sets its stage
+    /// and returns its time.
+    #[inline]
+    fn next_t(md: &Model, m: &mut Match) -> u64 {
+        let gen_ns = m.first_snap_ns + m.next_seq as f64 * md.period_ns;
+        if gen_ns < m.end_ns as f64 {
+            m.stage = Stage::Snapshot;
+            if md.batch_ns > 0.0 {
+                // The first send at or after generation; the final send is at the end.
+                let mut k = ((gen_ns - m.send_base_ns) / md.batch_ns).ceil().max(0.0);
+                if m.send_base_ns + k * md.batch_ns < gen_ns {
+                    k += 1.0;
+                }
+                ((m.send_base_ns + k * md.batch_ns) as u64).min(m.end_ns)
+            } else {
+                (gen_ns as u64).min(m.end_ns)
             }
-        };
-        self.schedule_next(slot);
-        Some(event)
+        } else {
+            m.stage = Stage::End;
+            m.end_ns
+        }
     }
 
     /// Creates the state of match `id` starting at `start_ns` and returns its slot; its pending
@@ -694,25 +742,8 @@ impl DsSchedule {
     /// Decides the next event of the match in `slot` (which has just emitted its pending one) and
     /// pushes it, or frees the slot when that event would fall at or after the horizon.
     fn schedule_next(&mut self, slot: u32) {
-        let md = &self.model;
         let m = &mut self.slab[slot as usize];
-        let gen_ns = m.first_snap_ns + m.next_seq as f64 * md.period_ns;
-        let t_ns = if gen_ns < m.end_ns as f64 {
-            m.stage = Stage::Snapshot;
-            if md.batch_ns > 0.0 {
-                // The first send at or after generation; the final send is at the end.
-                let mut k = ((gen_ns - m.send_base_ns) / md.batch_ns).ceil().max(0.0);
-                if m.send_base_ns + k * md.batch_ns < gen_ns {
-                    k += 1.0;
-                }
-                ((m.send_base_ns + k * md.batch_ns) as u64).min(m.end_ns)
-            } else {
-                (gen_ns as u64).min(m.end_ns)
-            }
-        } else {
-            m.stage = Stage::End;
-            m.end_ns
-        };
+        let t_ns = Self::next_t(&self.model, m);
         if t_ns < self.horizon_ns {
             self.heap.push(Reverse((t_ns, m.id, slot)));
         } else {

@@ -90,6 +90,119 @@ pub struct WorkerOutcome {
     pub thread_cpu_util: Option<f64>,
     /// The engine busy-polls (its waits spin): utilisation is the busy share, not thread CPU.
     pub polls: bool,
+    // -- issue 11: harness, recorder and engine cost apart --
+    /// Where a DS worker's time went while it ran the schedule in the window, and the work it
+    /// did over the whole run; None for micro workers.
+    pub costs: Option<WorkCosts>,
+}
+
+/// A DS worker's own time by role and its work counters (the cost split of docs/harness-cost.md).
+///
+/// Times are wall time of code that never blocks, taken with one clock read at each switch
+/// between roles, and counted only while the worker runs the schedule inside the window; the
+/// engine's share is what is left of the run's CPU. Counters cover the whole run (warm-up,
+/// window and sealing), so two engines on one seeded schedule can be compared exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkCosts {
+    /// The harness: generator, lag and histogram records, the pass's own bookkeeping, ns.
+    pub harness_ns: u64,
+    /// CPU the worker thread spent in the harness's own sleeps (nanosleep and the wake-up
+    /// around it, from the thread's CPU clock), ns.
+    pub sleep_cpu_ns: u64,
+    /// The recorder: the log writer (framing, CRC, staging, timers, retries), the copy into
+    /// engine buffers, completion bookkeeping, the ack log, the replay read side, ns.
+    pub recorder_ns: u64,
+    /// Snapshots framed (data frames staged by the writer).
+    pub snapshots_framed: u64,
+    /// Bytes the writer ran CRC32C over (frame headers and payloads, end frames included).
+    pub crc_bytes: u64,
+    /// Staged bytes copied into engine buffers for writes.
+    pub copy_bytes: u64,
+    /// Writer timers fired (flush deadlines and interval syncs of live logs).
+    pub timers_fired: u64,
+    /// Histogram samples recorded (each into the window's and its second's histogram).
+    pub hist_records: u64,
+    /// Times the worker slept in the harness (nothing in flight, waiting for the schedule).
+    pub sleeps: u64,
+    /// Passes over the schedule (a pass handles every event due at its time).
+    pub passes: u64,
+}
+
+impl WorkCosts {
+    /// Add another worker's.
+    pub fn merge(&mut self, o: &WorkCosts) {
+        self.harness_ns += o.harness_ns;
+        self.sleep_cpu_ns += o.sleep_cpu_ns;
+        self.recorder_ns += o.recorder_ns;
+        self.snapshots_framed += o.snapshots_framed;
+        self.crc_bytes += o.crc_bytes;
+        self.copy_bytes += o.copy_bytes;
+        self.timers_fired += o.timers_fired;
+        self.hist_records += o.hist_records;
+        self.sleeps += o.sleeps;
+        self.passes += o.passes;
+    }
+}
+
+/// Which part of the work a DS worker is in: its [`Stopwatch`] charges the time since the last
+/// switch to the role it was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The harness's own work.
+    Harness,
+    /// The recorder's work.
+    Recorder,
+    /// Inside the engine, waiting, or the engine's own loop: not charged (the engine's share
+    /// is the run's CPU minus the other two).
+    Other,
+}
+
+/// Charges a DS worker's wall time to [`Role`]s with one clock read per switch.
+#[derive(Debug)]
+pub(crate) struct Stopwatch {
+    role: Role,
+    since: Instant,
+    /// Charge time from the last switch on (the worker runs the schedule in the window).
+    pub(crate) counting: bool,
+    pub(crate) harness_ns: u64,
+    pub(crate) recorder_ns: u64,
+}
+
+impl Stopwatch {
+    /// A stopwatch in [`Role::Other`], not counting.
+    pub(crate) fn new() -> Stopwatch {
+        Stopwatch {
+            role: Role::Other,
+            since: Instant::now(),
+            counting: false,
+            harness_ns: 0,
+            recorder_ns: 0,
+        }
+    }
+
+    /// The role time is charged to now.
+    #[inline]
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Charge the time since the last switch to the role it was in (when counting) and go on
+    /// in `role`; returns the clock reading taken.
+    #[inline]
+    pub(crate) fn switch(&mut self, role: Role) -> Instant {
+        let now = Instant::now();
+        if self.counting {
+            let d = now.saturating_duration_since(self.since).as_nanos() as u64;
+            match self.role {
+                Role::Harness => self.harness_ns += d,
+                Role::Recorder => self.recorder_ns += d,
+                Role::Other => {}
+            }
+        }
+        self.role = role;
+        self.since = now;
+        now
+    }
 }
 
 impl WorkerOutcome {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use snapbench_engines::Caps;
 
-use crate::driver::{Tick, WorkerOutcome, INTERRUPTED};
+use crate::driver::{Tick, WorkCosts, WorkerOutcome, INTERRUPTED};
 use crate::error::RunError;
 use crate::machine;
 use crate::measure::{Intervals, LatHist, SecondHists, Stats};
@@ -177,6 +177,9 @@ pub struct Measurement {
     // -- issue 10: search --
     /// Busiest DS worker's utilisation (1 − waited ÷ window it ran); None for micro.
     pub worker_util: Option<f64>,
+    // -- issue 11: harness, recorder and engine cost apart --
+    /// The DS workers' time by role and work counters, merged; None for micro runs.
+    pub costs: Option<WorkCosts>,
 }
 
 /// CPU over one second of a run, in cores (CPU seconds per wall second).
@@ -311,10 +314,14 @@ impl Measurement {
         let (mut window_ops, mut window_bytes, mut not_completed) = (0u64, 0u64, 0u64);
         let mut stopped_early = false;
         let mut worker_util: Option<f64> = None;
+        let mut costs: Option<WorkCosts> = None;
         let (mut prefill_matches, mut prefill_bytes, mut prefill_s) = (0, 0, 0.0f64);
         let mut read_error_msgs: Vec<String> = Vec::new();
         let mut caps = None;
         for o in outcomes {
+            if let Some(c) = &o.costs {
+                costs.get_or_insert_with(WorkCosts::default).merge(c);
+            }
             if let Some(u) = o.worker_util() {
                 worker_util = Some(worker_util.map_or(u, |w| w.max(u)));
             }
@@ -427,6 +434,7 @@ impl Measurement {
             cpu_by_second: BTreeMap::new(),
             page_cache_before_window: "not dropped".to_string(),
             worker_util,
+            costs,
         }
     }
 

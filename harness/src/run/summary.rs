@@ -172,6 +172,39 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         read_full_samples: full.samples,
         read_tail_samples: stats.hists[HistKind::ReadTail as usize].count(),
         worker_util: m.worker_util,
+        // -- issue 11: harness, recorder and engine cost apart --
+        ..cost_columns(m)
+    }
+}
+
+/// The cost split of a DS run, µs of CPU per snapshot written (`stats.ops`, the denominator of
+/// `cpu_us_per_op`): the harness (its timed work, the CPU of its sleeps, and the threads that
+/// are neither workers nor engine helpers: the main thread's sampling and status line), the
+/// recorder (its timed work), and the engine (the run's CPU minus both, never below 0), with the
+/// work counters; `cpu_us_per_op_over_null` is filled in by the results folder.
+fn cost_columns(m: &Measurement) -> SummaryRow {
+    let Some(c) = m.costs else {
+        return SummaryRow::default();
+    };
+    let ops = m.stats.ops;
+    let per_op = |s: f64| (ops > 0).then(|| s * 1e6 / ops as f64);
+    let other_s = m.role_cpu.map_or(0.0, |r| r.other_s);
+    let harness_s = (c.harness_ns + c.sleep_cpu_ns) as f64 / 1e9 + other_s;
+    let recorder_s = c.recorder_ns as f64 / 1e9;
+    let total_s = m.cpu_user_s + m.cpu_sys_s;
+    SummaryRow {
+        harness_us_per_op: per_op(harness_s),
+        recorder_us_per_op: per_op(recorder_s),
+        engine_us_per_op: per_op((total_s - harness_s - recorder_s).max(0.0)),
+        harness_sleep_us_per_op: per_op(c.sleep_cpu_ns as f64 / 1e9),
+        snapshots_framed: Some(c.snapshots_framed),
+        crc_bytes: Some(c.crc_bytes),
+        copy_bytes: Some(c.copy_bytes),
+        timers_fired: Some(c.timers_fired),
+        hist_records: Some(c.hist_records),
+        harness_sleeps: Some(c.sleeps),
+        passes: Some(c.passes),
+        ..SummaryRow::default()
     }
 }
 

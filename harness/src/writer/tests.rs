@@ -476,3 +476,68 @@ fn one_log_tail_block_is_rewritten_and_acked_after_sync() {
     assert_eq!(check_log(&m.file, Some(7)).state, CheckState::Sealed);
     assert_eq!(w.open_logs(), 0);
 }
+
+/// Stage one frame of `payload` bytes in the model of `id` and append it to the writer.
+fn append_one(io: &mut Fake, w: &mut LogWriter, id: u64, seq: u64, t_ns: u64, payload: u32) {
+    let m = io.models.get_mut(&id).unwrap();
+    let end = m.next_off + frame_span_bytes(m.next_off, payload);
+    m.frame_ends.push(end);
+    m.next_off = end;
+    let slot = w.slot_of(id).unwrap();
+    w.append(slot, seq, t_ns, FrameKind::Delta, payload, io);
+}
+
+#[test]
+fn flush_deadlines_out_of_order_still_fire_in_order() {
+    let cfg = WriterConfig {
+        align_bytes: 1,
+        max_write_bytes: 1 << 20,
+        segment_bytes: 1 << 20,
+        flush_ns: 1_000_000,
+        prealloc_bytes: 1 << 20,
+        durability: Durability::None,
+        ack_lines: false,
+    };
+    let mut w = LogWriter::new(cfg);
+    let mut io = Fake {
+        durability: cfg.durability,
+        in_flight: Vec::new(),
+        models: HashMap::new(),
+        push_back: false,
+        acks: 0,
+    };
+    for id in [1, 2] {
+        io.models.insert(
+            id,
+            Model {
+                next_off: 4096,
+                ..Model::default()
+            },
+        );
+        w.start(id, 0, 1, &mut io);
+    }
+    while !io.in_flight.is_empty() {
+        io.complete(&mut w, 0, true);
+    }
+    // Log 1's deadline (6 ms) goes to the in-order queue; log 2's snapshot is intended earlier
+    // (as the prefill's logs are), so its deadline (2 ms) takes the heap.
+    append_one(&mut io, &mut w, 1, 0, 5_000_000, 100);
+    append_one(&mut io, &mut w, 2, 0, 1_000_000, 100);
+    assert_eq!(w.next_deadline_ns(), Some(2_000_000));
+    w.on_timers(3_000_000, &mut io);
+    let ids = |io: &Fake| {
+        io.in_flight
+            .iter()
+            .map(|f| f.op.log().id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&io), [2], "only log 2's flush was due");
+    assert_eq!(w.next_deadline_ns(), Some(6_000_000));
+    w.on_timers(6_000_000, &mut io);
+    assert_eq!(ids(&io), [2, 1]);
+    assert_eq!(w.next_deadline_ns(), None);
+    let work = w.work();
+    assert_eq!(work.timers_fired, 2);
+    assert_eq!(work.frames, 2);
+    assert_eq!(work.crc_bytes, 2 * (28 + 100));
+}

@@ -777,3 +777,47 @@ fn match_snapshots_follow_the_model() {
     let all: Vec<MatchSnapshot> = m.collect();
     assert!(!all.is_empty() && all.iter().all(|s| s.t_ns < d));
 }
+
+/// The generator as it was before the heap's top was replaced in place (issue 11): one pop
+/// and one push per event. The schedule must not change by a single event.
+fn next_event_pop_push(s: &mut DsSchedule) -> Option<DsEvent> {
+    let Reverse((t_ns, match_id, mut slot)) = s.heap.pop()?;
+    if slot == ARRIVAL_SLOT {
+        slot = s.spawn(match_id, t_ns, false);
+        s.push_next_arrival();
+    }
+    let m = &mut s.slab[slot as usize];
+    let event = DsSchedule::event_of(&s.model, m, t_ns, match_id);
+    if matches!(event, DsEvent::End { .. }) {
+        s.free.push(slot);
+        return Some(event);
+    }
+    s.schedule_next(slot);
+    Some(event)
+}
+
+#[test]
+fn replacing_the_heap_top_keeps_the_schedule_event_for_event() {
+    let mut batched = DsParams::preset("fps-128tick").unwrap();
+    batched.matches = 64;
+    batched.batch_s = 0.05;
+    let mut herd = churn();
+    herd.arrivals = Arrivals::Herd;
+    let cases = [
+        (churn(), 1, 8 * S),
+        (churn(), 3, 8 * S),
+        (herd, 2, 8 * S),
+        (batched, 2, S),
+        (DsParams::preset("moba-30tick").unwrap(), 1, 2 * S),
+    ];
+    for (p, workers, horizon) in cases {
+        for worker in 0..workers {
+            let new: Vec<DsEvent> = collect(&p, 7, worker, workers, horizon);
+            let mut s = DsSchedule::new(&p, 7, worker, workers, horizon);
+            let old: Vec<DsEvent> = std::iter::from_fn(|| next_event_pop_push(&mut s)).collect();
+            assert!(new.len() > 100, "{} events", new.len());
+            assert!(new.iter().any(|e| matches!(e, DsEvent::End { .. })) || p.time_scale < 2.0);
+            assert_eq!(new, old, "worker {worker} of {workers}");
+        }
+    }
+}
