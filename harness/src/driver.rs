@@ -692,6 +692,13 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
         if let Some(last) = due.last() {
             let t = last.t_ns();
             for ev in due.drain(..) {
+                // Timers fire in intended-time order with the events (a deadline at or before
+                // a snapshot's time first), so what the writer does depends on the schedule,
+                // not on how late or how full a pass was.
+                let t = ev.t_ns();
+                if self.writer.next_deadline_ns().is_some_and(|d| d <= t) {
+                    self.with_writer(now, |w, sh| w.on_timers(t, sh));
+                }
                 self.on_event(ev, now);
             }
             self.last_event_t_ns = t;
@@ -705,8 +712,12 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             self.with_reads(|rd, env| rd.read_events(env, now));
             self.settle(now);
         }
+        // Timers due inside the schedule's horizon only: past the window's end sealing flushes
+        // and syncs every log, so which late deadlines a pass still fires would depend on
+        // when the pass happened to run.
+        let timers_until = now.min(self.clock.window_end_ns.saturating_sub(1));
         self.with_writer(now, |w, sh| {
-            w.on_timers(now, sh);
+            w.on_timers(timers_until, sh);
             w.retry(sh);
         });
         if self.rd.is_some() {

@@ -499,6 +499,21 @@ fn table_text(rows: &[SummaryRow]) -> String {
         true,
         cells(&|r| opt(r.cpu_us_per_op.map(|v| format!("{v:.2}")))),
     ));
+    if rows.iter().any(|r| r.harness_us_per_op.is_some()) {
+        // The cost split of DS runs (docs/harness-cost.md): harness / recorder / engine.
+        cols.push((
+            "harness/rec/eng us",
+            true,
+            cells(&|r| match (
+                r.harness_us_per_op,
+                r.recorder_us_per_op,
+                r.engine_us_per_op,
+            ) {
+                (Some(h), Some(c), Some(e)) => format!("{h:.2}/{c:.2}/{e:.2}"),
+                _ => "-".to_string(),
+            }),
+        ));
+    }
     let widths: Vec<usize> = cols
         .iter()
         .map(|(h, _, c)| {
@@ -1549,6 +1564,29 @@ mod tests {
         assert_eq!(
             results_name(Some(Path::new("/x/sweep.toml")), false, true),
             "sweep-quick"
+        );
+    }
+
+    #[test]
+    fn table_shows_the_cost_split_of_ds_runs() {
+        let plain = [row("uring", Some(250))];
+        assert!(!table_text(&plain).contains("harness/rec/eng"));
+        let mut split = row("uring", Some(250));
+        split.harness_us_per_op = Some(0.25);
+        split.recorder_us_per_op = Some(0.5);
+        split.engine_us_per_op = Some(3.0);
+        let text = table_text(&[split, row("null", Some(250))]);
+        assert!(
+            text.lines().next().unwrap().contains("harness/rec/eng us"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(1).unwrap().contains("0.25/0.50/3.00"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(2).unwrap().trim_end().ends_with('-'),
+            "{text}"
         );
     }
 

@@ -490,6 +490,13 @@ pub struct SearchRow {
     pub load: String,
     /// The joint write p99 SLO, ms, of a read search (`--slo-write-p99-ms`), if given.
     pub slo_write_p99_ms: Option<f64>,
+    // -- issue 11: the cost split at last_pass (docs/harness-cost.md) --
+    /// Median harness CPU µs per snapshot at last_pass.
+    pub harness_us_per_op: Option<f64>,
+    /// Median recorder CPU µs per snapshot at last_pass.
+    pub recorder_us_per_op: Option<f64>,
+    /// Median engine CPU µs per snapshot at last_pass.
+    pub engine_us_per_op: Option<f64>,
 }
 
 /// Fills the last_pass figures of `row` from that step's runs; `matches` is the matches those
@@ -509,6 +516,9 @@ pub fn fill_at_last_pass(row: &mut SearchRow, matches: u32, rows: &[&SummaryRow]
             .map(|c| f64::from(matches) / c)
     });
     row.cpu_us_per_op = median_of(rows, |r| r.cpu_us_per_op);
+    row.harness_us_per_op = median_of(rows, |r| r.harness_us_per_op);
+    row.recorder_us_per_op = median_of(rows, |r| r.recorder_us_per_op);
+    row.engine_us_per_op = median_of(rows, |r| r.engine_us_per_op);
 }
 
 /// search.csv's bytes, header included.
@@ -825,7 +835,7 @@ mod tests {
         assert_eq!(row.sys_cores, Some(1.0));
         assert_eq!(row.ops_per_s, Some(1000.0));
         let text = String::from_utf8(search_csv(&[row]).unwrap()).unwrap();
-        assert!(text.starts_with("engine,variant,workload,workers,slo_p99_ms,slo_ack_p99_ms,slo_on,last_pass,first_fail,ops_per_s,mib_per_s,cpu_cores,sys_cores,matches_per_busy_core,cpu_us_per_op,bottleneck,bottleneck_detail,steps,quick,load,slo_write_p99_ms\n"), "{text}");
+        assert!(text.starts_with("engine,variant,workload,workers,slo_p99_ms,slo_ack_p99_ms,slo_on,last_pass,first_fail,ops_per_s,mib_per_s,cpu_cores,sys_cores,matches_per_busy_core,cpu_us_per_op,bottleneck,bottleneck_detail,steps,quick,load,slo_write_p99_ms,harness_us_per_op,recorder_us_per_op,engine_us_per_op\n"), "{text}");
         let empty = String::from_utf8(search_csv(&[]).unwrap()).unwrap();
         assert_eq!(empty.lines().count(), 1, "{empty}");
     }

@@ -1,0 +1,171 @@
+//! The cost split of DS runs (harness, recorder, engine) and the guard against gaming it: on
+//! one seeded schedule every engine does the same per-snapshot work; only the I/O differs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn snapbench() -> Command {
+    Command::cargo_bin("snapbench").unwrap()
+}
+
+/// summary.csv rows as column → value maps.
+fn rows(out: &Path) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|e| panic!("{col} = {:?}: {e}", row[col]))
+}
+
+/// Counters every engine must match exactly on the same schedule, whatever its alignment.
+const SAME_WORK: [&str; 2] = ["snapshots_framed", "crc_bytes"];
+
+#[test]
+fn every_engine_does_the_same_work_on_one_seeded_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // A light load with keyframes, no durability waits and segments that never fill (every
+    // flush is a deadline's, long after the log's previous write completed): what the writer
+    // does depends on the schedule only. (Matches that end inside the window would let I/O timing in: a flush
+    // deadline that falls while a log's close is in flight fires on a live log for a real
+    // engine and on a freed one for null.)
+    snapbench()
+        .args(["run", "--workload", "fps-128tick", "--matches", "24"])
+        .args(["--keyframe-s", "0.5", "--segment-bytes", "1m"])
+        .args(["--durability", "none", "--flush-ms", "50", "--seed", "11"])
+        .args([
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--lag-limit-ms",
+            "3600000",
+        ])
+        .args(["--engine", "null", "--engine", "uring:direct=false"])
+        .args(["--engine", "uring", "--engine", "buffered"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 4);
+    let null = &rows[0];
+    assert_eq!(null["engine"], "null");
+    assert!(num(null, "snapshots_framed") > 1000.0, "{null:?}");
+    assert!(num(null, "crc_bytes") > num(null, "snapshots_framed") * 28.0);
+    assert!(num(null, "timers_fired") > 0.0);
+    assert!(num(null, "hist_records") >= num(null, "ops"));
+    assert!(num(null, "copy_bytes") >= num(null, "bytes"));
+    assert!(num(null, "passes") > 0.0);
+    assert_eq!(num(null, "matches_sealed"), 24.0, "{null:?}");
+    for r in &rows[1..] {
+        let v = &r["variant"];
+        assert_eq!(r["status"], "ok", "{v}: {}", r["error"]);
+        for col in SAME_WORK {
+            assert_eq!(r[col], null[col], "{v}: {col} differs from null's");
+        }
+        // Timers: each log's first flush cycle starts when its create completes (staged
+        // frames ride with the header write), which can leave one deadline more or less per
+        // log; nothing else may differ.
+        let timers = (num(r, "timers_fired") - num(null, "timers_fired")).abs();
+        assert!(
+            timers <= 24.0,
+            "{v}: timers {} vs {}",
+            r["timers_fired"],
+            null["timers_fired"]
+        );
+    }
+    // Engines without alignment copy the same bytes and record the same samples (one per
+    // snapshot written and acknowledged, one per write); O_DIRECT's whole blocks copy more
+    // (the tail block is rewritten), never less.
+    for r in [&rows[1], &rows[3]] {
+        let v = &r["variant"];
+        assert_eq!(r["copy_bytes"], null["copy_bytes"], "{v}");
+        assert_eq!(r["hist_records"], null["hist_records"], "{v}");
+    }
+    assert!(
+        num(&rows[2], "copy_bytes") > num(null, "copy_bytes"),
+        "uring"
+    );
+}
+
+#[test]
+fn the_three_costs_add_up_to_the_runs_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .args(["run", "--workload", "fps-128tick", "--matches", "64"])
+        .args([
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--lag-limit-ms",
+            "3600000",
+        ])
+        .args(["--engine", "null", "--engine", "uring:direct=false"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let rows = rows(&out);
+    for r in &rows {
+        let v = &r["variant"];
+        let (h, rec, e) = (
+            num(r, "harness_us_per_op"),
+            num(r, "recorder_us_per_op"),
+            num(r, "engine_us_per_op"),
+        );
+        let total = num(r, "cpu_us_per_op");
+        assert!(h > 0.0 && rec > 0.0 && e >= 0.0, "{v}: {h} {rec} {e}");
+        assert!(num(r, "harness_sleep_us_per_op") <= h, "{v}");
+        if e > 0.0 {
+            assert!(
+                ((h + rec + e) - total).abs() <= 1e-6 * total.max(1.0),
+                "{v}: {h} + {rec} + {e} != {total}"
+            );
+        }
+    }
+    // The null run of the same workload and load gives the other row its excess.
+    assert_eq!(rows[0]["cpu_us_per_op_over_null"], "");
+    let over = num(&rows[1], "cpu_us_per_op_over_null");
+    let diff = num(&rows[1], "cpu_us_per_op") - num(&rows[0], "cpu_us_per_op");
+    assert!((over - diff).abs() < 1e-9, "{over} vs {diff}");
+}
+
+#[test]
+fn coalescing_out_of_range_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for bad in ["-1", "20000", "nan"] {
+        snapbench()
+            .args(["run", "--engine", "null", "--coalesce-us", bad])
+            .arg("--dir")
+            .arg(tmp.path().join("data"))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("coalesce_us"));
+        assert!(!out.exists());
+    }
+}
