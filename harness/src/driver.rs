@@ -728,15 +728,24 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             self.settle(now);
         }
         self.sw.switch(Role::Harness);
+        // The drain's time past the window's end, within which a pass the bound cut short
+        // may go on.
+        let drain_end = self
+            .clock
+            .window_end_ns
+            .saturating_add(self.drain.as_nanos() as u64);
+        if n >= MAX_EVENTS_PER_PASS && now < drain_end {
+            // More events are due: take what has completed, do not wait. This holds past the
+            // window's end too (a coalesced wake-up at the end can find more due than one
+            // pass takes), for at most the drain: a generator truly behind is stopped by the
+            // lag limit, or by that.
+            return Flow::Again;
+        }
         if now >= self.clock.window_end_ns {
             // The window is over: the generator stops (a saturated one leaves events it did
             // not get round to; they count as not completed), sealing takes care of what is
             // still staged, within the bounded drain.
             return self.start_sealing(now);
-        }
-        if n >= MAX_EVENTS_PER_PASS {
-            // More events are due: take what has completed, do not wait.
-            return Flow::Again;
         }
         // No separate flush: `complete` (reap) submits what is queued first.
         let wake = [
