@@ -30,13 +30,22 @@ def num(s):
 def table(folder):
     rows = list(csv.DictReader(open(f"{folder}/search.csv", newline="")))
     rows.sort(key=lambda r: -num(r["matches_per_busy_core"]) if r["matches_per_busy_core"] else 0)
-    out = ["| variant | bracket (matches) | snapshots/s | matches per busy core | µs per snapshot | process cores | bottleneck |",
-           "|---|---|---|---|---|---|---|"]
+    # search.csv from before issue 11 has no cost split.
+    split = bool(rows) and "harness_us_per_op" in rows[0]
+    head = "| variant | bracket (matches) | snapshots/s | matches per busy core | µs per snapshot |"
+    rule = "|---|---|---|---|---|"
+    if split:
+        head += " harness / recorder / engine µs |"
+        rule += "---|"
+    out = [head + " process cores | bottleneck |", rule + "---|---|"]
     for r in rows:
-        fmt = lambda k, p=0: (f"{num(r[k]):.{p}f}" if r[k] else "–")
-        out.append(f"| {r['variant']} | [{r['last_pass'] or '–'}, {r['first_fail'] or '–'}] | {fmt('ops_per_s')} | "
-                   f"{fmt('matches_per_busy_core')} | {fmt('cpu_us_per_op', 1)} | {fmt('cpu_cores', 2)} | "
-                   f"{r['bottleneck']} ({r['bottleneck_detail']}) |")
+        fmt = lambda k, p=0: (f"{num(r[k]):.{p}f}" if r.get(k) else "–")
+        cells = (f"| {r['variant']} | [{r['last_pass'] or '–'}, {r['first_fail'] or '–'}] | {fmt('ops_per_s')} | "
+                 f"{fmt('matches_per_busy_core')} | {fmt('cpu_us_per_op', 1)} |")
+        if split:
+            cells += (f" {fmt('harness_us_per_op', 2)} / {fmt('recorder_us_per_op', 2)} / "
+                      f"{fmt('engine_us_per_op', 2)} |")
+        out.append(cells + f" {fmt('cpu_cores', 2)} | {r['bottleneck']} ({r['bottleneck_detail']}) |")
     return "\n".join(out)
 
 

@@ -41,6 +41,14 @@ fn watch_git(root: &Path) {
             println!("cargo:rerun-if-changed={}", p.display());
         }
     }
+    // An edit to a source file makes the tree dirty without touching .git: watch the sources
+    // too, or a build after an edit keeps the clean commit of the last build-script run.
+    for dir in ["harness/src", "engines/src", "workloads/src", "Cargo.toml", "Cargo.lock"] {
+        let p = root.join(dir);
+        if p.exists() {
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
     // HEAD usually reads "ref: refs/heads/<branch>"; a commit moves that file, not HEAD.
     if let Ok(head) = std::fs::read_to_string(git_dir.join("HEAD")) {
         if let Some(r) = head.trim().strip_prefix("ref: ") {
