@@ -43,7 +43,13 @@ fn watch_git(root: &Path) {
     }
     // An edit to a source file makes the tree dirty without touching .git: watch the sources
     // too, or a build after an edit keeps the clean commit of the last build-script run.
-    for dir in ["harness/src", "engines/src", "workloads/src", "Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "harness/src",
+        "engines/src",
+        "workloads/src",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         let p = root.join(dir);
         if p.exists() {
             println!("cargo:rerun-if-changed={}", p.display());
