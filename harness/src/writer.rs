@@ -510,11 +510,21 @@ impl LogWriter {
 
     /// The earliest timer (flush or interval sync), ns.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        let heap = self.timers.peek().map(|r| r.0 .0);
-        let fifo = self.flush_fifo.front().map(|f| f.0);
+        self.peek_timer().map(|((t, ..), _)| t)
+    }
+
+    /// The earliest timer of the heap and the flush FIFO (the heap's on a tie), and whether it
+    /// is the FIFO's.
+    fn peek_timer(&self) -> Option<((u64, TimerKind, u32, u64), bool)> {
+        let heap = self.timers.peek().map(|r| r.0);
+        let fifo = self
+            .flush_fifo
+            .front()
+            .map(|&(t, slot, id)| (t, TimerKind::Flush, slot, id));
         match (heap, fifo) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            (Some(h), Some(f)) if f.0 < h.0 => Some((f, true)),
+            (Some(h), _) => Some((h, false)),
+            (None, f) => f.map(|f| (f, true)),
         }
     }
 
@@ -647,10 +657,10 @@ impl LogWriter {
         if m.state.sealing() || matches!(m.state, LogState::Failed { .. }) {
             return;
         }
-        self.work.frames += 1;
-        self.work.crc_bytes += crc_span(snaplog::clamp_payload_bytes(payload_bytes));
         debug_assert!(kind != FrameKind::End, "the end frame is written by seal");
         let payload = snaplog::clamp_payload_bytes(payload_bytes);
+        self.work.frames += 1;
+        self.work.crc_bytes += crc_span(payload);
         if kind == FrameKind::Keyframe {
             m.index_keyframe(seq, t_ns);
         }
@@ -721,20 +731,11 @@ impl LogWriter {
 
     /// Fire the timers due at `now` (flush deadlines, interval syncs).
     pub fn on_timers(&mut self, now: u64, io: &mut dyn WriterIo) {
-        loop {
-            // The earlier of the two queues' heads (the heap first on a tie, as before).
-            let heap = self.timers.peek().map(|r| r.0);
-            let fifo = self.flush_fifo.front().copied();
-            let (t, kind, slot, id) = match (heap, fifo) {
-                (Some(h), Some(f)) if f.0 < h.0 => (f.0, TimerKind::Flush, f.1, f.2),
-                (Some(h), _) => h,
-                (None, Some(f)) => (f.0, TimerKind::Flush, f.1, f.2),
-                (None, None) => break,
-            };
+        while let Some(((t, kind, slot, id), from_fifo)) = self.peek_timer() {
             if t > now {
                 break;
             }
-            if matches!((heap, fifo), (Some(h), Some(f)) if f.0 < h.0) || heap.is_none() {
+            if from_fifo {
                 self.flush_fifo.pop_front();
             } else {
                 self.timers.pop();

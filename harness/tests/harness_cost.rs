@@ -26,6 +26,24 @@ fn rows(out: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// Run `snapbench run ARGS` (split at whitespace) on a temp dir with no lag limit; it must
+/// succeed. Its summary.csv rows.
+fn run_ok(args: &str) -> Vec<HashMap<String, String>> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    snapbench()
+        .arg("run")
+        .args(args.split_whitespace())
+        .args(["--lag-limit-ms", "3600000"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    rows(&out)
+}
+
 fn num(row: &HashMap<String, String>, col: &str) -> f64 {
     row[col]
         .parse()
@@ -37,34 +55,16 @@ const SAME_WORK: [&str; 2] = ["snapshots_framed", "crc_bytes"];
 
 #[test]
 fn every_engine_does_the_same_work_on_one_seeded_schedule() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
     // A light load with keyframes, no durability waits and segments that never fill (every
     // flush is a deadline's, long after the log's previous write completed): what the writer
-    // does depends on the schedule only. (Matches that end inside the window would let I/O timing in: a flush
-    // deadline that falls while a log's close is in flight fires on a live log for a real
-    // engine and on a freed one for null.)
-    snapbench()
-        .args(["run", "--workload", "fps-128tick", "--matches", "24"])
-        .args(["--keyframe-s", "0.5", "--segment-bytes", "1m"])
-        .args(["--durability", "none", "--flush-ms", "50", "--seed", "11"])
-        .args([
-            "--duration",
-            "1.5",
-            "--warmup",
-            "0.3",
-            "--lag-limit-ms",
-            "3600000",
-        ])
-        .args(["--engine", "null", "--engine", "uring:direct=false"])
-        .args(["--engine", "uring", "--engine", "buffered"])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let rows = rows(&out);
+    // does depends on the schedule only. (Matches that end inside the window would let I/O
+    // timing in: a flush deadline that falls while a log's close is in flight fires on a live
+    // log for a real engine and on a freed one for null.)
+    let rows = run_ok(
+        "--workload fps-128tick --matches 24 --keyframe-s 0.5 --segment-bytes 1m \
+         --durability none --flush-ms 50 --seed 11 --duration 1.5 --warmup 0.3 --engine \
+         null --engine uring:direct=false --engine uring --engine buffered",
+    );
     assert_eq!(rows.len(), 4);
     let null = &rows[0];
     assert_eq!(null["engine"], "null");
@@ -108,26 +108,10 @@ fn every_engine_does_the_same_work_on_one_seeded_schedule() {
 
 #[test]
 fn the_three_costs_add_up_to_the_runs_cpu() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    snapbench()
-        .args(["run", "--workload", "fps-128tick", "--matches", "64"])
-        .args([
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-            "--lag-limit-ms",
-            "3600000",
-        ])
-        .args(["--engine", "null", "--engine", "uring:direct=false"])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let rows = rows(&out);
+    let rows = run_ok(
+        "--workload fps-128tick --matches 64 --duration 1 --warmup 0.2 --engine null \
+         --engine uring:direct=false",
+    );
     for r in &rows {
         let v = &r["variant"];
         let (h, rec, e) = (
@@ -175,33 +159,10 @@ fn a_coalesced_pass_at_the_windows_end_handles_everything_due() {
     // 768 matches at 128 Hz with 10 ms wake-ups: about 980 snapshots are due at each pass, more
     // than one pass takes (256); the window's last pass finds more than that unless it falls
     // within 2.6 ms of the end, so four repeats miss it with a chance of 0.5 %.
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    snapbench()
-        .args(["run", "--engine", "null", "--workload", "fps-128tick"])
-        .args([
-            "--matches",
-            "768",
-            "--coalesce-us",
-            "10000",
-            "--repeat",
-            "4",
-        ])
-        .args([
-            "--duration",
-            "1",
-            "--warmup",
-            "0.3",
-            "--lag-limit-ms",
-            "3600000",
-        ])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let rows = rows(&out);
+    let rows = run_ok(
+        "--engine null --workload fps-128tick --matches 768 --coalesce-us 10000 \
+         --repeat 4 --duration 1 --warmup 0.3",
+    );
     assert_eq!(rows.len(), 4);
     for r in &rows {
         assert_eq!(r["status"], "ok", "{}", r["error"]);

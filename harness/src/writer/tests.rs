@@ -67,6 +67,19 @@ struct Fake {
     acks: u64,
 }
 
+impl Fake {
+    /// A shell with nothing in flight, taking every op.
+    fn new(durability: Durability) -> Fake {
+        Fake {
+            durability,
+            in_flight: Vec::new(),
+            models: HashMap::new(),
+            push_back: false,
+            acks: 0,
+        }
+    }
+}
+
 impl WriterIo for Fake {
     fn submit(&mut self, op: WriterOp, data: &[u8]) -> bool {
         let id = op.log().id;
@@ -219,13 +232,7 @@ fn run_one(seed: u64) -> Counts {
     };
     let error_pct = [0, 0, 1, 4][rng.below(4) as usize];
     let mut w = LogWriter::new(cfg);
-    let mut io = Fake {
-        durability,
-        in_flight: Vec::new(),
-        models: HashMap::new(),
-        push_back: false,
-        acks: 0,
-    };
+    let mut io = Fake::new(durability);
     let mut counts = Counts::default();
     let mut ids: Vec<u64> = Vec::new();
     let mut next_id = 1 + (seed % 1000) * 16;
@@ -433,13 +440,7 @@ fn one_log_tail_block_is_rewritten_and_acked_after_sync() {
         ack_lines: true,
     };
     let mut w = LogWriter::new(cfg);
-    let mut io = Fake {
-        durability: cfg.durability,
-        in_flight: Vec::new(),
-        models: HashMap::new(),
-        push_back: false,
-        acks: 0,
-    };
+    let mut io = Fake::new(cfg.durability);
     io.models.insert(
         7,
         Model {
@@ -499,13 +500,7 @@ fn flush_deadlines_out_of_order_still_fire_in_order() {
         ack_lines: false,
     };
     let mut w = LogWriter::new(cfg);
-    let mut io = Fake {
-        durability: cfg.durability,
-        in_flight: Vec::new(),
-        models: HashMap::new(),
-        push_back: false,
-        acks: 0,
-    };
+    let mut io = Fake::new(cfg.durability);
     for id in [1, 2] {
         io.models.insert(
             id,

@@ -786,14 +786,8 @@ fn next_event_pop_push(s: &mut DsSchedule) -> Option<DsEvent> {
         slot = s.spawn(match_id, t_ns, false);
         s.push_next_arrival();
     }
-    let m = &mut s.slab[slot as usize];
-    let event = DsSchedule::event_of(&s.model, m, t_ns, match_id);
-    if matches!(event, DsEvent::End { .. }) {
-        s.free.push(slot);
-        return Some(event);
-    }
-    s.schedule_next(slot);
-    Some(event)
+    // `emit`: the event, then the match's next one pushed (or its slot freed).
+    Some(s.emit(slot, t_ns, match_id))
 }
 
 #[test]
