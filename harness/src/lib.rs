@@ -6,6 +6,7 @@ pub mod measure;
 pub mod micro;
 pub mod noise;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod search;

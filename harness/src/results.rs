@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ExportError;
 use crate::measure::{HistKind, Intervals, LatHist};
@@ -20,7 +20,7 @@ pub use exporters::{
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How one run ended: the `status` column of summary.csv (and key of summary.json).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// The run covered its window and kept up with the offered load.
@@ -76,8 +76,10 @@ impl fmt::Display for RunStatus {
     }
 }
 
-/// One row of summary.csv: one run.
-#[derive(Clone, Debug, Serialize, Default)]
+/// One row of summary.csv: one run. (Read back by `snapbench report`: a column an older
+/// folder lacks is left at its default.)
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct SummaryRow {
     /// `NN-variant`.
     pub run_id: String,

@@ -444,7 +444,8 @@ pub fn bottleneck(
 }
 
 /// One row of search.csv: one engine variant's capacity under the SLO.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SearchRow {
     /// Engine name.
     pub engine: String,
