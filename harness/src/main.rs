@@ -14,7 +14,7 @@ use snapbench::error::FsError;
 use snapbench::plan::{self, BadInput, FieldKind, Global, Plan, RawFields, Suite, FIELDS};
 use snapbench::results::{utc_now, ResultsDir, SummaryRow};
 use snapbench::run::{self, Ending, Progress};
-use snapbench::{machine, search, snaplog};
+use snapbench::{machine, report, search, snaplog};
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
@@ -163,6 +163,54 @@ fn cli() -> Command {
                 ),
         )
         .subcommand(
+            Command::new("report")
+                .about("Draw the plots and write report.md and report.html of a results folder (or a set of them)")
+                .arg(
+                    Arg::new("results")
+                        .required(true)
+                        .value_name("RESULTS")
+                        .help("results folder, or a folder of results folders"),
+                ),
+        )
+        .subcommand(
+            Command::new("compare")
+                .about("B against A: throughput, p99, CPU and capacity per variant, workload and load, each faster / slower / within noise by the noise rule")
+                .arg(Arg::new("a").required(true).value_name("A").help("baseline results folder (or set)"))
+                .arg(Arg::new("b").required(true).value_name("B").help("results folder (or set) compared with it"))
+                .arg(
+                    Arg::new("fail_on_regression")
+                        .long("fail-on-regression")
+                        .value_name("PCT")
+                        .help("exit 1 when B is slower than A beyond noise by at least PCT percent on any figure"),
+                ),
+        )
+        .subcommand(
+            Command::new("recommend")
+                .about("Which engine to run for a p99 SLO (and a CPU budget), from search results where the folder has them, else from the runs that met the SLO")
+                .arg(Arg::new("results").required(true).value_name("RESULTS").help("results folder, or a folder of results folders"))
+                .arg(
+                    Arg::new("slo_p99_ms")
+                        .long("slo-p99-ms")
+                        .required(true)
+                        .value_name("MS")
+                        .help("p99 limit, ms, of the latency --slo-on names"),
+                )
+                .arg(
+                    Arg::new("slo_on")
+                        .long("slo-on")
+                        .value_name("SIDE")
+                        .value_parser(["write", "ack"])
+                        .default_value("write")
+                        .help("what --slo-p99-ms limits: write p99 or durable-ack p99"),
+                )
+                .arg(
+                    Arg::new("cpu_budget")
+                        .long("cpu-budget")
+                        .value_name("CORES")
+                        .help("most process CPU, cores, the engine may use at the load it carries"),
+                ),
+        )
+        .subcommand(
             Command::new("verify")
                 .about("Check SNAPLOG1 logs: exit 0 clean, 1 damaged, 2 bad path")
                 .arg(Arg::new("path").required(true).value_name("PATH"))
@@ -204,6 +252,9 @@ fn main() -> ExitCode {
         Some(("search", m)) => cmd_search(m),
         Some(("engines", m)) => cmd_engines(m),
         Some(("verify", m)) => cmd_verify(m),
+        Some(("report", m)) => cmd_report(m),
+        Some(("compare", m)) => cmd_compare(m),
+        Some(("recommend", m)) => cmd_recommend(m),
         _ => ExitCode::from(2),
     }
 }
@@ -685,6 +736,7 @@ fn cmd_run(m: &ArgMatches) -> ExitCode {
     }
     let rows: Vec<SummaryRow> = results.runs.iter().map(|r| r.row.clone()).collect();
     print_table(&rows);
+    write_report(&out);
     println!("results: {}", out.display());
     match ending {
         Ending::Ok => ExitCode::SUCCESS,
@@ -1130,6 +1182,7 @@ fn cmd_search(m: &ArgMatches) -> ExitCode {
         eprintln!("error: writing meta.json: {e}");
     }
     print!("{}", search_table(&rows));
+    write_report(&out);
     println!("results: {}", out.display());
     match ending {
         Ending::Ok => ExitCode::SUCCESS,
@@ -1627,4 +1680,169 @@ mod tests {
         );
         assert!(text.lines().nth(2).unwrap().contains("812.5"));
     }
+}
+
+/// Draw the plots and the report of a folder just written (a failure is reported, and the
+/// results stay).
+fn write_report(out: &Path) {
+    match report::page::write(out) {
+        Ok(r) => {
+            for s in &r.sections {
+                for e in &s.plot_errors {
+                    eprintln!("warning: {e}");
+                }
+            }
+            println!("report: {}", out.join("report.html").display());
+        }
+        Err(e) => eprintln!("warning: report not written: {e}"),
+    }
+}
+
+/// The results folders at `path`: the folder itself, or each results folder inside it.
+fn load_results(path: &str) -> Result<Vec<report::load::Folder>, BadInput> {
+    let p = Path::new(path);
+    if !p.is_dir() {
+        return Err(BadInput(format!(
+            "{path} is not a folder; give a results folder written by `snapbench run` or `snapbench search`"
+        )));
+    }
+    if report::load::is_results(p) {
+        return report::load::Folder::load(p)
+            .map(|f| vec![f])
+            .map_err(|e| BadInput(e.to_string()));
+    }
+    let subs = report::load::result_subfolders(p);
+    if subs.is_empty() {
+        return Err(BadInput(format!(
+            "{path} holds no results (no meta.json or summary.csv, here or one folder down); give a folder written by `snapbench run` or `snapbench search`"
+        )));
+    }
+    subs.iter()
+        .map(|s| report::load::Folder::load(s).map_err(|e| BadInput(e.to_string())))
+        .collect()
+}
+
+fn positive_number(
+    m: &ArgMatches,
+    name: &str,
+    flag: &str,
+    what: &str,
+) -> Result<Option<f64>, BadInput> {
+    match m.get_one::<String>(name) {
+        None => Ok(None),
+        Some(t) => match t.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+            _ => Err(BadInput(format!(
+                "{flag} {t:?} is not a positive number; give {what}"
+            ))),
+        },
+    }
+}
+
+fn cmd_report(m: &ArgMatches) -> ExitCode {
+    let path = m.get_one::<String>("results").expect("required");
+    if let Err(e) = load_results(path) {
+        return bad_input(&e);
+    }
+    match report::page::write(Path::new(path)) {
+        Ok(r) => {
+            for s in &r.sections {
+                for e in &s.plot_errors {
+                    eprintln!("warning: {e}");
+                }
+                println!("{}: {} plots", s.folder.path.display(), s.charts.len());
+            }
+            println!("report: {}", Path::new(path).join("report.html").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cmd_compare(m: &ArgMatches) -> ExitCode {
+    let fail_pct = match positive_number(
+        m,
+        "fail_on_regression",
+        "--fail-on-regression",
+        "a percentage such as 5",
+    ) {
+        Ok(v) => v,
+        Err(e) => return bad_input(&e),
+    };
+    let (a_path, b_path) = (
+        m.get_one::<String>("a").expect("required"),
+        m.get_one::<String>("b").expect("required"),
+    );
+    let (a, b) = match (load_results(a_path), load_results(b_path)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad_input(&e),
+    };
+    let c = report::compare::compare(&a, &b);
+    if c.lines.is_empty() && c.capacity.is_empty() {
+        return bad_input(&BadInput(format!(
+            "{a_path} and {b_path} share no engine variant, workload and load to compare; give two results of the same suite"
+        )));
+    }
+    print!("{}", report::compare::render(&c, a_path, b_path));
+    if let Some(pct) = fail_pct {
+        let regs = c.regressions(pct);
+        if !regs.is_empty() {
+            eprintln!(
+                "regression beyond noise of at least {pct} %: {}",
+                regs.join("; ")
+            );
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_recommend(m: &ArgMatches) -> ExitCode {
+    let slo_ms = match positive_number(
+        m,
+        "slo_p99_ms",
+        "--slo-p99-ms",
+        "a latency in ms such as 50",
+    ) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return bad_input(&BadInput(
+                "--slo-p99-ms is required; give it in ms, e.g. --slo-p99-ms 50".into(),
+            ))
+        }
+        Err(e) => return bad_input(&e),
+    };
+    let budget = match positive_number(
+        m,
+        "cpu_budget",
+        "--cpu-budget",
+        "a number of cores such as 2",
+    ) {
+        Ok(v) => v,
+        Err(e) => return bad_input(&e),
+    };
+    let path = m.get_one::<String>("results").expect("required");
+    let folders = match load_results(path) {
+        Ok(f) => f,
+        Err(e) => return bad_input(&e),
+    };
+    let ask = report::recommend::Ask {
+        slo: search::Slo {
+            p99_ms: slo_ms,
+            ack_p99_ms: None,
+            on: if m.get_one::<String>("slo_on").map(String::as_str) == Some("ack") {
+                search::SloOn::Ack
+            } else {
+                search::SloOn::Write
+            },
+            write_p99_ms: None,
+        },
+        cpu_budget_cores: budget,
+    };
+    let recs = report::recommend::recommend(&folders, &ask);
+    print!("{}", report::recommend::render(&recs, &folders, &ask));
+    ExitCode::SUCCESS
 }

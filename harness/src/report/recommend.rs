@@ -1,0 +1,640 @@
+//! `snapbench recommend`: which engine to run, for an SLO and a CPU budget, from the results
+//! of one folder (or a set of folders). The rule (docs/report.md; the notebook reproduces it):
+//!
+//! - **From a capacity search** where a folder has one (search.csv, load in matches): per
+//!   variant, its step runs grouped by matches; a level passes when [`search::judge`] passes
+//!   it under the asked SLO (every run ok, no errors, nothing left unwritten, median p99 within
+//!   the limit) and, with a CPU budget, its median process cores are within the budget.
+//!   `last_pass` is the largest level that passes with every lower level; `first_fail` the
+//!   smallest that fails. Ranked by last_pass, then by CPU µs per snapshot there. The winner's
+//!   lead is *beyond the search's resolution* when it passed a load its runner-up failed
+//!   (winner.last_pass ≥ runner_up.first_fail).
+//! - **Otherwise from fixed-load runs**: per workload, each configuration (its repeats) meets
+//!   the SLO by the same test; ranked by matches carried, then by CPU µs per snapshot, the lead
+//!   judged by the shared noise rule ([`crate::noise`]) on CPU per snapshot.
+//!
+//! `null` does no I/O and is never recommended.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::load::{device_words, virtual_disk, Folder};
+use crate::noise::{self, Spread, Verdict};
+use crate::results::SummaryRow;
+use crate::search::{self, Slo, SloOn};
+
+/// What `recommend` is asked.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    /// The SLO (write or ack p99).
+    pub slo: Slo,
+    /// The CPU budget, cores (process CPU at the load carried), if any.
+    pub cpu_budget_cores: Option<f64>,
+}
+
+/// Where a ranking comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// A capacity search's steps.
+    Search,
+    /// Runs at the loads the suite gave.
+    FixedLoad,
+}
+
+/// One engine variant's standing.
+#[derive(Clone, Debug, Default)]
+pub struct Candidate {
+    /// Engine variant.
+    pub variant: String,
+    /// Worker threads.
+    pub workers: u32,
+    /// Largest load (matches) that met the SLO with every lower load tested.
+    pub last_pass: Option<u32>,
+    /// Smallest load tested that did not (None: none failed).
+    pub first_fail: Option<u32>,
+    /// Why the first failing load failed.
+    pub fail_why: String,
+    /// Median SLO latency (p99, ms) at last_pass.
+    pub p99_ms: Option<f64>,
+    /// Median process cores at last_pass.
+    pub cpu_cores: Option<f64>,
+    /// Median process CPU µs per snapshot at last_pass, with its spread.
+    pub cpu_us_per_op: Option<Spread>,
+    /// The search's bottleneck word and figures (search basis only).
+    pub bottleneck: String,
+    /// Repeats (runs) behind the last_pass figures.
+    pub runs: usize,
+}
+
+/// The answer for one workload.
+#[derive(Clone, Debug)]
+pub struct Recommendation {
+    /// The workload.
+    pub workload: String,
+    /// Where the ranking comes from.
+    pub basis: Basis,
+    /// Variants that met the SLO at some load, best first.
+    pub ranked: Vec<Candidate>,
+    /// Variants that met it at no load tested (with why).
+    pub failed: Vec<Candidate>,
+    /// The folder the numbers come from.
+    pub source: String,
+}
+
+fn slo_latency_us(r: &SummaryRow, on: SloOn) -> Option<f64> {
+    match on {
+        SloOn::Ack => r.ack_p99_us,
+        _ => r.lat_p99_us,
+    }
+}
+
+/// Judge one group of runs under the ask (SLO, then the CPU budget).
+fn passes(rows: &[&SummaryRow], ask: &Ask) -> (bool, String) {
+    let v = search::judge(rows, &ask.slo);
+    if !v.pass {
+        return (false, v.why);
+    }
+    if let Some(budget) = ask.cpu_budget_cores {
+        match search::median_of(rows, |r| r.cpu_cores) {
+            Some(c) if c <= budget => {}
+            Some(c) => return (false, format!("{c:.2} cores > budget {budget} cores")),
+            None => return (false, "no CPU figure for the budget".into()),
+        }
+    }
+    (true, v.why)
+}
+
+fn figures(c: &mut Candidate, rows: &[&SummaryRow], on: SloOn) {
+    c.p99_ms = search::median_of(rows, |r| slo_latency_us(r, on)).map(|us| us / 1000.0);
+    c.cpu_cores = search::median_of(rows, |r| r.cpu_cores);
+    let per_op: Vec<f64> = rows.iter().filter_map(|r| r.cpu_us_per_op).collect();
+    c.cpu_us_per_op = Spread::of(&per_op);
+    c.runs = rows.len();
+}
+
+fn is_ds(r: &SummaryRow) -> bool {
+    r.matches.is_some()
+}
+
+/// Rank the search steps of one folder.
+fn from_search(f: &Folder, ask: &Ask) -> Vec<Recommendation> {
+    let mut by_workload: BTreeMap<String, Recommendation> = BTreeMap::new();
+    for s in f
+        .search
+        .iter()
+        .filter(|s| s.load == "matches" || s.load.is_empty())
+    {
+        let rows: Vec<&SummaryRow> = f
+            .rows
+            .iter()
+            .filter(|r| is_ds(r) && r.variant == s.variant && r.workload == s.workload)
+            .filter(|r| r.workers == s.workers)
+            .collect();
+        let mut levels: BTreeMap<u32, Vec<&SummaryRow>> = BTreeMap::new();
+        for r in rows {
+            levels.entry(r.matches.unwrap_or(0)).or_default().push(r);
+        }
+        let mut c = Candidate {
+            variant: s.variant.clone(),
+            workers: s.workers,
+            bottleneck: if s.bottleneck_detail.is_empty() {
+                s.bottleneck.clone()
+            } else {
+                format!("{} ({})", s.bottleneck, s.bottleneck_detail)
+            },
+            ..Candidate::default()
+        };
+        for (m, group) in &levels {
+            let (ok, why) = passes(group, ask);
+            if ok {
+                c.last_pass = Some(*m);
+                figures(&mut c, group, ask.slo.on);
+            } else {
+                c.first_fail = Some(*m);
+                c.fail_why = why;
+                break;
+            }
+        }
+        let rec = by_workload
+            .entry(s.workload.clone())
+            .or_insert_with(|| Recommendation {
+                workload: s.workload.clone(),
+                basis: Basis::Search,
+                ranked: Vec::new(),
+                failed: Vec::new(),
+                source: f.path.display().to_string(),
+            });
+        if s.engine == "null" {
+            continue;
+        }
+        if c.last_pass.is_some() {
+            rec.ranked.push(c);
+        } else {
+            rec.failed.push(c);
+        }
+    }
+    by_workload.into_values().collect()
+}
+
+/// Rank the fixed-load configurations of one folder.
+fn from_runs(f: &Folder, ask: &Ask) -> Vec<Recommendation> {
+    let mut configs: Vec<(String, Vec<&SummaryRow>)> = Vec::new();
+    for r in f.rows.iter().filter(|r| is_ds(r) && r.engine != "null") {
+        match configs.iter_mut().find(|(id, _)| *id == r.config_id) {
+            Some((_, g)) => g.push(r),
+            None => configs.push((r.config_id.clone(), vec![r])),
+        }
+    }
+    let mut by_workload: BTreeMap<String, Recommendation> = BTreeMap::new();
+    for (_, group) in configs {
+        let first = group[0];
+        let mut c = Candidate {
+            variant: first.variant.clone(),
+            workers: first.workers,
+            ..Candidate::default()
+        };
+        let (ok, why) = passes(&group, ask);
+        let m = first.matches.unwrap_or(0);
+        figures(&mut c, &group, ask.slo.on);
+        let rec = by_workload
+            .entry(first.workload.clone())
+            .or_insert_with(|| Recommendation {
+                workload: first.workload.clone(),
+                basis: Basis::FixedLoad,
+                ranked: Vec::new(),
+                failed: Vec::new(),
+                source: f.path.display().to_string(),
+            });
+        if ok {
+            c.last_pass = Some(m);
+            rec.ranked.push(c);
+        } else {
+            c.first_fail = Some(m);
+            c.fail_why = why;
+            rec.failed.push(c);
+        }
+    }
+    by_workload.into_values().collect()
+}
+
+fn rank(rec: &mut Recommendation) {
+    let per_op = |c: &Candidate| c.cpu_us_per_op.map_or(f64::INFINITY, |s| s.median);
+    rec.ranked.sort_by(|a, b| {
+        b.last_pass
+            .cmp(&a.last_pass)
+            .then(per_op(a).total_cmp(&per_op(b)))
+    });
+    // One row per variant: a variant run at several loads keeps its best standing.
+    let mut seen = Vec::new();
+    rec.ranked.retain(|c| {
+        let key = (c.variant.clone(), c.workers);
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+    let passed: Vec<(String, u32)> = rec
+        .ranked
+        .iter()
+        .map(|c| (c.variant.clone(), c.workers))
+        .collect();
+    rec.failed
+        .retain(|c| !passed.contains(&(c.variant.clone(), c.workers)));
+    let mut seen = Vec::new();
+    rec.failed.retain(|c| {
+        let key = (c.variant.clone(), c.workers);
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+}
+
+/// Rankings for every workload in `folders`: from the folders with a capacity search where
+/// any has one, otherwise from their fixed-load runs.
+pub fn recommend(folders: &[Folder], ask: &Ask) -> Vec<Recommendation> {
+    let searched: Vec<&Folder> = folders
+        .iter()
+        .filter(|f| {
+            f.search
+                .iter()
+                .any(|s| s.load == "matches" || s.load.is_empty())
+        })
+        .collect();
+    let mut out: Vec<Recommendation> = if searched.is_empty() {
+        folders.iter().flat_map(|f| from_runs(f, ask)).collect()
+    } else {
+        searched.iter().flat_map(|f| from_search(f, ask)).collect()
+    };
+    for r in &mut out {
+        rank(r);
+    }
+    out
+}
+
+fn bracket(c: &Candidate) -> String {
+    match (c.last_pass, c.first_fail) {
+        (Some(p), Some(f)) => format!("[{p}, {f})"),
+        (Some(p), None) => format!("≥ {p} (no load tested above failed)"),
+        (None, Some(f)) => format!("< {f}"),
+        (None, None) => "-".into(),
+    }
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.prec$}"))
+}
+
+/// Whether the winner's lead over the runner-up holds, in words.
+pub fn margin(rec: &Recommendation) -> Option<String> {
+    let [a, b, ..] = rec.ranked.as_slice() else {
+        return None;
+    };
+    Some(match rec.basis {
+        Basis::Search => {
+            let (ap, bp) = (a.last_pass.unwrap_or(0), b.last_pass.unwrap_or(0));
+            let ratio = if bp > 0 {
+                format!("{:.2}×", f64::from(ap) / f64::from(bp))
+            } else {
+                "more than".into()
+            };
+            match b.first_fail {
+                Some(bf) if ap >= bf => format!(
+                    "{} carries {ratio} the matches of {}, beyond the search's resolution (at {bf} matches {} met the SLO and {} did not).",
+                    a.variant, b.variant, a.variant, b.variant
+                ),
+                _ if ap == bp => format!(
+                    "{} and {} carry the same load ({ap} matches) within the search's resolution; {} takes it on CPU per snapshot ({} vs {} µs), a difference the search does not repeat enough to call beyond noise.",
+                    a.variant,
+                    b.variant,
+                    a.variant,
+                    opt(a.cpu_us_per_op.map(|s| s.median), 2),
+                    opt(b.cpu_us_per_op.map(|s| s.median), 2)
+                ),
+                _ => format!(
+                    "{} carries {ratio} the matches of {}, within the search's resolution (their brackets overlap): the data cannot separate them.",
+                    a.variant, b.variant
+                ),
+            }
+        }
+        Basis::FixedLoad => {
+            let verdict = match (a.cpu_us_per_op, b.cpu_us_per_op) {
+                (Some(x), Some(y)) => noise::compare(&x, &y),
+                _ => Verdict::Inconclusive,
+            };
+            let why = match verdict {
+                Verdict::Lower => "beyond noise".to_string(),
+                Verdict::WithinNoise => "within noise: the data cannot separate them".into(),
+                Verdict::Inconclusive => format!(
+                    "inconclusive: the noise rule needs {} repeats a side",
+                    noise::MIN_REPEATS
+                ),
+                Verdict::Higher => "beyond noise".into(),
+            };
+            if a.last_pass > b.last_pass {
+                format!(
+                    "{} met the SLO at {} matches, {} only at {} (no capacity search here: the largest load run, not a capacity).",
+                    a.variant,
+                    a.last_pass.unwrap_or(0),
+                    b.variant,
+                    b.last_pass.unwrap_or(0)
+                )
+            } else {
+                format!(
+                    "At {} matches both meet the SLO; {} uses {} µs CPU per snapshot against {}'s {} µs, {why}.",
+                    a.last_pass.unwrap_or(0),
+                    a.variant,
+                    opt(a.cpu_us_per_op.map(|s| s.median), 2),
+                    b.variant,
+                    opt(b.cpu_us_per_op.map(|s| s.median), 2)
+                )
+            }
+        }
+    })
+}
+
+fn slo_words(ask: &Ask) -> String {
+    let side = match ask.slo.on {
+        SloOn::Ack => "durable-ack",
+        _ => "write",
+    };
+    let mut s = format!("{side} p99 ≤ {} ms", ask.slo.p99_ms);
+    if let Some(b) = ask.cpu_budget_cores {
+        let _ = write!(s, " within {b} cores of CPU");
+    }
+    s
+}
+
+fn candidate_line(c: &Candidate, basis: Basis) -> String {
+    let load = match basis {
+        Basis::Search => format!("capacity {} matches", bracket(c)),
+        Basis::FixedLoad => format!("met it at {} matches", c.last_pass.unwrap_or(0)),
+    };
+    let per_core = match (c.last_pass, c.cpu_cores) {
+        (Some(m), Some(cores)) if cores > 0.0 => {
+            format!(", {:.0} matches per busy core", f64::from(m) / cores)
+        }
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "{} (workers {}): {load}, p99 {} ms, {} cores{per_core}, {} µs CPU per snapshot",
+        c.variant,
+        c.workers,
+        opt(c.p99_ms, 1),
+        opt(c.cpu_cores, 2),
+        opt(c.cpu_us_per_op.map(|s| s.median), 2),
+    );
+    if !c.bottleneck.is_empty() {
+        let _ = write!(line, "; bottleneck: {}", c.bottleneck);
+    }
+    line
+}
+
+/// The recommendation as a few lines a team lead can paste into a design doc.
+pub fn render(recs: &[Recommendation], folders: &[Folder], ask: &Ask) -> String {
+    let mut out = String::new();
+    let meta = folders.first().map(|f| &f.meta);
+    if recs.is_empty() {
+        let _ = writeln!(
+            out,
+            "No DS runs in these results: nothing to recommend from (run `snapbench run` or `snapbench search` first)."
+        );
+    }
+    for rec in recs {
+        let basis = match rec.basis {
+            Basis::Search => "capacity search",
+            Basis::FixedLoad => "runs at fixed loads",
+        };
+        let _ = writeln!(
+            out,
+            "Recommendation for {} at {} (from the {basis} in {}):",
+            rec.workload,
+            slo_words(ask),
+            rec.source
+        );
+        match rec.ranked.as_slice() {
+            [] => {
+                let _ = writeln!(
+                    out,
+                    "  No engine meets the SLO at any load tested. Closest misses:"
+                );
+                for c in rec.failed.iter().take(3) {
+                    let _ = writeln!(
+                        out,
+                        "    {} at {} matches: {}",
+                        c.variant,
+                        c.first_fail.unwrap_or(0),
+                        c.fail_why
+                    );
+                }
+            }
+            ranked => {
+                let _ = writeln!(out, "  Run {}.", ranked[0].variant);
+                for (i, c) in ranked.iter().take(2).enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "  {}. {}",
+                        if i == 0 { "best" } else { "runner-up" },
+                        candidate_line(c, rec.basis)
+                    );
+                }
+                match margin(rec) {
+                    Some(m) => {
+                        let _ = writeln!(out, "  {m}");
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "  It is the only engine variant that meets the SLO here."
+                        );
+                    }
+                }
+                if !rec.failed.is_empty() {
+                    let names: Vec<String> = rec.failed.iter().map(|c| c.variant.clone()).collect();
+                    let _ = writeln!(
+                        out,
+                        "  Not meeting the SLO at any load tested: {}.",
+                        names.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    if let Some(meta) = meta {
+        let quick = folders
+            .iter()
+            .any(|f| f.meta["quick"].as_bool() == Some(true));
+        let _ = writeln!(
+            out,
+            "Measured on {}{}.",
+            folders
+                .first()
+                .map_or_else(|| device_words(meta), |f| f.caption()),
+            if quick {
+                " (with --quick: short runs, noisier)"
+            } else {
+                ""
+            }
+        );
+        if let Some(v) = virtual_disk(meta) {
+            let _ = writeln!(
+                out,
+                "Caution: {v}. Re-run on the production disk before deciding."
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::RunStatus;
+    use crate::search::SearchRow;
+
+    fn row(variant: &str, matches: u32, p99_ms: f64, cores: f64, per_op: f64) -> SummaryRow {
+        SummaryRow {
+            run_id: format!("{variant}-{matches}"),
+            engine: variant.split(':').next().unwrap().to_string(),
+            variant: variant.into(),
+            workload: "fps-128tick".into(),
+            workers: 1,
+            status: RunStatus::Ok,
+            matches: Some(matches),
+            lat_p99_us: Some(p99_ms * 1000.0),
+            ack_p99_us: Some(p99_ms * 1000.0 + 5.0),
+            cpu_cores: Some(cores),
+            cpu_us_per_op: Some(per_op),
+            config_id: format!("{variant}-{matches}"),
+            ..SummaryRow::default()
+        }
+    }
+
+    fn search_row(variant: &str) -> SearchRow {
+        SearchRow {
+            engine: variant.split(':').next().unwrap().to_string(),
+            variant: variant.into(),
+            workload: "fps-128tick".into(),
+            workers: 1,
+            load: "matches".into(),
+            bottleneck: "worker".into(),
+            ..SearchRow::default()
+        }
+    }
+
+    fn folder(rows: Vec<SummaryRow>, search: Vec<SearchRow>) -> Folder {
+        Folder {
+            path: "r".into(),
+            meta: serde_json::Value::Null,
+            rows,
+            search,
+            seconds: Vec::new(),
+            hists: Vec::new(),
+            calibration: Vec::new(),
+        }
+    }
+
+    fn ask(p99_ms: f64, budget: Option<f64>) -> Ask {
+        Ask {
+            slo: Slo {
+                p99_ms,
+                ack_p99_ms: None,
+                on: SloOn::Write,
+                write_p99_ms: None,
+            },
+            cpu_budget_cores: budget,
+        }
+    }
+
+    /// aio passes up to 2048 (fails 4096), uring up to 1024 (fails 2048), null everything.
+    fn searched() -> Folder {
+        let mut rows = Vec::new();
+        for (v, levels) in [
+            ("null", vec![(1024, 1.0), (2048, 1.0), (4096, 2.0)]),
+            ("aio", vec![(1024, 10.0), (2048, 30.0), (4096, 90.0)]),
+            ("uring", vec![(1024, 20.0), (2048, 70.0)]),
+        ] {
+            for (m, p99) in levels {
+                for k in 0..3 {
+                    let mut r = row(v, m, p99 + k as f64, f64::from(m) / 2048.0, 3.0);
+                    r.run_id = format!("{v}-{m}-{k}");
+                    rows.push(r);
+                }
+            }
+        }
+        folder(
+            rows,
+            vec![search_row("null"), search_row("aio"), search_row("uring")],
+        )
+    }
+
+    #[test]
+    fn the_search_ranks_by_capacity_and_never_recommends_null() {
+        let recs = recommend(&[searched()], &ask(50.0, None));
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.basis, Basis::Search);
+        let names: Vec<&str> = r.ranked.iter().map(|c| c.variant.as_str()).collect();
+        assert_eq!(names, ["aio", "uring"]);
+        assert_eq!(
+            (r.ranked[0].last_pass, r.ranked[0].first_fail),
+            (Some(2048), Some(4096))
+        );
+        assert_eq!(
+            (r.ranked[1].last_pass, r.ranked[1].first_fail),
+            (Some(1024), Some(2048))
+        );
+        let m = margin(r).unwrap();
+        assert!(
+            m.contains("2.00×") && m.contains("beyond the search's resolution"),
+            "{m}"
+        );
+        let text = render(&recs, &[searched()], &ask(50.0, None));
+        assert!(text.contains("Run aio."), "{text}");
+    }
+
+    #[test]
+    fn a_tighter_slo_or_budget_moves_the_knee() {
+        // 25 ms: aio's 2048 (30 ms) fails; both now pass only 1024: the lead is not decided.
+        let recs = recommend(&[searched()], &ask(25.0, None));
+        let r = &recs[0];
+        assert_eq!(r.ranked[0].last_pass, Some(1024));
+        assert_eq!(r.ranked[1].last_pass, Some(1024));
+        assert!(margin(r).unwrap().contains("same load"));
+        // A 0.6-core budget: 2048 matches needs 1 core, so aio stops at 1024 too.
+        let recs = recommend(&[searched()], &ask(50.0, Some(0.6)));
+        assert_eq!(recs[0].ranked[0].last_pass, Some(1024));
+        // 5 ms: nobody passes; say so plainly.
+        let recs = recommend(&[searched()], &ask(5.0, None));
+        assert!(recs[0].ranked.is_empty());
+        let text = render(&recs, &[searched()], &ask(5.0, None));
+        assert!(text.contains("No engine meets the SLO"), "{text}");
+    }
+
+    #[test]
+    fn fixed_loads_rank_by_cpu_with_the_noise_rule() {
+        let mut rows = Vec::new();
+        for i in 0..5 {
+            let mut a = row("aio", 256, 10.0, 0.3, 3.0 + 0.01 * f64::from(i));
+            a.repeat = i + 1;
+            let mut u = row("uring", 256, 12.0, 0.4, 4.0 + 0.01 * f64::from(i));
+            u.repeat = i + 1;
+            let mut b = row("buffered", 256, 80.0, 0.4, 2.0);
+            b.repeat = i + 1;
+            rows.extend([a, u, b]);
+        }
+        let f = folder(rows, Vec::new());
+        let recs = recommend(std::slice::from_ref(&f), &ask(50.0, None));
+        let r = &recs[0];
+        assert_eq!(r.basis, Basis::FixedLoad);
+        assert_eq!(r.ranked[0].variant, "aio");
+        assert_eq!(r.failed[0].variant, "buffered");
+        assert!(
+            margin(r).unwrap().contains("beyond noise"),
+            "{:?}",
+            margin(r)
+        );
+        // Three repeats only: inconclusive.
+        let few: Vec<SummaryRow> = f.rows.iter().take(9).cloned().collect();
+        let recs = recommend(&[folder(few, Vec::new())], &ask(50.0, None));
+        assert!(margin(&recs[0]).unwrap().contains("inconclusive"));
+    }
+}
