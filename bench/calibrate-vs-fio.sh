@@ -9,7 +9,15 @@
 # snapbench's iodepth_batch (default 1). Batching every free slot into one submit call
 # (snapbench --iodepth-batch 0) costs ~15 % IOPS at QD32 on this virtio disk.
 #
-#   bench/calibrate-vs-fio.sh [ROUNDS=5] [SECONDS=5] [DIR=./snapbench-data/calibrate] [ROWS=regex]
+#   bench/calibrate-vs-fio.sh [ROUNDS=5] [SECONDS=5] [DIR=./snapbench-data/calibrate] [ROWS=regex] [OUT]
+#   OUT=path bench/calibrate-vs-fio.sh ...
+#
+# With an output folder (OUT in the environment or the 5th argument; relative to the directory
+# the script is started from) it also writes OUT/calibration.csv (header
+# row,pattern,tool,round,iops,p99_us,cpu_us_per_io: one line per tool per round per row,
+# appended as each round ends) and OUT/meta.json (fio and snapbench versions, file, rounds,
+# seconds, UTC date, uname -r, host, filesystem and disk of DIR), a folder `snapbench report`
+# draws the calibration chart from (plot/calibration.*).
 #
 # Both sides run pinned to CPU 0 (snapbench pins its worker; fio gets --cpus_allowed=0), except
 # the 32-thread psync row, where neither side's 32 I/O threads are pinned. With SQPOLL both put
@@ -20,6 +28,11 @@ rounds=${1:-5}
 secs=${2:-5}
 dir=${3:-./snapbench-data/calibrate}
 only=${4:-.}
+out=${OUT:-${5:-}}
+if [ -n "$out" ]; then
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+fi
 cd "$(dirname "$0")/.."
 
 if ! command -v fio >/dev/null; then
@@ -89,7 +102,47 @@ import statistics, sys
 v = [float(x) for x in sys.argv[1:]]
 print(f"{statistics.median(v):.6g} {min(v):.6g} {max(v):.6g}")' "$@"; }
 
-echo "fio: $(fio --version)  snapbench: $("$bin" --version)  file: $file  rounds: $rounds x ${secs}s"
+fio_version=$(fio --version)
+sb_version=$("$bin" --version)
+echo "fio: $fio_version  snapbench: $sb_version  file: $file  rounds: $rounds x ${secs}s"
+if [ -n "$out" ]; then
+  csv=$out/calibration.csv
+  echo "row,pattern,tool,round,iops,p99_us,cpu_us_per_io" > "$csv"
+  src=$(findmnt -no SOURCE -T "$dir" 2>/dev/null || true)
+  disk=$(lsblk -no PKNAME "$src" 2>/dev/null | head -n1 || true)
+  [ -n "$disk" ] || disk=$(basename "${src:-unknown}")
+  python3 - "$out/meta.json" "$fio_version" "$sb_version" "$file" "$rounds" "$secs" "$only" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(uname -r)" "$(hostname)" "$(nproc)" \
+    "$(findmnt -no FSTYPE -T "$dir" 2>/dev/null || stat -f -c %T "$dir" 2>/dev/null || echo unknown)" \
+    "$disk" <<'PY'
+import json, sys
+(path, fio, sb, file, rounds, secs, only, date, kernel, host, cpus, fs, disk) = sys.argv[1:]
+cpu = "unknown CPU"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+meta = {
+    "tool": "bench/calibrate-vs-fio.sh",
+    "fio_version": fio, "snapbench_version": sb, "file": file,
+    "rounds": int(rounds), "secs": float(secs), "rows_filter": only,
+    "start_utc": date, "uname_r": kernel,
+    # The keys `snapbench report` reads for its caption (as in a results folder's meta.json).
+    "host": {"hostname": host, "kernel_release": kernel, "cpu_model": cpu, "available_cpus": int(cpus)},
+    "storage": {"fs": {"fs_type": fs}, "block": {"disk": disk}},
+}
+with open(path, "w") as f:
+    json.dump(meta, f, indent=2)
+    f.write("\n")
+PY
+fi
+csv_row() { # label pattern tool round iops p99_us cpu_us_per_io
+  [ -n "$out" ] || return 0
+  printf '"%s","%s",%s,%s,%s,%s,%s\n' "$@" >> "$csv"
+}
 printf '%-13s %-15s | %-26s %-26s %6s | %9s %9s | %8s %8s %6s\n' row pattern \
   "snapbench IOPS med(min..max)" "fio IOPS med(min..max)" ratio "sb p99us" "fio p99us" \
   "sb cpu/M" "fio cpu/M" ratio
@@ -98,12 +151,14 @@ for row in "${rows[@]}"; do
   echo "$label $pat" | grep -Eq "$only" || continue
   read -r rw bs qd <<< "$pat"
   sb_i=(); sb_p=(); sb_c=(); fi_i=(); fi_p=(); fi_c=()
-  for _ in $(seq 1 "$rounds"); do
+  for round in $(seq 1 "$rounds"); do
     read -r i p c n < <(sb_run "$variant" "$rw" "$bs" "$qd")
     sb_i+=("$i"); sb_p+=("$p"); sb_c+=("$(python3 -c "print($c / $n * 1e6)")")
+    csv_row "$label" "$pat" snapbench "$round" "$i" "$p" "${sb_c[-1]}"
     # shellcheck disable=SC2086
     read -r i p c n < <(fio_json "$rw" "$bs" "$qd" $fioargs)
     fi_i+=("$i"); fi_p+=("$p"); fi_c+=("$(python3 -c "print($c / $n * 1e6)")")
+    csv_row "$label" "$pat" fio "$round" "$i" "$p" "${fi_c[-1]}"
   done
   read -r si smin smax < <(stats "${sb_i[@]}")
   read -r fi fmin fmax < <(stats "${fi_i[@]}")
@@ -117,3 +172,4 @@ for row in "${rows[@]}"; do
     "$(python3 -c "print($si / $fi)")" "$sp" "$fp" "$sc" "$fc" "$(python3 -c "print($sc / $fc)")"
 done
 echo "targets: IOPS ratio >= 1.00 and CPU ratio (snapbench/fio) <= 1.00 on every row"
+if [ -n "$out" ]; then echo "calibration: $out/calibration.csv, $out/meta.json" >&2; fi

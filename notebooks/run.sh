@@ -56,7 +56,6 @@ else
     "search-a-w1|results/20261203T145523Z-capacity-quick/a-w1|"                 # one search folder
     "run-default|results/20261202T182820Z-default|"                             # one plain run folder (.hgrm only)
     "run-default-ack|results/20261202T182820Z-default|SLO_ON=ack SLO_P99_MS=1020 CPU_BUDGET=0.45"
-    "run-oldest|results/20261124T092635Z-default|"                              # the oldest columns
     "set-capacity-old|results/20261203T074727Z-capacity-quick|"                 # a set; search.csv without `load`
     "set-harness-cost|results/20261203T142528Z-harness-cost|"                   # a nested set of 45 one-run folders
   )

@@ -180,6 +180,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("fail_on_regression")
                         .long("fail-on-regression")
+                        .allow_negative_numbers(true)
                         .value_name("PCT")
                         .help("exit 1 when B is slower than A beyond noise by at least PCT percent on any figure"),
                 ),
@@ -192,6 +193,7 @@ fn cli() -> Command {
                     Arg::new("slo_p99_ms")
                         .long("slo-p99-ms")
                         .required(true)
+                        .allow_negative_numbers(true)
                         .value_name("MS")
                         .help("p99 limit, ms, of the latency --slo-on names"),
                 )
@@ -206,6 +208,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("cpu_budget")
                         .long("cpu-budget")
+                        .allow_negative_numbers(true)
                         .value_name("CORES")
                         .help("most process CPU, cores, the engine may use at the load it carries"),
                 ),
@@ -234,7 +237,20 @@ fn main() -> ExitCode {
             // One line: clap's problem, its tip if it has one, and where the help is.
             let text = e.render().to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let first = lines.next().unwrap_or("error: bad arguments");
+            let mut first = lines.next().unwrap_or("error: bad arguments").to_string();
+            // "the following required arguments were not provided:" lists them on the lines
+            // after it: keep them on the one line.
+            if first.ends_with(':') {
+                let named: Vec<&str> = text
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .take_while(|l| !l.is_empty() && !l.starts_with("Usage"))
+                    .collect();
+                if !named.is_empty() {
+                    first = format!("{first} {}", named.join(" "));
+                }
+            }
             let tip = lines
                 .find(|l| l.starts_with("tip:") && l.contains("similar"))
                 .map(|t| format!("; {t}"))
@@ -1549,139 +1565,6 @@ fn cmd_verify(m: &ArgMatches) -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(variant: &str, matches: Option<u32>) -> SummaryRow {
-        SummaryRow {
-            variant: variant.into(),
-            workload: "fps-128tick".into(),
-            matches,
-            tick_hz: Some(128.0),
-            durability: "interval:1000".into(),
-            workers: 1,
-            repeat: 1,
-            ops_per_s: 1000.0,
-            offered_ops: 2000,
-            duration_s: 2.0,
-            lat_p99_us: Some(2500.0),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn search_table_ranks_by_matches_per_busy_core_and_shows_the_bracket() {
-        let r = |v: &str, p: Option<u32>, f: Option<u32>, mpc: Option<f64>| search::SearchRow {
-            variant: v.into(),
-            last_pass: p,
-            first_fail: f,
-            matches_per_busy_core: mpc,
-            ..Default::default()
-        };
-        let text = search_table(&[
-            r("a", None, Some(64), None),
-            r("b", Some(256), Some(272), Some(500.0)),
-            r("c", Some(16384), None, Some(900.0)),
-        ]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            lines[1].starts_with('c') && lines[1].contains(">= 16384 (max)"),
-            "{text}"
-        );
-        assert!(
-            lines[2].starts_with('b') && lines[2].contains("[256, 272]"),
-            "{text}"
-        );
-        assert!(
-            lines[3].starts_with('a') && lines[3].contains("< 64 (start)"),
-            "{text}"
-        ); // A read search's bracket says it counts reads/s.
-        let reads = search::SearchRow {
-            load: "reads_per_s".into(),
-            ..r("d", Some(48), Some(50), Some(160.0))
-        };
-        assert!(search_table(&[reads]).contains("[48, 50] r/s"));
-        assert!(!text.contains("r/s"), "{text}");
-    }
-
-    #[test]
-    fn results_folder_is_named_after_the_suite() {
-        assert_eq!(results_name(None, false, false), "default");
-        assert_eq!(results_name(None, true, false), "default-custom");
-        assert_eq!(results_name(None, false, true), "default-quick");
-        assert_eq!(
-            results_name(Some(Path::new("bench/my suite.toml")), true, false),
-            "my_suite"
-        );
-        assert_eq!(
-            results_name(Some(Path::new("/x/sweep.toml")), false, true),
-            "sweep-quick"
-        );
-    }
-
-    #[test]
-    fn table_shows_the_cost_split_of_ds_runs() {
-        let plain = [row("uring", Some(250))];
-        assert!(!table_text(&plain).contains("harness/rec/eng"));
-        let mut split = row("uring", Some(250));
-        split.harness_us_per_op = Some(0.25);
-        split.recorder_us_per_op = Some(0.5);
-        split.engine_us_per_op = Some(3.0);
-        let text = table_text(&[split, row("null", Some(250))]);
-        assert!(
-            text.lines().next().unwrap().contains("harness/rec/eng us"),
-            "{text}"
-        );
-        assert!(
-            text.lines().nth(1).unwrap().contains("0.25/0.50/3.00"),
-            "{text}"
-        );
-        assert!(
-            text.lines().nth(2).unwrap().trim_end().ends_with('-'),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn table_shows_the_key_columns_that_differ_and_units() {
-        let rows = [row("uring", Some(250)), row("uring", Some(500))];
-        let text = table_text(&rows);
-        let header = text.lines().next().unwrap();
-        assert!(header.contains("matches"), "{header}");
-        for unit in ["p50 ms", "p99 ms", "p99.9 ms", "ack p99 ms", "cpu us/op"] {
-            assert!(header.contains(unit), "{unit} in {header}");
-        }
-        for same in ["tick_hz", "durability", "workers", "repeat", "workload"] {
-            assert!(
-                !header.contains(same),
-                "{same} is equal in every row: {header}"
-            );
-        }
-        assert!(
-            !header.contains("offered/s"),
-            "ops/s equals offered: {header}"
-        );
-        assert!(text.lines().nth(1).unwrap().contains("250"));
-        assert!(text.lines().nth(2).unwrap().contains("500"));
-        assert!(text.lines().nth(1).unwrap().contains("2.500"));
-        // One engine, one configuration: no key column at all.
-        let header = table_text(&rows[..1]).lines().next().unwrap().to_string();
-        assert!(!header.contains("matches"), "{header}");
-        // A row behind its schedule: offered/s and max lag appear.
-        let mut slow = row("buffered", Some(250));
-        slow.ops_per_s = 400.0;
-        slow.max_lag_ms = 812.5;
-        let text = table_text(&[row("uring", Some(250)), slow]);
-        let header = text.lines().next().unwrap();
-        assert!(
-            header.contains("offered/s") && header.contains("max lag ms"),
-            "{header}"
-        );
-        assert!(text.lines().nth(2).unwrap().contains("812.5"));
-    }
-}
-
 /// Draw the plots and the report of a folder just written (a failure is reported, and the
 /// results stay).
 fn write_report(out: &Path) {
@@ -1845,4 +1728,137 @@ fn cmd_recommend(m: &ArgMatches) -> ExitCode {
     let recs = report::recommend::recommend(&folders, &ask);
     print!("{}", report::recommend::render(&recs, &folders, &ask));
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &str, matches: Option<u32>) -> SummaryRow {
+        SummaryRow {
+            variant: variant.into(),
+            workload: "fps-128tick".into(),
+            matches,
+            tick_hz: Some(128.0),
+            durability: "interval:1000".into(),
+            workers: 1,
+            repeat: 1,
+            ops_per_s: 1000.0,
+            offered_ops: 2000,
+            duration_s: 2.0,
+            lat_p99_us: Some(2500.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn search_table_ranks_by_matches_per_busy_core_and_shows_the_bracket() {
+        let r = |v: &str, p: Option<u32>, f: Option<u32>, mpc: Option<f64>| search::SearchRow {
+            variant: v.into(),
+            last_pass: p,
+            first_fail: f,
+            matches_per_busy_core: mpc,
+            ..Default::default()
+        };
+        let text = search_table(&[
+            r("a", None, Some(64), None),
+            r("b", Some(256), Some(272), Some(500.0)),
+            r("c", Some(16384), None, Some(900.0)),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with('c') && lines[1].contains(">= 16384 (max)"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with('b') && lines[2].contains("[256, 272]"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with('a') && lines[3].contains("< 64 (start)"),
+            "{text}"
+        ); // A read search's bracket says it counts reads/s.
+        let reads = search::SearchRow {
+            load: "reads_per_s".into(),
+            ..r("d", Some(48), Some(50), Some(160.0))
+        };
+        assert!(search_table(&[reads]).contains("[48, 50] r/s"));
+        assert!(!text.contains("r/s"), "{text}");
+    }
+
+    #[test]
+    fn results_folder_is_named_after_the_suite() {
+        assert_eq!(results_name(None, false, false), "default");
+        assert_eq!(results_name(None, true, false), "default-custom");
+        assert_eq!(results_name(None, false, true), "default-quick");
+        assert_eq!(
+            results_name(Some(Path::new("bench/my suite.toml")), true, false),
+            "my_suite"
+        );
+        assert_eq!(
+            results_name(Some(Path::new("/x/sweep.toml")), false, true),
+            "sweep-quick"
+        );
+    }
+
+    #[test]
+    fn table_shows_the_cost_split_of_ds_runs() {
+        let plain = [row("uring", Some(250))];
+        assert!(!table_text(&plain).contains("harness/rec/eng"));
+        let mut split = row("uring", Some(250));
+        split.harness_us_per_op = Some(0.25);
+        split.recorder_us_per_op = Some(0.5);
+        split.engine_us_per_op = Some(3.0);
+        let text = table_text(&[split, row("null", Some(250))]);
+        assert!(
+            text.lines().next().unwrap().contains("harness/rec/eng us"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(1).unwrap().contains("0.25/0.50/3.00"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(2).unwrap().trim_end().ends_with('-'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn table_shows_the_key_columns_that_differ_and_units() {
+        let rows = [row("uring", Some(250)), row("uring", Some(500))];
+        let text = table_text(&rows);
+        let header = text.lines().next().unwrap();
+        assert!(header.contains("matches"), "{header}");
+        for unit in ["p50 ms", "p99 ms", "p99.9 ms", "ack p99 ms", "cpu us/op"] {
+            assert!(header.contains(unit), "{unit} in {header}");
+        }
+        for same in ["tick_hz", "durability", "workers", "repeat", "workload"] {
+            assert!(
+                !header.contains(same),
+                "{same} is equal in every row: {header}"
+            );
+        }
+        assert!(
+            !header.contains("offered/s"),
+            "ops/s equals offered: {header}"
+        );
+        assert!(text.lines().nth(1).unwrap().contains("250"));
+        assert!(text.lines().nth(2).unwrap().contains("500"));
+        assert!(text.lines().nth(1).unwrap().contains("2.500"));
+        // One engine, one configuration: no key column at all.
+        let header = table_text(&rows[..1]).lines().next().unwrap().to_string();
+        assert!(!header.contains("matches"), "{header}");
+        // A row behind its schedule: offered/s and max lag appear.
+        let mut slow = row("buffered", Some(250));
+        slow.ops_per_s = 400.0;
+        slow.max_lag_ms = 812.5;
+        let text = table_text(&[row("uring", Some(250)), slow]);
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains("offered/s") && header.contains("max lag ms"),
+            "{header}"
+        );
+        assert!(text.lines().nth(2).unwrap().contains("812.5"));
+    }
 }

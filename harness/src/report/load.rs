@@ -176,10 +176,12 @@ impl Folder {
             }
             hists.sort_by(|a, b| a.path.cmp(&b.path));
         }
+        let mut rows: Vec<SummaryRow> = read_csv(&path.join("summary.csv"))?;
+        fill_matches_from_meta(&mut rows, &meta);
         Ok(Folder {
             path: path.to_path_buf(),
             meta,
-            rows: read_csv(&path.join("summary.csv"))?,
+            rows,
             search: read_csv(&path.join("search.csv"))?,
             seconds: read_csv(&path.join("timeseries.csv"))?,
             hists,
@@ -242,6 +244,26 @@ impl Folder {
             if cpus.is_empty() { "" } else { ", " },
             device_words(&self.meta)
         )
+    }
+}
+
+/// Folders written before summary.csv had a `matches` column: take each DS run's matches from
+/// meta.json's options of that run.
+fn fill_matches_from_meta(rows: &mut [SummaryRow], meta: &serde_json::Value) {
+    let Some(runs) = meta["runs"].as_array() else {
+        return;
+    };
+    for r in rows.iter_mut().filter(|r| r.matches.is_none()) {
+        let opts = runs
+            .iter()
+            .find(|o| o["run_id"].as_str() == Some(r.run_id.as_str()));
+        if let Some(o) = opts {
+            if o["workload"]["kind"].as_str() == Some("ds") {
+                r.matches = o["workload"]["params"]["matches"]
+                    .as_u64()
+                    .and_then(|m| u32::try_from(m).ok());
+            }
+        }
     }
 }
 
@@ -355,5 +377,17 @@ mod tests {
         assert!(!f.search.is_empty());
         assert!(f.search.iter().any(|s| s.last_pass.is_some()));
         assert!(f.caption().contains("ext4"), "{}", f.caption());
+    }
+
+    #[test]
+    fn an_older_folder_gets_its_matches_from_meta() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/20261202T182820Z-default");
+        let f = Folder::load(&dir).unwrap();
+        assert!(!f.rows.is_empty());
+        assert!(
+            f.rows.iter().all(|r| r.matches == Some(256)),
+            "{:?}",
+            f.rows[0].matches
+        );
     }
 }

@@ -98,8 +98,8 @@ pub fn write(path: &Path) -> Result<Report, ReportError> {
     };
     let mut sections = Vec::new();
     for (folder, rel) in folders {
-        let (charts, errs) = match plots::draw_all(&folder) {
-            Ok(c) => (c, Vec::new()),
+        let (charts, errs) = match plots::draw(&folder) {
+            Ok(d) => (d.charts, d.errors),
             Err(e) => (Vec::new(), vec![e]),
         };
         sections.push(Section {

@@ -411,12 +411,18 @@ pub fn render(recs: &[Recommendation], folders: &[Folder], ask: &Ask) -> String 
             rec.source
         );
         match rec.ranked.as_slice() {
+            [] if rec.failed.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "  Only null ran here: it does no I/O and is never recommended. Run an engine."
+                );
+            }
             [] => {
                 let _ = writeln!(
                     out,
-                    "  No engine meets the SLO at any load tested. Closest misses:"
+                    "  No engine meets the SLO at any load tested. Where each failed:"
                 );
-                for c in rec.failed.iter().take(3) {
+                for c in &rec.failed {
                     let _ = writeln!(
                         out,
                         "    {} at {} matches: {}",
