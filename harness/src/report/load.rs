@@ -326,7 +326,10 @@ pub fn device_words(meta: &serde_json::Value) -> String {
     };
     let model = b["model"].as_str().map(str::trim).filter(|m| !m.is_empty());
     let kind = if virtual_disk(meta).is_some() {
-        format!("virtual disk ({})", b["driver"].as_str().unwrap_or("?"))
+        match b["driver"].as_str() {
+            Some(d) => format!("virtual disk ({d})"),
+            None => "virtual disk".into(),
+        }
     } else if disk.starts_with("nvme") {
         "NVMe".into()
     } else if b["rotational"].as_bool() == Some(true) {

@@ -308,31 +308,56 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
     if let Some(argv) = m["argv"].as_array() {
         let words: Vec<&str> = argv.iter().filter_map(|a| a.as_str()).collect();
         let _ = writeln!(out, "- **Command:** `{}`", words.join(" "));
+    } else if let Some(tool) = m["tool"].as_str() {
+        let _ = writeln!(
+            out,
+            "- **Command:** `{tool}` ({} rounds of {} s, rows `{}`, {}, file `{}`)",
+            m["rounds"],
+            m["secs"],
+            m["rows_filter"].as_str().unwrap_or("all"),
+            m["fio_version"].as_str().unwrap_or("fio ?"),
+            m["file"].as_str().unwrap_or("?")
+        );
     }
-    let _ = writeln!(
-        out,
-        "- **Suite:** {} · **started** {} · **ended** {} · **status** {}",
-        m["suite"].as_str().unwrap_or("?"),
-        m["start_utc"].as_str().unwrap_or("?"),
-        m["end_utc"].as_str().unwrap_or("?"),
-        m["status"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "- **Build:** snapbench {} ({}), {}",
-        m["build"]["version"].as_str().unwrap_or("?"),
-        m["build"]["git_commit"].as_str().unwrap_or("?"),
-        m["build"]["rustc"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(
-        out,
-        "- **Files:** `{}` (meta.json has every option and the machine; summary.csv every run; hist/ the histograms)\n",
-        if s.rel.as_os_str().is_empty() {
-            ".".to_string()
-        } else {
-            s.rel.display().to_string()
-        }
-    );
+    if m["suite"].is_string() {
+        let _ = writeln!(
+            out,
+            "- **Suite:** {} · **started** {} · **ended** {} · **status** {}",
+            m["suite"].as_str().unwrap_or("?"),
+            m["start_utc"].as_str().unwrap_or("?"),
+            m["end_utc"].as_str().unwrap_or("?"),
+            m["status"].as_str().unwrap_or("?")
+        );
+    } else if let Some(start) = m["start_utc"].as_str() {
+        let _ = writeln!(out, "- **Started:** {start}");
+    }
+    if m["build"].is_object() {
+        let _ = writeln!(
+            out,
+            "- **Build:** snapbench {} ({}), {}",
+            m["build"]["version"].as_str().unwrap_or("?"),
+            m["build"]["git_commit"].as_str().unwrap_or("?"),
+            m["build"]["rustc"].as_str().unwrap_or("?")
+        );
+    } else if let Some(v) = m["snapbench_version"].as_str() {
+        let _ = writeln!(out, "- **Build:** {v}");
+    }
+    let here = if s.rel.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        s.rel.display().to_string()
+    };
+    if f.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "- **Files:** `{here}` (meta.json and the tables below)\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "- **Files:** `{here}` (meta.json has every option and the machine; summary.csv every run; hist/ the histograms)\n"
+        );
+    }
     let warns = warnings(f);
     if !warns.is_empty() {
         let _ = writeln!(out, "{level} Warnings\n");
@@ -380,6 +405,9 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
             );
         }
         let _ = writeln!(out);
+    }
+    if !f.calibration.is_empty() {
+        calibration_md(out, f, level);
     }
     if !f.rows.is_empty() {
         let _ = writeln!(out, "{level} Summary\n");
@@ -451,6 +479,62 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
     let _ = ask;
 }
 
+/// The calibration table: per row, snapbench against fio, median (min..max) over the rounds.
+fn calibration_md(out: &mut String, f: &Folder, level: &str) {
+    let _ = writeln!(out, "{level} Calibration against fio\n");
+    let _ = writeln!(
+        out,
+        "Both tools on the same fully written file, rounds interleaved; median (min..max) over the rounds. Targets: IOPS ratio ≥ 1 and CPU ratio ≤ 1.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| row | pattern | snapbench IOPS | fio IOPS | IOPS ratio | snapbench p99 (µs) | fio p99 (µs) | snapbench CPU µs/IO | fio CPU µs/IO | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for c in &f.calibration {
+        if !keys.contains(&(c.row.as_str(), c.pattern.as_str())) {
+            keys.push((&c.row, &c.pattern));
+        }
+    }
+    for (row, pattern) in keys {
+        let side = |tool: &str, v: fn(&super::load::CalibrationRow) -> f64| -> Vec<f64> {
+            f.calibration
+                .iter()
+                .filter(|c| c.row == row && c.pattern == pattern && c.tool == tool)
+                .map(v)
+                .collect()
+        };
+        let cell = |v: &[f64], p: usize| match median_min_max(v) {
+            Some((m, lo, hi)) => format!("{m:.p$} ({lo:.p$}..{hi:.p$})"),
+            None => "-".into(),
+        };
+        let ratio = |a: &[f64], b: &[f64]| match (median_min_max(a), median_min_max(b)) {
+            (Some((x, _, _)), Some((y, _, _))) if y > 0.0 => format!("{:.2}", x / y),
+            _ => "-".into(),
+        };
+        let (si, fi) = (side("snapbench", |c| c.iops), side("fio", |c| c.iops));
+        let (sp, fp) = (side("snapbench", |c| c.p99_us), side("fio", |c| c.p99_us));
+        let (sc, fc) = (
+            side("snapbench", |c| c.cpu_us_per_io),
+            side("fio", |c| c.cpu_us_per_io),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {pattern} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_escape(row),
+            cell(&si, 0),
+            cell(&fi, 0),
+            ratio(&si, &fi),
+            cell(&sp, 0),
+            cell(&fp, 0),
+            cell(&sc, 2),
+            cell(&fc, 2),
+            ratio(&sc, &fc)
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// report.md's text.
 pub fn markdown(r: &Report) -> String {
     let mut out = String::new();
@@ -466,8 +550,8 @@ pub fn markdown(r: &Report) -> String {
             .file_name()
             .map_or_else(|| title.to_string(), |n| n.to_string_lossy().into_owned()),
         folders
-            .first()
-            .and_then(|f| f.meta["start_utc"].as_str())
+            .iter()
+            .find_map(|f| f.meta["start_utc"].as_str())
             .unwrap_or("")
     );
     let ask = report_ask(&folders);

@@ -9,7 +9,8 @@
 //!   smallest that fails. Ranked by last_pass, then by CPU µs per snapshot there. The winner's
 //!   lead is *beyond the search's resolution* when it passed a load its runner-up failed
 //!   (winner.last_pass ≥ runner_up.first_fail).
-//! - **Otherwise from fixed-load runs**: per workload, each configuration (its repeats) meets
+//! - **Otherwise from fixed-load runs** (for the workloads no search covered, from the folders
+//!   without a search): per workload, each configuration (its repeats) meets
 //!   the SLO by the same test; ranked by matches carried, then by CPU µs per snapshot, the lead
 //!   judged by the shared noise rule ([`crate::noise`]) on CPU per snapshot.
 //!
@@ -248,8 +249,8 @@ fn rank(rec: &mut Recommendation) {
     });
 }
 
-/// Rankings for every workload in `folders`: from the folders with a capacity search where
-/// any has one, otherwise from their fixed-load runs.
+/// Rankings for every workload in `folders`: from the capacity searches for the workloads they
+/// cover, from the other folders' fixed-load runs for the rest.
 pub fn recommend(folders: &[Folder], ask: &Ask) -> Vec<Recommendation> {
     let searched: Vec<&Folder> = folders
         .iter()
@@ -259,11 +260,15 @@ pub fn recommend(folders: &[Folder], ask: &Ask) -> Vec<Recommendation> {
                 .any(|s| s.load == "matches" || s.load.is_empty())
         })
         .collect();
-    let mut out: Vec<Recommendation> = if searched.is_empty() {
-        folders.iter().flat_map(|f| from_runs(f, ask)).collect()
-    } else {
-        searched.iter().flat_map(|f| from_search(f, ask)).collect()
-    };
+    let mut out: Vec<Recommendation> = searched.iter().flat_map(|f| from_search(f, ask)).collect();
+    // Workloads no search covered: from the fixed-load runs of the folders without a search.
+    let fixed: Vec<Recommendation> = folders
+        .iter()
+        .filter(|f| !searched.iter().any(|s| std::ptr::eq(*s, *f)))
+        .flat_map(|f| from_runs(f, ask))
+        .filter(|r| !out.iter().any(|s| s.workload == r.workload))
+        .collect();
+    out.extend(fixed);
     for r in &mut out {
         rank(r);
     }
@@ -283,6 +288,22 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.prec$}"))
 }
 
+/// A sentence when the runner-up `b` needs less CPU per snapshot than the winner `a` (empty
+/// otherwise): the trade a team lead weighs.
+fn cheaper(a: &Candidate, b: &Candidate) -> String {
+    match (a.cpu_us_per_op, b.cpu_us_per_op) {
+        (Some(x), Some(y)) if y.median < x.median => format!(
+            " {} needs less CPU: {:.2} µs per snapshot against {:.2} ({:.2} cores against {:.2} at its last pass).",
+            b.variant,
+            y.median,
+            x.median,
+            b.cpu_cores.unwrap_or(f64::NAN),
+            a.cpu_cores.unwrap_or(f64::NAN)
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Whether the winner's lead over the runner-up holds, in words.
 pub fn margin(rec: &Recommendation) -> Option<String> {
     let [a, b, ..] = rec.ranked.as_slice() else {
@@ -297,9 +318,19 @@ pub fn margin(rec: &Recommendation) -> Option<String> {
                 "more than".into()
             };
             match b.first_fail {
-                Some(bf) if ap >= bf => format!(
-                    "{} carries {ratio} the matches of {}, beyond the search's resolution (at {bf} matches {} met the SLO and {} did not).",
-                    a.variant, b.variant, a.variant, b.variant
+                Some(bf) if ap > bf => format!(
+                    "{} carries {ratio} the matches of {}, beyond the search's resolution (at {bf} matches {} met the SLO and {} did not).{}",
+                    a.variant, b.variant, a.variant, b.variant, cheaper(a, b)
+                ),
+                Some(bf) if ap == bf => format!(
+                    "{} carries {ratio} the matches of {}, by one search step (at {bf} matches {} met the SLO and {} did not; a step is judged on the median of {} runs, fewer than the noise rule's {}): their capacities are close.{}",
+                    a.variant,
+                    b.variant,
+                    a.variant,
+                    b.variant,
+                    search::RUNS_PER_STEP,
+                    noise::MIN_REPEATS,
+                    cheaper(a, b)
                 ),
                 _ if ap == bp => format!(
                     "{} and {} carry the same load ({ap} matches) within the search's resolution; {} takes it on CPU per snapshot ({} vs {} µs), a difference the search does not repeat enough to call beyond noise.",
@@ -391,7 +422,13 @@ fn candidate_line(c: &Candidate, basis: Basis) -> String {
 /// The recommendation as a few lines a team lead can paste into a design doc.
 pub fn render(recs: &[Recommendation], folders: &[Folder], ask: &Ask) -> String {
     let mut out = String::new();
-    let meta = folders.first().map(|f| &f.meta);
+    // What the numbers were measured on: the first folder with runs (a calibration folder's
+    // meta.json describes less).
+    let described = folders
+        .iter()
+        .find(|f| !f.rows.is_empty())
+        .or_else(|| folders.first());
+    let meta = described.map(|f| &f.meta);
     if recs.is_empty() {
         let _ = writeln!(
             out,
@@ -471,9 +508,7 @@ pub fn render(recs: &[Recommendation], folders: &[Folder], ask: &Ask) -> String 
         let _ = writeln!(
             out,
             "Measured on {}{}.",
-            folders
-                .first()
-                .map_or_else(|| device_words(meta), |f| f.caption()),
+            described.map_or_else(|| device_words(meta), |f| f.caption()),
             if quick {
                 " (with --quick: short runs, noisier)"
             } else {
@@ -590,7 +625,17 @@ mod tests {
         );
         let m = margin(r).unwrap();
         assert!(
-            m.contains("2.00×") && m.contains("beyond the search's resolution"),
+            m.contains("2.00×") && m.contains("by one search step"),
+            "{m}"
+        );
+        // A lead of more than one step is beyond the search's resolution; the runner-up's lower
+        // CPU is said.
+        let mut wide = r.clone();
+        wide.ranked[0].last_pass = Some(4096);
+        wide.ranked[1].cpu_us_per_op = Spread::of(&[1.0, 1.0, 1.0]);
+        let m = margin(&wide).unwrap();
+        assert!(
+            m.contains("beyond the search's resolution") && m.contains("uring needs less CPU"),
             "{m}"
         );
         let text = render(&recs, &[searched()], &ask(50.0, None));
@@ -613,6 +658,33 @@ mod tests {
         assert!(recs[0].ranked.is_empty());
         let text = render(&recs, &[searched()], &ask(5.0, None));
         assert!(text.contains("No engine meets the SLO"), "{text}");
+    }
+
+    #[test]
+    fn a_set_answers_searched_workloads_from_the_search_and_the_rest_from_runs() {
+        let mut runs = Vec::new();
+        for workload in ["fps-128tick", "moba-30tick"] {
+            for i in 0..5 {
+                let mut r = row("uring", 256, 10.0, 0.3, 3.0);
+                r.workload = workload.into();
+                r.config_id = format!("uring-{workload}");
+                r.repeat = i + 1;
+                runs.push(r);
+            }
+        }
+        let set = [folder(runs, Vec::new()), searched()];
+        let recs = recommend(&set, &ask(50.0, None));
+        let by: Vec<(&str, Basis)> = recs
+            .iter()
+            .map(|r| (r.workload.as_str(), r.basis))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("fps-128tick", Basis::Search),
+                ("moba-30tick", Basis::FixedLoad)
+            ]
+        );
     }
 
     #[test]
