@@ -4,7 +4,7 @@
 # with --flush-ms 40 instead of the default 20 (C: a write waits up to twice as long for its
 # flush deadline, so write p99 must be called slower). About 3 minutes.
 #
-#   bench/compare-demo.sh [OUT=results/<UTC>-compare] [DIR=./snapbench-data]
+#   bench/compare-demo.sh [OUT_FOLDER (results/<UTC>-compare)] [DATA_DIR (./snapbench-data)]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/$(date -u +%Y%m%dT%H%M%SZ)-compare}

@@ -4,7 +4,9 @@
 # <= 50 ms, interval:1000 durability, --quick steps), into one folder, then the plots and the
 # reports of both and of the set. About 40 minutes on a 2-core VM; run nothing else meanwhile.
 #
-#   bench/full.sh [OUT=results/<UTC>-full] [DIR=./snapbench-data]
+#   bench/full.sh [OUT_FOLDER (results/<UTC>-full)] [DATA_DIR (./snapbench-data)]
+#
+# The fio calibration of the committed set is a separate step (results/README.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/$(date -u +%Y%m%dT%H%M%SZ)-full}

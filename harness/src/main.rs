@@ -1646,14 +1646,16 @@ fn cmd_report(m: &ArgMatches) -> ExitCode {
 }
 
 fn cmd_compare(m: &ArgMatches) -> ExitCode {
-    let fail_pct = match positive_number(
-        m,
-        "fail_on_regression",
-        "--fail-on-regression",
-        "a percentage such as 5",
-    ) {
-        Ok(v) => v,
-        Err(e) => return bad_input(&e),
+    let fail_pct = match m.get_one::<String>("fail_on_regression") {
+        None => None,
+        Some(t) => match t.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
+            _ => {
+                return bad_input(&BadInput(format!(
+                "--fail-on-regression {t:?} is not a percentage of 0 or more; give one such as 5"
+            )))
+            }
+        },
     };
     let (a_path, b_path) = (
         m.get_one::<String>("a").expect("required"),
@@ -1671,11 +1673,12 @@ fn cmd_compare(m: &ArgMatches) -> ExitCode {
     }
     print!("{}", report::compare::render(&c, a_path, b_path));
     if let Some(pct) = fail_pct {
-        let regs = c.regressions(pct);
-        if !regs.is_empty() {
+        let fails = c.gate_failures(pct);
+        if !fails.is_empty() {
             eprintln!(
-                "regression beyond noise of at least {pct} %: {}",
-                regs.join("; ")
+                "--fail-on-regression {pct}: {} problem(s): {}",
+                fails.len(),
+                fails.join("; ")
             );
             return ExitCode::from(1);
         }

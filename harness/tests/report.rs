@@ -167,7 +167,7 @@ fn bad_input_is_one_line_and_exit_2() {
                 "--fail-on-regression".into(),
                 "x".into(),
             ],
-            "not a positive number",
+            "not a percentage",
         ),
         (
             vec!["compare".into(), empty.display().to_string()],

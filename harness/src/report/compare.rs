@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::load::Folder;
 use crate::noise::{self, Spread, Verdict};
-use crate::results::SummaryRow;
+use crate::results::{RunStatus, SummaryRow};
 use crate::search::SearchRow;
 
 /// Which way is better for a metric.
@@ -115,8 +115,12 @@ pub struct Line {
     pub matches: Option<u32>,
     /// Workers.
     pub workers: u32,
+    /// The set member (empty for a lone folder).
+    pub member: String,
     /// Runs on each side.
     pub n: (usize, usize),
+    /// Of those, runs that did not end ok, on each side.
+    pub not_ok: (usize, usize),
     /// The metrics.
     pub cells: Vec<Cell>,
 }
@@ -151,30 +155,77 @@ pub struct Comparison {
     pub only_a: Vec<String>,
     /// Configurations only in B.
     pub only_b: Vec<String>,
+    /// Searches on both sides under different SLOs (not compared).
+    pub not_comparable: Vec<String>,
 }
 
-type Key = (String, String, Option<u32>, u32);
-
-fn key(r: &SummaryRow) -> Key {
-    (r.variant.clone(), r.workload.clone(), r.matches, r.workers)
+/// What makes two runs comparable: the set member they come from (for sets), variant,
+/// workload, matches, workers, and the rates and durability (as repeats.csv groups them).
+#[derive(Clone, Debug, PartialEq)]
+struct Key {
+    member: String,
+    variant: String,
+    workload: String,
+    matches: Option<u32>,
+    workers: u32,
+    rates: String,
 }
 
-fn key_words(k: &Key) -> String {
-    match k.2 {
-        Some(m) => format!("{} on {} at {m} matches, {} workers", k.0, k.1, k.3),
-        None => format!("{} on {}, {} workers", k.0, k.1, k.3),
+fn key(member: &str, r: &SummaryRow) -> Key {
+    Key {
+        member: member.to_string(),
+        variant: r.variant.clone(),
+        workload: r.workload.clone(),
+        matches: r.matches,
+        workers: r.workers,
+        rates: format!(
+            "{}/{}/{}",
+            r.tick_hz.map_or(String::new(), |v| v.to_string()),
+            r.record_hz.map_or(String::new(), |v| v.to_string()),
+            r.durability
+        ),
     }
 }
 
-/// Groups of runs by key, in order of first appearance. A search's runs are grouped too (each
-/// step's load is its own key).
+fn key_words(k: &Key) -> String {
+    let at = k
+        .matches
+        .map_or(String::new(), |m| format!(" at {m} matches"));
+    let member = if k.member.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", k.member)
+    };
+    format!(
+        "{} on {}{at}, {} workers{member}",
+        k.variant, k.workload, k.workers
+    )
+}
+
+/// The member name of a folder of a side: empty for a lone folder, the folder's name in a set.
+fn member(folders: &[Folder], f: &Folder) -> String {
+    if folders.len() > 1 {
+        f.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// Groups of runs by key, in order of first appearance. A search's step runs are left out:
+/// the capacity lines compare searches.
 fn groups(folders: &[Folder]) -> Vec<(Key, Vec<&SummaryRow>)> {
     let mut out: Vec<(Key, Vec<&SummaryRow>)> = Vec::new();
-    for r in folders.iter().flat_map(|f| f.rows.iter()) {
-        let k = key(r);
-        match out.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, v)) => v.push(r),
-            None => out.push((k, vec![r])),
+    for f in folders.iter().filter(|f| f.search.is_empty()) {
+        let m = member(folders, f);
+        for r in &f.rows {
+            let k = key(&m, r);
+            match out.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, v)) => v.push(r),
+                None => out.push((k, vec![r])),
+            }
         }
     }
     out
@@ -225,11 +276,16 @@ pub fn compare(a: &[Folder], b: &[Folder]) -> Comparison {
     for (k, ra) in &ga {
         match gb.iter().find(|(g, _)| g == k) {
             Some((_, rb)) => out.lines.push(Line {
-                variant: k.0.clone(),
-                workload: k.1.clone(),
-                matches: k.2,
-                workers: k.3,
+                variant: k.variant.clone(),
+                workload: k.workload.clone(),
+                matches: k.matches,
+                workers: k.workers,
+                member: k.member.clone(),
                 n: (ra.len(), rb.len()),
+                not_ok: (
+                    ra.iter().filter(|r| r.status != RunStatus::Ok).count(),
+                    rb.iter().filter(|r| r.status != RunStatus::Ok).count(),
+                ),
                 cells: METRICS.iter().map(|m| cell(m, ra, rb)).collect(),
             }),
             None => out.only_a.push(key_words(k)),
@@ -248,13 +304,22 @@ pub fn compare(a: &[Folder], b: &[Folder]) -> Comparison {
         else {
             continue;
         };
+        if y.slo_p99_ms != x.slo_p99_ms || y.slo_on != x.slo_on {
+            out.not_comparable.push(format!(
+                "capacity of {} on {}: A searched {} p99 ≤ {} ms, B {} p99 ≤ {} ms",
+                x.variant, x.workload, x.slo_on, x.slo_p99_ms, y.slo_on, y.slo_p99_ms
+            ));
+            continue;
+        }
         let ratio = match (x.last_pass, y.last_pass) {
             (Some(p), Some(q)) if p > 0 => Some(f64::from(q) / f64::from(p)),
             _ => None,
         };
-        // B carries more when it passed a load A failed, less when A passed one B failed.
-        let more = matches!((y.last_pass, x.first_fail), (Some(q), Some(f)) if q >= f);
-        let less = matches!((x.last_pass, y.first_fail), (Some(p), Some(f)) if p >= f);
+        // B carries more when it passed a load above A's first failing one, less when A did
+        // above B's. One step (passing exactly the other's first fail) is within noise: a step
+        // is the median of RUNS_PER_STEP runs, fewer than the noise rule's MIN_REPEATS.
+        let more = matches!((y.last_pass, x.first_fail), (Some(q), Some(f)) if q > f);
+        let less = matches!((x.last_pass, y.first_fail), (Some(p), Some(f)) if p > f);
         let call = if more {
             Call::Faster
         } else if less {
@@ -304,6 +369,37 @@ impl Comparison {
                 out.push(format!(
                     "{} on {}: capacity {:.1} % less",
                     c.variant, c.workload, c.regression_pct
+                ));
+            }
+        }
+        out
+    }
+
+    /// Why a CI gate (`--fail-on-regression PCT`) must fail: regressions of at least `pct`
+    /// percent, configurations A has and B lacks, figures with no verdict, and configurations
+    /// whose B runs did not all end ok. Empty: the gate passes.
+    pub fn gate_failures(&self, pct: f64) -> Vec<String> {
+        let mut out = self.regressions(pct);
+        for k in &self.only_a {
+            out.push(format!("{k}: missing from B"));
+        }
+        for l in &self.lines {
+            let at = l
+                .matches
+                .map_or(String::new(), |m| format!(" at {m} matches"));
+            if l.not_ok.1 > l.not_ok.0 {
+                out.push(format!(
+                    "{} on {}{at}: {} of B's {} runs did not end ok",
+                    l.variant, l.workload, l.not_ok.1, l.n.1
+                ));
+            }
+            for c in l.cells.iter().filter(|c| c.call == Call::Inconclusive) {
+                out.push(format!(
+                    "{} on {}{at}: {} has no verdict (fewer than {} repeats with a value on a side)",
+                    l.variant,
+                    l.workload,
+                    c.metric,
+                    noise::MIN_REPEATS
                 ));
             }
         }
@@ -363,14 +459,24 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
     for l in &c.lines {
         let _ = writeln!(
             out,
-            "\n{} on {}{} ({} workers; runs A {} / B {})",
+            "\n{} on {}{} ({} workers; runs A {} / B {}{}){}",
             l.variant,
             l.workload,
             l.matches
                 .map_or(String::new(), |m| format!(" at {m} matches")),
             l.workers,
             l.n.0,
-            l.n.1
+            l.n.1,
+            if l.not_ok != (0, 0) {
+                format!("; not ok A {} / B {}", l.not_ok.0, l.not_ok.1)
+            } else {
+                String::new()
+            },
+            if l.member.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", l.member)
+            }
         );
         for cell in &l.cells {
             let scale = if cell.metric.contains("p99") {
@@ -378,14 +484,18 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
             } else {
                 1.0
             };
+            let word = match (&cell.call, cell.metric) {
+                (Call::Faster, m) if m.starts_with("CPU") => "faster (less CPU)",
+                (Call::Slower, m) if m.starts_with("CPU") => "slower (more CPU)",
+                (c, _) => c.word(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<16} A {:<26} B {:<26} B/A {:<6} {}",
+                "  {:<16} A {:<26} B {:<26} B/A {:<6} {word}",
                 cell.metric,
                 fmt_spread(cell.a, scale),
                 fmt_spread(cell.b, scale),
                 cell.ratio.map_or("-".into(), |q| format!("{q:.3}")),
-                cell.call.word()
             );
         }
     }
@@ -406,6 +516,9 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
                 k.call.word()
             );
         }
+    }
+    if !c.not_comparable.is_empty() {
+        let _ = writeln!(out, "\nNot compared: {}", c.not_comparable.join("; "));
     }
     for (side, list) in [("A", &c.only_a), ("B", &c.only_b)] {
         if !list.is_empty() {
@@ -516,9 +629,11 @@ mod tests {
             ..SearchRow::default()
         };
         let a = folder(vec![], vec![s(Some(1024), Some(2048))]);
-        let more = folder(vec![], vec![s(Some(2048), Some(4096))]);
+        let more = folder(vec![], vec![s(Some(4096), Some(8192))]);
         let near = folder(vec![], vec![s(Some(1536), Some(2048))]);
-        let less = folder(vec![], vec![s(Some(512), Some(1024))]);
+        // One step above A's last pass (B passed exactly A's first fail): within noise.
+        let step = folder(vec![], vec![s(Some(2048), Some(2176))]);
+        let less = folder(vec![], vec![s(Some(256), Some(512))]);
         let call = |b: &Folder| {
             compare(std::slice::from_ref(&a), std::slice::from_ref(b)).capacity[0]
                 .call
@@ -526,9 +641,51 @@ mod tests {
         };
         assert_eq!(call(&more), Call::Faster);
         assert_eq!(call(&near), Call::WithinNoise);
+        assert_eq!(call(&step), Call::WithinNoise);
         assert_eq!(call(&less), Call::Slower);
         let c = compare(std::slice::from_ref(&a), &[less]);
         assert_eq!(c.regressions(40.0).len(), 1);
+    }
+
+    #[test]
+    fn the_ci_gate_fails_on_what_it_cannot_vouch_for() {
+        let a = folder(
+            rows("uring", &[20.0, 21.0, 22.0, 21.5, 20.5], 100.0),
+            vec![],
+        );
+        let same = folder(
+            rows("uring", &[20.8, 21.2, 22.4, 20.1, 21.9], 100.0),
+            vec![],
+        );
+        let c = compare(std::slice::from_ref(&a), std::slice::from_ref(&same));
+        assert!(
+            c.gate_failures(0.0).is_empty(),
+            "{:?}",
+            c.gate_failures(0.0)
+        );
+        // B lacks a configuration A has.
+        let mut more = a.clone();
+        more.rows.extend(rows("aio", &[1.0; 5], 1.0));
+        let c = compare(std::slice::from_ref(&more), std::slice::from_ref(&same));
+        assert!(c
+            .gate_failures(50.0)
+            .iter()
+            .any(|f| f.contains("missing from B")));
+        // Too few repeats in B: no verdict is a failure of the gate.
+        let few = folder(rows("uring", &[20.0, 21.0, 22.0], 100.0), vec![]);
+        let c = compare(std::slice::from_ref(&a), &[few]);
+        assert!(c
+            .gate_failures(50.0)
+            .iter()
+            .any(|f| f.contains("no verdict")));
+        // B's runs failing where A's did not.
+        let mut bad = same.clone();
+        bad.rows[0].status = RunStatus::Failed;
+        let c = compare(std::slice::from_ref(&a), &[bad]);
+        assert!(c
+            .gate_failures(50.0)
+            .iter()
+            .any(|f| f.contains("did not end ok")));
     }
 
     #[test]

@@ -178,6 +178,7 @@ impl Folder {
         }
         let mut rows: Vec<SummaryRow> = read_csv(&path.join("summary.csv"))?;
         fill_matches_from_meta(&mut rows, &meta);
+        fill_config_ids(&mut rows);
         Ok(Folder {
             path: path.to_path_buf(),
             meta,
@@ -264,6 +265,19 @@ fn fill_matches_from_meta(rows: &mut [SummaryRow], meta: &serde_json::Value) {
                     .and_then(|m| u32::try_from(m).ok());
             }
         }
+    }
+}
+
+/// Folders written before summary.csv had a `config_id` column: a run's configuration is its
+/// run id without the repeat suffix (`-rN`), so repeats still group and variants never merge.
+fn fill_config_ids(rows: &mut [SummaryRow]) {
+    for r in rows.iter_mut().filter(|r| r.config_id.is_empty()) {
+        let id = r.run_id.as_str();
+        let base = match id.rsplit_once("-r") {
+            Some((b, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => id,
+        };
+        r.config_id = base.to_string();
     }
 }
 
@@ -392,5 +406,9 @@ mod tests {
             "{:?}",
             f.rows[0].matches
         );
+        // No config_id column: each run is its own configuration, never one merged group.
+        let ids: std::collections::BTreeSet<&str> =
+            f.rows.iter().map(|r| r.config_id.as_str()).collect();
+        assert_eq!(ids.len(), f.rows.len());
     }
 }

@@ -342,6 +342,19 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
     } else if let Some(v) = m["snapbench_version"].as_str() {
         let _ = writeln!(out, "- **Build:** {v}");
     }
+    let mut durability: Vec<&str> = Vec::new();
+    for r in &f.rows {
+        if !r.durability.is_empty() && !durability.contains(&r.durability.as_str()) {
+            durability.push(&r.durability);
+        }
+    }
+    if !durability.is_empty() {
+        let _ = writeln!(
+            out,
+            "- **Durability:** `{}` (ack latency is the time to durable under it: `interval:MS` group-commits every MS ms)",
+            durability.join("`, `")
+        );
+    }
     let here = if s.rel.as_os_str().is_empty() {
         ".".to_string()
     } else {
@@ -359,7 +372,7 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
         );
     }
     let warns = warnings(f);
-    if !warns.is_empty() {
+    if !warns.is_empty() || !s.plot_errors.is_empty() {
         let _ = writeln!(out, "{level} Warnings\n");
         for w in &warns {
             let _ = writeln!(out, "- ⚠ {w}");
@@ -379,7 +392,9 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
             out,
             "| variant | workload | workers | SLO | capacity (matches) | cores at last pass | matches per busy core | CPU µs/snapshot | bottleneck |\n|---|---|---|---|---|---|---|---|---|"
         );
-        for r in &f.search {
+        let mut ranked: Vec<&crate::search::SearchRow> = f.search.iter().collect();
+        ranked.sort_by_key(|r| std::cmp::Reverse(r.last_pass));
+        for r in ranked {
             let slo = format!("{} p99 ≤ {} ms", r.slo_on, r.slo_p99_ms);
             let cap = match (r.last_pass, r.first_fail) {
                 (Some(p), Some(q)) => format!("[{p}, {q})"),
@@ -488,7 +503,7 @@ fn calibration_md(out: &mut String, f: &Folder, level: &str) {
     );
     let _ = writeln!(
         out,
-        "| row | pattern | snapbench IOPS | fio IOPS | IOPS ratio | snapbench p99 (µs) | fio p99 (µs) | snapbench CPU µs/IO | fio CPU µs/IO | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| row | pattern | snapbench IOPS | fio IOPS | IOPS ratio | snapbench p99 (µs) | fio p99 (µs) | snapbench CPU µs/IO | fio CPU µs/IO | CPU ratio | targets |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut keys: Vec<(&str, &str)> = Vec::new();
     for c in &f.calibration {
@@ -508,19 +523,34 @@ fn calibration_md(out: &mut String, f: &Folder, level: &str) {
             Some((m, lo, hi)) => format!("{m:.p$} ({lo:.p$}..{hi:.p$})"),
             None => "-".into(),
         };
-        let ratio = |a: &[f64], b: &[f64]| match (median_min_max(a), median_min_max(b)) {
-            (Some((x, _, _)), Some((y, _, _))) if y > 0.0 => format!("{:.2}", x / y),
-            _ => "-".into(),
+        let ratio_of = |a: &[f64], b: &[f64]| match (median_min_max(a), median_min_max(b)) {
+            (Some((x, _, _)), Some((y, _, _))) if y > 0.0 => Some(x / y),
+            _ => None,
         };
+        let ratio = |a: &[f64], b: &[f64]| ratio_of(a, b).map_or("-".into(), |q| format!("{q:.2}"));
         let (si, fi) = (side("snapbench", |c| c.iops), side("fio", |c| c.iops));
         let (sp, fp) = (side("snapbench", |c| c.p99_us), side("fio", |c| c.p99_us));
         let (sc, fc) = (
             side("snapbench", |c| c.cpu_us_per_io),
             side("fio", |c| c.cpu_us_per_io),
         );
+        let targets = match (ratio_of(&si, &fi), ratio_of(&sc, &fc)) {
+            (Some(i), Some(c)) if i >= 1.0 && c <= 1.0 => "met".to_string(),
+            (Some(i), Some(c)) => {
+                let mut miss = Vec::new();
+                if i < 1.0 {
+                    miss.push("IOPS");
+                }
+                if c > 1.0 {
+                    miss.push("CPU");
+                }
+                format!("**missed: {}** (medians; see the ranges)", miss.join(", "))
+            }
+            _ => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {pattern} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {pattern} | {} | {} | {} | {} | {} | {} | {} | {} | {targets} |",
             md_escape(row),
             cell(&si, 0),
             cell(&fi, 0),
@@ -551,7 +581,8 @@ pub fn markdown(r: &Report) -> String {
             .map_or_else(|| title.to_string(), |n| n.to_string_lossy().into_owned()),
         folders
             .iter()
-            .find_map(|f| f.meta["start_utc"].as_str())
+            .filter_map(|f| f.meta["start_utc"].as_str())
+            .min()
             .unwrap_or("")
     );
     let ask = report_ask(&folders);

@@ -2377,7 +2377,9 @@ fn cpu_figures(folder: &Folder, ctx: &Ctx) -> Vec<Figure> {
 // ---------------------------------------------------------------------------------------------
 // 4. Per-second time series
 
-/// Per-second (median, min, max) over the runs of a series.
+/// Per-second (median, min, max) over the runs of a series, at the middle of each second (a
+/// row of second `s` covers s..s+1). Warm-up seconds are left as a gap: their samples are not
+/// recorded, so their figures would be zeros that never happened.
 fn per_second(
     runs: &[&Vec<&SecondRow>],
     value: impl Fn(&SecondRow) -> Option<f64>,
@@ -2386,17 +2388,21 @@ fn per_second(
     for run in runs {
         for s in run.iter() {
             let e = by.entry(s.second).or_default();
+            if s.phase == "warmup" {
+                continue;
+            }
             if let Some(v) = finite(value(s)) {
                 e.push(v);
             }
         }
     }
     by.into_iter()
-        .map(|(sec, v)| (sec as f64, median_min_max(&v)))
+        .map(|(sec, v)| (sec as f64 + 0.5, median_min_max(&v)))
         .collect()
 }
 
-/// The x stretch of a phase over all runs: (first second − ½, last second + ½).
+/// The x stretch of a phase over all runs: from its first second's start to its last
+/// second's end.
 fn phase_span(secs: &BTreeMap<&str, Vec<&SecondRow>>, phase: &str) -> Option<(f64, f64)> {
     extent(
         secs.values()
@@ -2404,7 +2410,7 @@ fn phase_span(secs: &BTreeMap<&str, Vec<&SecondRow>>, phase: &str) -> Option<(f6
             .filter(|s| s.phase == phase)
             .map(|s| s.second as f64),
     )
-    .map(|(a, b)| ((a - 0.5).max(0.0), b + 0.5))
+    .map(|(a, b)| (a, b + 1.0))
 }
 
 fn timeseries_figures(folder: &Folder, ctx: &Ctx) -> Vec<Figure> {
@@ -2445,7 +2451,7 @@ fn timeseries_figures(folder: &Folder, ctx: &Ctx) -> Vec<Figure> {
         let max_s = secs
             .values()
             .flatten()
-            .map(|s| s.second as f64)
+            .map(|s| s.second as f64 + 1.0)
             .fold(0.0, f64::max);
         let mode = if banded {
             format!("{} runs (over {MAX_SINGLE_RUNS}): each configuration's repeats as a median line with a min–max band", with.len())
@@ -2538,7 +2544,7 @@ fn timeseries_figures(folder: &Folder, ctx: &Ctx) -> Vec<Figure> {
                     let last = secs.get(r.run_id.as_str()).and_then(|v| {
                         v.iter()
                             .rev()
-                            .find_map(|s| pick(s).map(|y| (s.second as f64, y)))
+                            .find_map(|s| pick(s).map(|y| (s.second as f64 + 0.5, y)))
                     });
                     if let Some((x, y)) = last {
                         let y = if log { log_clamp(y, &mut clamped) } else { y };
@@ -2616,7 +2622,7 @@ fn timeseries_figures(folder: &Folder, ctx: &Ctx) -> Vec<Figure> {
                     Axis::linear(ylabel, ext.0.min(0.0), ext.1 * 1.08)
                 }
             };
-            let x = || Axis::linear("second of run (s)", 0.0, (max_s + 0.5).max(1.0));
+            let x = || Axis::linear("second of run (s)", 0.0, max_s.max(1.0));
             assemble(&mut fig, marks, x, y);
             fig.sources = vec!["timeseries.csv".into(), "summary.csv".into()];
             fig.notes.extend(clamp_note(clamped, "p99 values"));

@@ -7,8 +7,9 @@
 //!   the limit) and, with a CPU budget, its median process cores are within the budget.
 //!   `last_pass` is the largest level that passes with every lower level; `first_fail` the
 //!   smallest that fails. Ranked by last_pass, then by CPU µs per snapshot there. The winner's
-//!   lead is *beyond the search's resolution* when it passed a load its runner-up failed
-//!   (winner.last_pass ≥ runner_up.first_fail).
+//!   lead is *beyond the search's resolution* when it passed a load above its runner-up's
+//!   first failing load; capacities one step apart are close, and the one that needs less CPU
+//!   per snapshot goes first.
 //! - **Otherwise from fixed-load runs** (for the workloads no search covered, from the folders
 //!   without a search): per workload, each configuration (its repeats) meets
 //!   the SLO by the same test; ranked by matches carried, then by CPU µs per snapshot, the lead
@@ -233,6 +234,14 @@ fn rank(rec: &mut Recommendation) {
         seen.push(key);
         fresh
     });
+    // Capacities one search step apart are close (a step is the median of 3 runs, fewer than
+    // the noise rule's 5): the one that needs less CPU per snapshot goes first.
+    if rec.basis == Basis::Search && rec.ranked.len() >= 2 {
+        let (a, b) = (&rec.ranked[0], &rec.ranked[1]);
+        if a.last_pass.is_some() && a.last_pass == b.first_fail && per_op(b) < per_op(a) {
+            rec.ranked.swap(0, 1);
+        }
+    }
     let passed: Vec<(String, u32)> = rec
         .ranked
         .iter()
@@ -331,6 +340,21 @@ pub fn margin(rec: &Recommendation) -> Option<String> {
                     search::RUNS_PER_STEP,
                     noise::MIN_REPEATS,
                     cheaper(a, b)
+                ),
+                _ if ap < bp => format!(
+                    "{} carried one search step more than {} ({bp} against {ap} matches: at {} matches {} met the SLO and {} did not), but a step is judged on the median of {} runs, fewer than the noise rule's {}, so their capacities count as close; {} takes it on CPU: {} µs per snapshot against {} ({} cores against {} at their last pass).",
+                    b.variant,
+                    a.variant,
+                    a.first_fail.unwrap_or(bp),
+                    b.variant,
+                    a.variant,
+                    search::RUNS_PER_STEP,
+                    noise::MIN_REPEATS,
+                    a.variant,
+                    opt(a.cpu_us_per_op.map(|s| s.median), 2),
+                    opt(b.cpu_us_per_op.map(|s| s.median), 2),
+                    opt(a.cpu_cores, 2),
+                    opt(b.cpu_cores, 2)
                 ),
                 _ if ap == bp => format!(
                     "{} and {} carry the same load ({ap} matches) within the search's resolution; {} takes it on CPU per snapshot ({} vs {} µs), a difference the search does not repeat enough to call beyond noise.",
@@ -640,6 +664,18 @@ mod tests {
         );
         let text = render(&recs, &[searched()], &ask(50.0, None));
         assert!(text.contains("Run aio."), "{text}");
+        // One step apart and the runner-up cheaper: the cheaper one goes first.
+        let mut f = searched();
+        for r in f.rows.iter_mut().filter(|r| r.variant == "uring") {
+            r.cpu_us_per_op = Some(2.0);
+        }
+        let recs = recommend(std::slice::from_ref(&f), &ask(50.0, None));
+        assert_eq!(recs[0].ranked[0].variant, "uring");
+        let m = margin(&recs[0]).unwrap();
+        assert!(
+            m.contains("aio carried one search step more") && m.contains("uring takes it on CPU"),
+            "{m}"
+        );
     }
 
     #[test]
