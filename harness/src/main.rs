@@ -773,15 +773,7 @@ const MAX_SEARCH_READS_PER_S: u32 = 1_000_000;
 
 /// A positive number from flag `name`, or the one-line problem.
 fn positive_ms(m: &ArgMatches, name: &str, flag: &str) -> Result<Option<f64>, BadInput> {
-    let Some(text) = m.get_one::<String>(name) else {
-        return Ok(None);
-    };
-    match text.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
-        _ => Err(BadInput(format!(
-            "{flag} {text}: give a positive number of milliseconds (e.g. 50)"
-        ))),
-    }
+    positive_number(m, name, flag, "a number of milliseconds such as 50")
 }
 
 /// `search`'s own flags, checked: the SLO and the search's bounds.
@@ -1589,7 +1581,7 @@ fn load_results(path: &str) -> Result<Vec<report::load::Folder>, BadInput> {
             "{path} is not a folder; give a results folder written by `snapbench run` or `snapbench search`"
         )));
     }
-    if report::load::is_results(p) {
+    if snapbench::results::holds_results(p) {
         return report::load::Folder::load(p)
             .map(|f| vec![f])
             .map_err(|e| BadInput(e.to_string()));
@@ -1691,7 +1683,7 @@ fn cmd_recommend(m: &ArgMatches) -> ExitCode {
         m,
         "slo_p99_ms",
         "--slo-p99-ms",
-        "a latency in ms such as 50",
+        "a number of milliseconds such as 50",
     ) {
         Ok(Some(v)) => v,
         Ok(None) => {

@@ -436,15 +436,6 @@ fn fmt_spread(s: Option<Spread>, scale: f64) -> String {
     }
 }
 
-fn bracket(b: (Option<u32>, Option<u32>)) -> String {
-    match b {
-        (Some(p), Some(f)) => format!("[{p}, {f})"),
-        (Some(p), None) => format!("≥ {p}"),
-        (None, Some(f)) => format!("< {f}"),
-        (None, None) => "-".into(),
-    }
-}
-
 /// The comparison as text: one block per line, every metric with both sides' median
 /// (min..max), the ratio and the call; then capacity, then what only one side has.
 pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
@@ -510,8 +501,8 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
                 "  {:<32} {:<14} A {:<16} B {:<16} B/A {:<6} {}",
                 k.variant,
                 k.workload,
-                bracket(k.a),
-                bracket(k.b),
+                super::bracket(k.a.0, k.a.1),
+                super::bracket(k.b.0, k.b.1),
                 k.ratio.map_or("-".into(), |q| format!("{q:.3}")),
                 k.call.word()
             );
@@ -570,15 +561,7 @@ mod tests {
     }
 
     fn folder(rows: Vec<SummaryRow>, search: Vec<SearchRow>) -> Folder {
-        Folder {
-            path: "x".into(),
-            meta: serde_json::Value::Null,
-            rows,
-            search,
-            seconds: Vec::new(),
-            hists: Vec::new(),
-            calibration: Vec::new(),
-        }
+        Folder::from_rows(std::path::Path::new("x"), rows, search)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::results::{RunStatus, SummaryRow};
+use crate::results::{holds_results, RunStatus, SummaryRow};
 use crate::search::SearchRow;
 
 /// Why a results folder could not be read.
@@ -132,7 +132,7 @@ impl Folder {
             path: path.to_path_buf(),
             source,
         })?;
-        if !md.is_dir() || !is_results(path) {
+        if !md.is_dir() || !holds_results(path) {
             return Err(LoadError::NotResults {
                 path: path.to_path_buf(),
             });
@@ -188,6 +188,20 @@ impl Folder {
             hists,
             calibration: read_csv(&path.join("calibration.csv"))?,
         })
+    }
+
+    /// A folder held in memory only, from its summary and search rows (no files, no meta.json):
+    /// what tests and tools that build rows themselves hand to `compare` and `recommend`.
+    pub fn from_rows(path: &Path, rows: Vec<SummaryRow>, search: Vec<SearchRow>) -> Folder {
+        Folder {
+            path: path.to_path_buf(),
+            meta: serde_json::Value::Null,
+            rows,
+            search,
+            seconds: Vec::new(),
+            hists: Vec::new(),
+            calibration: Vec::new(),
+        }
     }
 
     /// The runs that ended `ok`.
@@ -281,11 +295,6 @@ fn fill_config_ids(rows: &mut [SummaryRow]) {
     }
 }
 
-/// Whether `path` holds results (meta.json or summary.csv).
-pub fn is_results(path: &Path) -> bool {
-    path.join("meta.json").is_file() || path.join("summary.csv").is_file()
-}
-
 /// Sub-folders of `path` that hold results, sorted by name (a result *set*: one folder per
 /// invocation, e.g. `runs/` and `search/`).
 pub fn result_subfolders(path: &Path) -> Vec<PathBuf> {
@@ -294,7 +303,7 @@ pub fn result_subfolders(path: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && is_results(p))
+        .filter(|p| p.is_dir() && holds_results(p))
         .collect();
     out.sort();
     out

@@ -81,7 +81,7 @@ pub enum ReportError {
 /// Read `path` (a results folder, or a set of them), draw the plots of every folder, and write
 /// report.md and report.html into `path`. Returns the report written.
 pub fn write(path: &Path) -> Result<Report, ReportError> {
-    let subs = if super::load::is_results(path) {
+    let subs = if crate::results::holds_results(path) {
         Vec::new()
     } else {
         result_subfolders(path)
@@ -185,7 +185,12 @@ fn ms(us: Option<f64>) -> Option<f64> {
 /// `median (min..max)` of a column over a group of repeats (just the value for one run).
 fn spread(rows: &[&SummaryRow], f: impl Fn(&SummaryRow) -> Option<f64>, prec: usize) -> String {
     let v: Vec<f64> = rows.iter().filter_map(|r| f(r)).collect();
-    match median_min_max(&v) {
+    spread_text(&v, prec)
+}
+
+/// `median (min..max)` of `v` (just the value for one, `-` for none).
+fn spread_text(v: &[f64], prec: usize) -> String {
+    match median_min_max(v) {
         None => "-".into(),
         Some((m, _, _)) if v.len() == 1 => format!("{m:.prec$}"),
         Some((m, lo, hi)) => format!("{m:.prec$} ({lo:.prec$}..{hi:.prec$})"),
@@ -396,12 +401,7 @@ fn section_md(out: &mut String, s: &Section, level: &str, ask: &Ask) {
         ranked.sort_by_key(|r| std::cmp::Reverse(r.last_pass));
         for r in ranked {
             let slo = format!("{} p99 ≤ {} ms", r.slo_on, r.slo_p99_ms);
-            let cap = match (r.last_pass, r.first_fail) {
-                (Some(p), Some(q)) => format!("[{p}, {q})"),
-                (Some(p), None) => format!("≥ {p}"),
-                (None, Some(q)) => format!("< {q}"),
-                (None, None) => "-".into(),
-            };
+            let cap = super::bracket(r.last_pass, r.first_fail);
             let o = |v: Option<f64>, p: usize| v.map_or("-".into(), |x| format!("{x:.p$}"));
             let _ = writeln!(
                 out,
@@ -519,10 +519,6 @@ fn calibration_md(out: &mut String, f: &Folder, level: &str) {
                 .map(v)
                 .collect()
         };
-        let cell = |v: &[f64], p: usize| match median_min_max(v) {
-            Some((m, lo, hi)) => format!("{m:.p$} ({lo:.p$}..{hi:.p$})"),
-            None => "-".into(),
-        };
         let ratio_of = |a: &[f64], b: &[f64]| match (median_min_max(a), median_min_max(b)) {
             (Some((x, _, _)), Some((y, _, _))) if y > 0.0 => Some(x / y),
             _ => None,
@@ -552,13 +548,13 @@ fn calibration_md(out: &mut String, f: &Folder, level: &str) {
             out,
             "| {} | {pattern} | {} | {} | {} | {} | {} | {} | {} | {} | {targets} |",
             md_escape(row),
-            cell(&si, 0),
-            cell(&fi, 0),
+            spread_text(&si, 0),
+            spread_text(&fi, 0),
             ratio(&si, &fi),
-            cell(&sp, 0),
-            cell(&fp, 0),
-            cell(&sc, 2),
-            cell(&fc, 2),
+            spread_text(&sp, 0),
+            spread_text(&fp, 0),
+            spread_text(&sc, 2),
+            spread_text(&fc, 2),
             ratio(&sc, &fc)
         );
     }
@@ -729,15 +725,11 @@ mod tests {
             durability: "none".into(),
             ..SummaryRow::default()
         };
-        let mut f = Folder {
-            path: "x".into(),
-            meta: serde_json::Value::Null,
-            rows: vec![row("buffered", "buffered"), row("uring", "uring")],
-            search: vec![],
-            seconds: vec![],
-            hists: vec![],
-            calibration: vec![],
-        };
+        let mut f = Folder::from_rows(
+            Path::new("x"),
+            vec![row("buffered", "buffered"), row("uring", "uring")],
+            Vec::new(),
+        );
         assert!(warnings(&f).iter().any(|w| w.contains("durability none")));
         f.rows[1] = row("uring", "uring:direct=false");
         assert!(!warnings(&f).iter().any(|w| w.contains("durability none")));

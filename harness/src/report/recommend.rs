@@ -227,13 +227,7 @@ fn rank(rec: &mut Recommendation) {
             .then(per_op(a).total_cmp(&per_op(b)))
     });
     // One row per variant: a variant run at several loads keeps its best standing.
-    let mut seen = Vec::new();
-    rec.ranked.retain(|c| {
-        let key = (c.variant.clone(), c.workers);
-        let fresh = !seen.contains(&key);
-        seen.push(key);
-        fresh
-    });
+    keep_first_per_variant(&mut rec.ranked);
     // Capacities one search step apart are close (a step is the median of 3 runs, fewer than
     // the noise rule's 5): the one that needs less CPU per snapshot goes first.
     if rec.basis == Basis::Search && rec.ranked.len() >= 2 {
@@ -249,11 +243,18 @@ fn rank(rec: &mut Recommendation) {
         .collect();
     rec.failed
         .retain(|c| !passed.contains(&(c.variant.clone(), c.workers)));
-    let mut seen = Vec::new();
-    rec.failed.retain(|c| {
+    keep_first_per_variant(&mut rec.failed);
+}
+
+/// Keep the first candidate of each (variant, workers).
+fn keep_first_per_variant(list: &mut Vec<Candidate>) {
+    let mut seen: Vec<(String, u32)> = Vec::new();
+    list.retain(|c| {
         let key = (c.variant.clone(), c.workers);
         let fresh = !seen.contains(&key);
-        seen.push(key);
+        if fresh {
+            seen.push(key);
+        }
         fresh
     });
 }
@@ -285,11 +286,11 @@ pub fn recommend(folders: &[Folder], ask: &Ask) -> Vec<Recommendation> {
 }
 
 fn bracket(c: &Candidate) -> String {
-    match (c.last_pass, c.first_fail) {
-        (Some(p), Some(f)) => format!("[{p}, {f})"),
-        (Some(p), None) => format!("≥ {p} (no load tested above failed)"),
-        (None, Some(f)) => format!("< {f}"),
-        (None, None) => "-".into(),
+    let b = super::bracket(c.last_pass, c.first_fail);
+    if c.first_fail.is_none() && c.last_pass.is_some() {
+        format!("{b} (no load tested above failed)")
+    } else {
+        b
     }
 }
 
@@ -586,15 +587,7 @@ mod tests {
     }
 
     fn folder(rows: Vec<SummaryRow>, search: Vec<SearchRow>) -> Folder {
-        Folder {
-            path: "r".into(),
-            meta: serde_json::Value::Null,
-            rows,
-            search,
-            seconds: Vec::new(),
-            hists: Vec::new(),
-            calibration: Vec::new(),
-        }
+        Folder::from_rows(std::path::Path::new("r"), rows, search)
     }
 
     fn ask(p99_ms: f64, budget: Option<f64>) -> Ask {
