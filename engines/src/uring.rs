@@ -905,8 +905,8 @@ impl Uring {
 
     fn resubmit_or_park(&mut self, slot: u32) {
         if !self.push(slot) {
-            // SQ full: submit what is queued and try once more (the SQ drains on enter).
-            let _ = self.enter_submit();
+            // SQ full: make room (enter, or wait for the SQPOLL thread) and try once more.
+            let _ = self.make_sq_room();
             if !self.push(slot) {
                 let f = self.slots[slot as usize].take().expect("live");
                 self.free_slots.push(slot);
@@ -920,6 +920,42 @@ impl Uring {
                 );
             }
         }
+    }
+
+    /// The SQ is full: submit what is queued, and with SQPOLL wait until the kernel thread has
+    /// taken entries (IORING_ENTER_SQ_WAIT). With SQPOLL a full SQ is normal for a moment: the
+    /// thread may post an op's CQE before it moves the SQ head past that op's SQE, so a
+    /// completion can be reaped while its SQE still fills the ring. Entering without SQ_WAIT
+    /// would not change that, and handing the op back then made the micro driver end a run
+    /// with nothing in flight (issue 13's "stall").
+    fn make_sq_room(&mut self) -> io::Result<()> {
+        self.enter_submit()?;
+        if self.knobs.sqpoll && self.ring.submission().is_full() {
+            // Wakes the thread if it sleeps (the crate checks NEED_WAKEUP after a full fence).
+            match self.ring.submit() {
+                Ok(_) => self.unsubmitted = 0,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("uring: wake SQ thread: {e}"),
+                    ))
+                }
+            }
+            while self.ring.submission().is_full() {
+                match self.ring.submitter().squeue_wait() {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("uring: wait for SQ room: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn enter_submit(&mut self) -> io::Result<()> {
@@ -1050,8 +1086,8 @@ impl Recorder for Uring {
             },
         };
         if self.ring.submission().is_full() {
-            // Make room by entering once; if still full, hand the op back.
-            if self.enter_submit().is_err() || self.ring.submission().is_full() {
+            // Make room (enter; with SQPOLL wait for the thread); if still full, hand it back.
+            if self.make_sq_room().is_err() || self.ring.submission().is_full() {
                 return Err(match (kind, buf) {
                     (OpKind::Write, Some(buf)) => Op::Write {
                         file: file.expect("write has a file"),

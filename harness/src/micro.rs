@@ -271,6 +271,16 @@ pub fn run<R: Recorder>(
         }
         // No separate flush: reap submits what is queued (one syscall for io_uring).
         if eng.in_flight() == 0 {
+            if clock.now_ns() < end_ns && !ctx.should_stop() {
+                // The engine refused an op (no buffer, no queue room) with nothing of ours in
+                // flight: nothing would ever free room, so the run cannot go on. Ending it
+                // quietly reported a short run as `ok` (issue 13).
+                outcome.fatal = Some(format!(
+                    "engine {}: refused an I/O with none in flight (no buffer or queue room), {} ms before the window's end",
+                    eng.caps().name,
+                    (end_ns - clock.now_ns()) / 1_000_000
+                ));
+            }
             break;
         }
         let deadline = clock.instant(end_ns).max(Instant::now());
@@ -338,4 +348,107 @@ pub fn run<R: Recorder>(
     outcome.stats = stats;
     outcome.interrupted = INTERRUPTED.load(Ordering::Relaxed);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use snapbench_engines::null::Null;
+    use snapbench_engines::{AlignedBuf, Caps, EngineConfig};
+
+    use super::*;
+    use crate::plan::{expand, RawFields, Suite, Workload};
+
+    /// The null engine, refusing every op after its first `take` (as an SQ that looks full
+    /// with nothing of ours in flight did under SQPOLL).
+    struct Refusing {
+        inner: Null,
+        take: u32,
+    }
+
+    impl Recorder for Refusing {
+        type Buf = AlignedBuf;
+        fn caps(&self) -> &Caps {
+            self.inner.caps()
+        }
+        fn alloc_buf(&mut self, len: usize) -> Option<AlignedBuf> {
+            self.inner.alloc_buf(len)
+        }
+        fn release_buf(&mut self, buf: AlignedBuf) {
+            self.inner.release_buf(buf)
+        }
+        fn submit(&mut self, token: u64, op: Op<AlignedBuf>) -> Result<(), Op<AlignedBuf>> {
+            if matches!(op, Op::Read { .. }) {
+                if self.take == 0 {
+                    return Err(op);
+                }
+                self.take -= 1;
+            }
+            self.inner.submit(token, op)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+        fn reap(
+            &mut self,
+            out: &mut Vec<Completion<AlignedBuf>>,
+            deadline: Instant,
+        ) -> std::io::Result<usize> {
+            self.inner.reap(out, deadline)
+        }
+        fn in_flight(&self) -> usize {
+            self.inner.in_flight()
+        }
+    }
+
+    /// A run whose engine refuses an op with nothing in flight fails, naming the engine; it
+    /// used to end at once, quietly, as `ok`.
+    #[test]
+    fn an_engine_that_refuses_with_nothing_in_flight_fails_the_run() {
+        let suite = Suite::parse(
+            "[[run]]\nengine = \"null\"\nworkload = \"micro\"\nrw = \"randread\"\niodepth = 1\n",
+            "t.toml",
+        )
+        .unwrap();
+        let plan = expand(&suite, &RawFields::new(), &[]).unwrap().remove(0);
+        let Workload::Micro(p) = plan.workload.clone() else {
+            panic!("a micro plan")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (ticks, _rx) = std::sync::mpsc::sync_channel(1024);
+        let ctx = WorkerCtx {
+            plan: Arc::new(plan),
+            worker: 0,
+            dir: dir.path().to_path_buf(),
+            stop: Arc::new(AtomicBool::new(false)),
+            ticks,
+        };
+        let cfg = EngineConfig {
+            dir: dir.path().to_path_buf(),
+            worker: 0,
+            workers: 1,
+            queue_depth: 1,
+            buf_bytes: 64 * 1024,
+            buf_count: 4,
+            dio_align_bytes: 4096,
+            shared: Default::default(),
+        };
+        for take in [0u32, 1000] {
+            let eng = Refusing {
+                inner: Null::new(&cfg),
+                take,
+            };
+            let out = run(eng, &p, &ctx, Clock::new(Instant::now(), 0.0, 0.5));
+            let fatal = out
+                .fatal
+                .unwrap_or_else(|| panic!("take {take}: not failed"));
+            assert!(
+                fatal.contains("engine null: refused an I/O with none in flight"),
+                "{fatal}"
+            );
+            assert_eq!(out.stats.ops, u64::from(take), "what was done is kept");
+        }
+    }
 }
