@@ -10,10 +10,11 @@
 # test; it catches the old code only sometimes (1 failed run and 4 SQ-full events in 100 runs on
 # a file read before; none on a fresh file), and the driver's unit test holds the `ok` part.
 #
-#   bench/sqpoll-stress.sh [RUNS (100)]     (OUT=DIR keeps the results, LOG=FILE the output)
+#   bench/sqpoll-stress.sh [RUNS, 1..100 (100)]     (OUT=DIR keeps the results, LOG=FILE the output)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-100}
+[ "$runs" -ge 1 ] && [ "$runs" -le 100 ] || { echo "sqpoll-stress: RUNS must be 1 to 100 (snapbench run --repeat); run the script again for more" >&2; exit 2; }
 cargo build --release -q
 bin=target/release/snapbench
 tmp=$(mktemp -d -p "${TMPDIR:-/var/tmp}")
