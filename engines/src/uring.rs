@@ -415,6 +415,38 @@ impl RecorderFactory for UringFactory {
 struct FileRef {
     fd: RawFd,
     fixed: Option<u32>,
+    /// End of the furthest write submitted to the file (for [`WriteClass`]).
+    write_hi: u64,
+}
+
+/// What a write covers relative to the writes before it on its file, put in bits 32..40 of the
+/// SQE's user_data so the io_uring tracepoints (`io_uring_submit_req`,
+/// `io_uring_queue_async_work`) can count io-wq punts per class (`bench/uring-punts.sh`); the
+/// completion path reads only the low 32 bits (the slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WriteClass {
+    /// Not a write.
+    None = 0,
+    /// Only bytes past every earlier write (fresh, preallocated blocks).
+    Fresh = 1,
+    /// Only bytes an earlier write covered (the rewritten tail block).
+    Tail = 2,
+    /// Starts inside earlier writes and runs on past them (tail block plus fresh blocks).
+    TailAndFresh = 3,
+}
+
+impl WriteClass {
+    /// The class of a write of `len` bytes at `offset`, where earlier writes reached `hi`.
+    pub fn of(offset: u64, len: u64, hi: u64) -> WriteClass {
+        if offset >= hi {
+            WriteClass::Fresh
+        } else if offset + len <= hi {
+            WriteClass::Tail
+        } else {
+            WriteClass::TailAndFresh
+        }
+    }
 }
 
 /// An op the kernel holds (or that waits for a resubmission of its rest).
@@ -427,6 +459,8 @@ struct InFlight {
     done_bytes: usize,
     dsync: bool,
     buf: Option<UringBuf>,
+    /// For the tracepoints (user_data bits 32..40).
+    class: WriteClass,
 }
 
 /// The `uring` engine instance of one worker.
@@ -690,7 +724,7 @@ impl Uring {
             // The directory: a full fsync, through the ring.
             _ => opcode::Fsync::new(types::Fd(f.file.fd)).build(),
         };
-        entry.user_data(u64::from(slot))
+        entry.user_data(u64::from(slot) | (u64::from(f.class as u8) << 32))
     }
 
     /// Push the SQE of `slot`; `false` when the SQ is full.
@@ -735,7 +769,14 @@ impl Uring {
         } else {
             None
         };
-        self.files.insert(file, FileRef { fd, fixed });
+        self.files.insert(
+            file,
+            FileRef {
+                fd,
+                fixed,
+                write_hi: 0,
+            },
+        );
         Ok(())
     }
 
@@ -1067,9 +1108,17 @@ impl Recorder for Uring {
                 return Ok(());
             }
         };
+        let (mut class, mut write_end) = (WriteClass::None, 0);
         let fref = match file {
-            Some(f) => match self.files.get(&f.0) {
-                Some(r) => *r,
+            Some(f) => match self.files.get_mut(&f.0) {
+                Some(r) => {
+                    if let (OpKind::Write, Some(b)) = (kind, buf.as_ref()) {
+                        let len = b.buf.len() as u64;
+                        class = WriteClass::of(offset, len, r.write_hi);
+                        write_end = offset + len;
+                    }
+                    *r
+                }
                 None => {
                     self.done_now(
                         token,
@@ -1083,6 +1132,7 @@ impl Recorder for Uring {
             None => FileRef {
                 fd: self.dir_fd.as_raw_fd(),
                 fixed: None,
+                write_hi: 0,
             },
         };
         if self.ring.submission().is_full() {
@@ -1115,9 +1165,15 @@ impl Recorder for Uring {
             done_bytes: 0,
             dsync,
             buf,
+            class,
         });
         let pushed = self.push(slot);
         debug_assert!(pushed, "SQ had room");
+        if pushed && class != WriteClass::None {
+            if let Some(r) = file.and_then(|f| self.files.get_mut(&f.0)) {
+                r.write_hi = r.write_hi.max(write_end);
+            }
+        }
         if !pushed {
             let f = self.slots[slot as usize].take().expect("live");
             self.free_slots.push(slot);

@@ -414,6 +414,7 @@ impl<'a, R: Recorder> DsWorker<'a, R> {
             segment_bytes: plan.writer.segment_bytes,
             flush_ns: (plan.writer.flush_ms * 1e6) as u64,
             prealloc_bytes: plan.writer.prealloc_bytes,
+            pad_tail: plan.writer.pad_tail,
             durability: plan.writer.durability,
             ack_lines: ack_file.is_some(),
         });

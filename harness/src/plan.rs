@@ -184,6 +184,12 @@ pub const FIELDS: &[Field] = &[
         S::Ds,
         "preallocation chunk of each log (fallocate) [8MiB]",
     ),
+    f(
+        "tail",
+        K::Text,
+        S::Ds,
+        "O_DIRECT logs' partial tail block: rewrite (by the next flush) or pad (zeros; the next frame starts on a fresh block) [rewrite]",
+    ),
     f("matches", K::Uint, S::Ds, "concurrent matches [preset]"),
     f("tick_hz", K::Float, S::Ds, "server tick rate [preset]"),
     f(
@@ -568,6 +574,8 @@ pub struct WriterSettings {
     pub flush_ms: f64,
     /// Preallocation chunk.
     pub prealloc_bytes: u64,
+    /// O_DIRECT logs' partial tail block: padded for good instead of rewritten.
+    pub pad_tail: bool,
     /// Ack log path.
     pub ack_log: Option<PathBuf>,
     /// Lag behind schedule that marks the run saturated, ms.
@@ -708,6 +716,7 @@ impl RunPlan {
             "segment_bytes": self.writer.segment_bytes,
             "flush_ms": self.writer.flush_ms,
             "prealloc_bytes": self.writer.prealloc_bytes,
+            "tail": if self.writer.pad_tail { "pad" } else { "rewrite" },
             "ack_log": self.writer.ack_log,
             "lag_limit_ms": self.writer.lag_limit_ms,
             "coalesce_us": self.writer.coalesce_us,
@@ -1118,6 +1127,15 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
             "field `prealloc_bytes`: {prealloc_bytes} must be a multiple of 4KiB and at least segment_bytes ({segment_bytes})"
         ));
     }
+    let pad_tail = match get_text(m, "tail")?.as_deref() {
+        None | Some("rewrite") => false,
+        Some("pad") => true,
+        Some(other) => {
+            return bad(format!(
+                "field `tail`: `{other}` is not a tail mode; use rewrite or pad"
+            ))
+        }
+    };
     let lag_limit_ms = get_float(m, "lag_limit_ms")?.unwrap_or(500.0);
     if lag_limit_ms.is_nan() || lag_limit_ms <= 0.0 {
         return bad("field `lag_limit_ms`: must be more than 0");
@@ -1151,6 +1169,7 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
             segment_bytes,
             flush_ms,
             prealloc_bytes,
+            pad_tail,
             ack_log: get_text(m, "ack_log")?.map(PathBuf::from),
             lag_limit_ms,
             coalesce_us,

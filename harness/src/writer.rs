@@ -56,6 +56,13 @@ pub struct WriterConfig {
     pub flush_ns: u64,
     /// Preallocation chunk, bytes.
     pub prealloc_bytes: u64,
+    /// With `align_bytes > 1`: zero-pad a flush's partial tail block for good and start the
+    /// next frame on a fresh block, instead of rewriting that block with the next flush. Every
+    /// write then lands on blocks no earlier write touched: on ext4 a write that spans a written
+    /// block and unwritten preallocated ones takes the inode lock exclusively, which io_uring's
+    /// non-blocking attempt cannot, so it goes to io-wq (issue 13). Costs up to a block of zeros
+    /// per flush on the device.
+    pub pad_tail: bool,
     /// Durability policy.
     pub durability: Durability,
     /// Produce ack-log lines (see [`LogWriter::ack_lines`]).
@@ -828,6 +835,7 @@ impl LogWriter {
         );
         let dsync = self.cfg.durability == Durability::Dsync;
         let prealloc = self.cfg.prealloc_bytes;
+        let pad_tail = self.cfg.pad_tail && align > 1;
         let m = self.log_mut(slot);
         if !m.state.writable() {
             m.flush_due = true;
@@ -867,6 +875,15 @@ impl LogWriter {
                 },
             );
             return;
+        }
+        let mut chunk_data_end = chunk_data_end;
+        if pad_tail && end > data_end {
+            // Commit the tail block's padding: the zeros become part of the log (a reader at a
+            // frame boundary skips a zero word to the next block) and the next frame starts on
+            // a fresh block, so no later write touches this block again.
+            m.staging.resize(m.staging.len() + (end - data_end) as usize, 0);
+            m.next_off = end;
+            chunk_data_end = end;
         }
         let op = WriterOp::Write {
             log,

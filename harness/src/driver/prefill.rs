@@ -272,6 +272,7 @@ fn write_logs<R: Recorder>(
         flush_ns: 0,
         // Each log is created at its final size; growth, if ever, stays in whole blocks.
         prealloc_bytes: BLOCK_BYTES as u64,
+        pad_tail: false,
         durability: Durability::None,
         ack_lines: false,
     })

@@ -64,6 +64,8 @@ struct Fake {
     models: HashMap<u64, Model>,
     /// Refuse writes (no room or buffer).
     push_back: bool,
+    /// The writer pads tail blocks (a write's data may end past the frames, on a block).
+    pad_tail: bool,
     acks: u64,
 }
 
@@ -75,6 +77,7 @@ impl Fake {
             in_flight: Vec::new(),
             models: HashMap::new(),
             push_back: false,
+            pad_tail: false,
             acks: 0,
         }
     }
@@ -100,6 +103,20 @@ impl WriterIo for Fake {
                 data_end,
                 ..
             } => {
+                if data_end > m.next_off {
+                    // tail = pad: the flush committed its tail block's zeros; the next frame
+                    // starts on the fresh block.
+                    assert!(self.pad_tail, "data past the frames without tail = pad");
+                    assert!(data_end % 4096 == 0 && data_end - m.next_off < 4096);
+                    m.next_off = data_end;
+                }
+                if self.pad_tail {
+                    assert!(
+                        offset >= m.written,
+                        "tail = pad: a write at {offset} touches written bytes (to {})",
+                        m.written
+                    );
+                }
                 if self.push_back {
                     return false;
                 }
@@ -227,12 +244,14 @@ fn run_one(seed: u64) -> Counts {
         segment_bytes: [2048, 8192, 32768][rng.below(3) as usize],
         flush_ns: 2_000_000,
         prealloc_bytes: [4096, 16384, 1 << 20][rng.below(3) as usize],
+        pad_tail: rng.chance(50),
         durability,
         ack_lines: true,
     };
     let error_pct = [0, 0, 1, 4][rng.below(4) as usize];
     let mut w = LogWriter::new(cfg);
     let mut io = Fake::new(durability);
+    io.pad_tail = cfg.pad_tail && align > 1;
     let mut counts = Counts::default();
     let mut ids: Vec<u64> = Vec::new();
     let mut next_id = 1 + (seed % 1000) * 16;
@@ -436,6 +455,7 @@ fn one_log_tail_block_is_rewritten_and_acked_after_sync() {
         segment_bytes: 1 << 20,
         flush_ns: 1_000_000,
         prealloc_bytes: 1 << 20,
+        pad_tail: false,
         durability: Durability::Every,
         ack_lines: true,
     };
@@ -478,6 +498,60 @@ fn one_log_tail_block_is_rewritten_and_acked_after_sync() {
     assert_eq!(w.open_logs(), 0);
 }
 
+/// tail = pad: each flush zero-pads its tail block for good, the next frame starts on the next
+/// block, no write touches a block an earlier one wrote, and the log verifies sealed (a reader
+/// skips the zeros at each frame boundary).
+#[test]
+fn pad_tail_starts_each_flush_on_a_fresh_block() {
+    let cfg = WriterConfig {
+        align_bytes: 4096,
+        max_write_bytes: 1 << 20,
+        segment_bytes: 1 << 20,
+        flush_ns: 1_000_000,
+        prealloc_bytes: 1 << 20,
+        pad_tail: true,
+        durability: Durability::Every,
+        ack_lines: false,
+    };
+    let mut w = LogWriter::new(cfg);
+    let mut io = Fake::new(cfg.durability);
+    io.pad_tail = true;
+    io.models.insert(
+        7,
+        Model {
+            next_off: 4096,
+            ..Model::default()
+        },
+    );
+    let slot = w.start(7, 0, 1, &mut io);
+    while !io.in_flight.is_empty() {
+        io.complete(&mut w, 0, true);
+    }
+    let mut offsets = Vec::new();
+    for seq in 0..3u64 {
+        append_one(&mut io, &mut w, 7, seq, seq * 10_000_000, 100);
+        w.on_timers((seq + 1) * 10_000_000 - 1, &mut io);
+        while let Some(f) = io.in_flight.first() {
+            if let WriterOp::Write { offset, .. } = f.op {
+                offsets.push(offset);
+            }
+            io.complete(&mut w, 0, true);
+        }
+    }
+    assert_eq!(offsets, [4096, 8192, 12288], "one fresh block per flush");
+    seal_model(io.models.get_mut(&7).unwrap());
+    w.seal(slot, 40_000_000, &mut io);
+    while !io.in_flight.is_empty() {
+        io.complete(&mut w, 0, true);
+    }
+    let m = &io.models[&7];
+    assert!(m.finished);
+    assert_eq!(m.file.len(), 5 * 4096, "header, three frames' blocks, the end frame's");
+    let check = check_log(&m.file, Some(7));
+    assert_eq!(check.state, CheckState::Sealed, "{check:?}");
+    assert_eq!(check.frames, 3);
+}
+
 /// Stage one frame of `payload` bytes in the model of `id` and append it to the writer.
 fn append_one(io: &mut Fake, w: &mut LogWriter, id: u64, seq: u64, t_ns: u64, payload: u32) {
     let m = io.models.get_mut(&id).unwrap();
@@ -496,6 +570,7 @@ fn flush_deadlines_out_of_order_still_fire_in_order() {
         segment_bytes: 1 << 20,
         flush_ns: 1_000_000,
         prealloc_bytes: 1 << 20,
+        pad_tail: false,
         durability: Durability::None,
         ack_lines: false,
     };
