@@ -584,6 +584,8 @@ pub struct Aio {
     dir: PathBuf,
     dir_fd: RawFd,
     open_flags: i32,
+    /// How Create and Allocate give a log its blocks.
+    prealloc: crate::Prealloc,
     files: FdTable,
     /// Completions finished inside `submit` / `flush` (metadata ops, rejected iocbs).
     ready: Vec<Completion<AlignedBuf>>,
@@ -657,6 +659,7 @@ impl Aio {
             dir: cfg.dir.clone(),
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
+            prealloc: cfg.shared.prealloc,
             files: FdTable::default(),
             ready: Vec::with_capacity(depth),
             slots: (0..depth).map(|_| Slot::empty()).collect(),
@@ -940,6 +943,7 @@ impl Recorder for Aio {
                     dir: &self.dir,
                     dir_fd: self.dir_fd,
                     open_flags: self.open_flags,
+                    prealloc: self.prealloc,
                 };
                 let done = match exec::translate(&target, &mut self.files, token, meta) {
                     Ok(job) => exec::execute(token, job),

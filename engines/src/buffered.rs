@@ -137,6 +137,8 @@ pub struct Buffered {
     dir: PathBuf,
     dir_fd: RawFd,
     open_flags: i32,
+    /// How Create and Allocate give a log its blocks.
+    prealloc: crate::Prealloc,
     files: FdTable,
     /// Completions finished inside `submit` (inline mode, or immediate errors), not yet reaped.
     ready: Vec<Completion<AlignedBuf>>,
@@ -224,6 +226,7 @@ impl Buffered {
             dir: cfg.dir.clone(),
             dir_fd,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
+            prealloc: cfg.shared.prealloc,
             files: FdTable::default(),
             ready: Vec::with_capacity(queue_depth),
             pool,
@@ -237,6 +240,7 @@ impl Buffered {
             dir: &self.dir,
             dir_fd: self.dir_fd,
             open_flags: self.open_flags,
+            prealloc: self.prealloc,
         };
         exec::translate(&ctx, &mut self.files, token, op)
     }

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::buf::AlignedBuf;
-use crate::{file_name, Completion, Op, OpKind};
+use crate::{file_name, Completion, Op, OpKind, Prealloc};
 
 /// A multiplicative hasher for `u64` ids (no SipHash cost per op).
 #[derive(Default)]
@@ -43,12 +43,14 @@ pub(crate) enum Job {
         path: CString,
         flags: i32,
         prealloc_bytes: u64,
+        prealloc: Prealloc,
         kind: OpKind,
     },
     Allocate {
         fd: RawFd,
         offset: u64,
         len_bytes: u64,
+        prealloc: Prealloc,
     },
     Write {
         fd: RawFd,
@@ -165,15 +167,89 @@ fn check(ret: libc::c_int) -> io::Result<usize> {
     }
 }
 
-fn fallocate(fd: RawFd, offset: u64, len_bytes: u64) -> io::Result<usize> {
+/// `FALLOC_FL_WRITE_ZEROES` (Linux 6.17; not in every libc yet).
+pub(crate) const FALLOC_FL_WRITE_ZEROES: libc::c_int = 0x80;
+
+fn fallocate_mode(fd: RawFd, mode: libc::c_int, offset: u64, len_bytes: u64) -> io::Result<usize> {
     loop {
         // SAFETY: plain syscall on a descriptor; no memory is shared with the kernel.
-        let r = unsafe { libc::fallocate(fd, 0, offset as libc::off_t, len_bytes as libc::off_t) };
+        let r =
+            unsafe { libc::fallocate(fd, mode, offset as libc::off_t, len_bytes as libc::off_t) };
         match check(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             r => return r,
         }
     }
+}
+
+/// Give `[offset, offset + len_bytes)` of the file its blocks, as `how` says.
+pub(crate) fn allocate(fd: RawFd, offset: u64, len_bytes: u64, how: Prealloc) -> io::Result<usize> {
+    match how {
+        Prealloc::Fallocate => fallocate_mode(fd, 0, offset, len_bytes),
+        Prealloc::WriteZeroes => fallocate_mode(fd, FALLOC_FL_WRITE_ZEROES, offset, len_bytes)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("fallocate(FALLOC_FL_WRITE_ZEROES): {e} (needs Linux 6.17+ and a device that zeroes without writing; use prealloc=zeroed)"),
+                )
+            }),
+        Prealloc::Zeroed => {
+            fallocate_mode(fd, 0, offset, len_bytes)?;
+            write_zeros_direct(fd, offset, len_bytes)
+        }
+    }
+}
+
+/// Try `how` on a 64 KiB file in `dir` (made and removed here): the error a run would meet.
+pub fn probe_prealloc(dir: &Path, how: Prealloc) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".snapbench-prealloc-probe");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let r = allocate(f.as_raw_fd(), 0, 64 << 10, how).map(|_| ());
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    r
+}
+
+/// Write zeros over the range through a second, O_DIRECT descriptor of the same file (the
+/// engine's own may be buffered), so no page of it is left in the page cache.
+fn write_zeros_direct(fd: RawFd, offset: u64, len_bytes: u64) -> io::Result<usize> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const CHUNK: usize = 1 << 20;
+    const ALIGN: u64 = 4096;
+    if offset % ALIGN != 0 || len_bytes % ALIGN != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("prealloc=zeroed: range {offset}+{len_bytes} is not in whole 4 KiB blocks"),
+        ));
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("prealloc=zeroed: reopen with O_DIRECT: {e}"),
+            )
+        })?;
+    // One zeroed buffer per preallocation (a rare op: one per prealloc_bytes of log).
+    let zeros = AlignedBuf::new(CHUNK.min(len_bytes as usize).max(1), ALIGN as usize);
+    let mut at = offset;
+    let end = offset + len_bytes;
+    while at < end {
+        let n = (end - at).min(zeros.as_ref().len() as u64) as usize;
+        f.write_all_at(&zeros.as_ref()[..n], at).map_err(|e| {
+            io::Error::new(e.kind(), format!("prealloc=zeroed: write at {at}: {e}"))
+        })?;
+        at += n as u64;
+    }
+    Ok(0)
 }
 
 fn close(fd: RawFd) -> io::Result<usize> {
@@ -197,6 +273,7 @@ pub(crate) fn execute(token: u64, job: Job) -> Done {
             path,
             flags,
             prealloc_bytes,
+            prealloc,
             kind,
         } => {
             done.kind = kind;
@@ -205,7 +282,7 @@ pub(crate) fn execute(token: u64, job: Job) -> Done {
             if fd < 0 {
                 done.res = Err(io::Error::last_os_error());
             } else if prealloc_bytes > 0 {
-                match fallocate(fd, 0, prealloc_bytes) {
+                match allocate(fd, 0, prealloc_bytes, prealloc) {
                     Ok(_) => done.opened = Some((file, fd)),
                     Err(e) => {
                         let _ = close(fd);
@@ -220,9 +297,10 @@ pub(crate) fn execute(token: u64, job: Job) -> Done {
             fd,
             offset,
             len_bytes,
+            prealloc,
         } => {
             done.kind = OpKind::Allocate;
-            done.res = fallocate(fd, offset, len_bytes);
+            done.res = allocate(fd, offset, len_bytes, prealloc);
         }
         Job::Write {
             fd,
@@ -285,6 +363,8 @@ pub(crate) struct Target<'a> {
     pub dir_fd: RawFd,
     /// Extra open flags (O_DIRECT).
     pub open_flags: i32,
+    /// How Create and Allocate give a log its blocks.
+    pub prealloc: Prealloc,
 }
 
 /// A failed op, finished without reaching the kernel.
@@ -324,6 +404,7 @@ pub(crate) fn translate(
                 path,
                 flags: libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | t.open_flags,
                 prealloc_bytes,
+                prealloc: t.prealloc,
                 kind,
             })
         }
@@ -347,6 +428,7 @@ pub(crate) fn translate(
                 path,
                 flags: access | t.open_flags,
                 prealloc_bytes: 0,
+                prealloc: t.prealloc,
                 kind,
             })
         }
@@ -359,6 +441,7 @@ pub(crate) fn translate(
                 fd,
                 offset,
                 len_bytes,
+                prealloc: t.prealloc,
             }),
             None => Err(fail(token, kind, None, libc::EBADF)),
         },

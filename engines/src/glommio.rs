@@ -556,6 +556,15 @@ impl Glommio {
     pub fn new(knobs: GlommioKnobs, cfg: &EngineConfig) -> io::Result<Glommio> {
         let ctx =
             |what: &str, e: io::Error| io::Error::new(e.kind(), format!("glommio: {what}: {e}"));
+        if cfg.shared.prealloc != crate::Prealloc::Fallocate {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "glommio: prealloc={} is not supported (glommio preallocates through its own API)",
+                    cfg.shared.prealloc.name()
+                ),
+            ));
+        }
         let queue_depth = cfg.queue_depth.max(1);
         let io_memory = match knobs.io_memory_mib {
             0 => auto_io_memory_bytes(cfg.buf_bytes, cfg.buf_count, queue_depth),

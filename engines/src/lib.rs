@@ -63,7 +63,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use buf::{AlignedBuf, BufPool};
-pub use exec::{FastMap, IdHasher};
+pub use exec::{probe_prealloc, FastMap, IdHasher};
 pub use knobs::{KnobError, KnobKind, KnobSpec};
 pub use registry::{Engine, EngineInfo};
 
@@ -381,9 +381,28 @@ pub struct EngineConfig {
     pub shared: std::sync::Arc<RunShared>,
 }
 
+crate::knobs::knob_choice! {
+    /// How a log gets its blocks ahead of the writes (a run setting every file-backed engine
+    /// but glommio follows: `prealloc` in a suite, `--prealloc`).
+    pub enum Prealloc {
+        /// `fallocate` mode 0: unwritten extents, converted as writes land.
+        #[default]
+        Fallocate = "fallocate",
+        /// `fallocate`, then zeros written once over the range with O_DIRECT, so every block is
+        /// a written extent before the log's own writes (page-cache zeroing would leave cached
+        /// pages behind); costs the range's bytes on the device once.
+        Zeroed = "zeroed",
+        /// `fallocate(FALLOC_FL_WRITE_ZEROES)` (Linux 6.17+, where the device can zero without
+        /// writing): written, zeroed extents from the device.
+        WriteZeroes = "write_zeroes",
+    }
+}
+
 /// State shared by the engine instances of one run (the harness makes one per run).
 #[derive(Debug, Default)]
 pub struct RunShared {
+    /// How logs are preallocated (Create and Allocate ops).
+    pub prealloc: Prealloc,
     /// `uring:attach_wq=true`: a duplicate of the first ring's fd, whose io-wq later rings attach to.
     pub uring_wq_fd: std::sync::Mutex<Option<std::os::fd::OwnedFd>>,
     /// `poll`: the message rings between the run's reactors, built by the first reactor to

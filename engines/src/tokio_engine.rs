@@ -264,6 +264,8 @@ pub struct TokioEngine {
     /// The engine's directory, open for `SyncDir`.
     dir_file: File,
     open_flags: i32,
+    /// How Create and Allocate give a log its blocks.
+    prealloc: crate::Prealloc,
     files: FdTable,
     /// Completions finished inside `submit` (ops that could not start), not yet reaped.
     ready: Vec<Completion<AlignedBuf>>,
@@ -329,6 +331,7 @@ impl TokioEngine {
             dir: cfg.dir.clone(),
             dir_file,
             open_flags: if knobs.direct { libc::O_DIRECT } else { 0 },
+            prealloc: cfg.shared.prealloc,
             files: FdTable::default(),
             ready: Vec::with_capacity(queue_depth),
             rt: Some(rt),
@@ -380,6 +383,7 @@ impl Recorder for TokioEngine {
             dir: &self.dir,
             dir_fd: self.dir_file.as_raw_fd(),
             open_flags: self.open_flags,
+            prealloc: self.prealloc,
         };
         let job: Job = match exec::translate(&ctx, &mut self.files, token, op) {
             Ok(job) => job,

@@ -484,6 +484,8 @@ pub struct Uring {
     unsubmitted: usize,
     /// Completions finished in `submit` or already taken from the CQ, not yet reaped.
     ready: Vec<Completion<UringBuf>>,
+    /// How Create and Allocate give a log its blocks.
+    prealloc: crate::Prealloc,
 }
 
 /// Places the ring's io-wq workers as `iowq_cpus` asks (IORING_REGISTER_IOWQ_AFF) and says
@@ -644,6 +646,7 @@ impl Uring {
             kernel_ops: 0,
             unsubmitted: 0,
             ready: Vec::with_capacity(depth),
+            prealloc: cfg.shared.prealloc,
         })
     }
 
@@ -810,6 +813,7 @@ impl Uring {
                 path,
                 flags: flags | self.open_flags,
                 prealloc_bytes,
+                prealloc: self.prealloc,
                 kind,
             },
         );
@@ -866,6 +870,7 @@ impl Uring {
                             fd: f.fd,
                             offset,
                             len_bytes,
+                            prealloc: self.prealloc,
                         },
                     )
                     .res

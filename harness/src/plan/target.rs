@@ -159,6 +159,21 @@ pub fn check_target(plan: &mut Plan) -> Result<(), BadInput> {
             &base,
         )?;
     }
+    for how in [
+        snapbench_engines::Prealloc::Zeroed,
+        snapbench_engines::Prealloc::WriteZeroes,
+    ] {
+        if plan.runs.iter().any(|r| r.writer.prealloc == how) {
+            snapbench_engines::probe_prealloc(&probe.path, how).map_err(|e| {
+                BadInput(format!(
+                    "--dir {}: prealloc = {} is not possible there: {}",
+                    dir.display(),
+                    how.name(),
+                    name_base(e.to_string())
+                ))
+            })?;
+        }
+    }
     drop(probe);
     check_out(plan)?;
     for r in &plan.runs {
