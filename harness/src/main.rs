@@ -507,7 +507,7 @@ fn table_text(rows: &[SummaryRow]) -> String {
     type Col = (&'static str, bool, Vec<String>);
     let cells = |f: &dyn Fn(&SummaryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     let mut cols: Vec<Col> = vec![("variant", false, cells(&|r| r.variant.clone()))];
-    let keys: [Col; 7] = [
+    let keys: [Col; 9] = [
         ("workload", false, cells(&|r| r.workload.clone())),
         ("matches", true, cells(&|r| opt(r.matches))),
         ("tick_hz", true, cells(&|r| opt(r.tick_hz))),
@@ -524,6 +524,8 @@ fn table_text(rows: &[SummaryRow]) -> String {
             }),
         ),
         ("workers", true, cells(&|r| r.workers.to_string())),
+        ("tail", false, cells(&|r| r.tail.clone())),
+        ("prealloc", false, cells(&|r| r.prealloc.clone())),
         ("repeat", true, cells(&|r| r.repeat.to_string())),
     ];
     for key in keys {

@@ -301,6 +301,10 @@ pub struct SummaryRow {
     pub harness_sleeps: Option<u64>,
     /// Passes the workers made over their schedules (each handles every event due).
     pub passes: Option<u64>,
+    /// O_DIRECT logs' tail block, `rewrite` or `pad` (DS; empty for micro).
+    pub tail: String,
+    /// How logs got their blocks: `fallocate`, `zeroed` or `write_zeroes` (DS; empty for micro).
+    pub prealloc: String,
 }
 
 /// Fill `cpu_us_per_op_over_null` of every DS row that has a null run of the same workload,

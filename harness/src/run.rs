@@ -126,7 +126,13 @@ pub fn run_one(
         fatal = worker::link_corpus(c, &run_dir).err();
     }
     let mem_start = machine::memory::MemStart::now();
-    let shared = Arc::new(snapbench_engines::RunShared::default());
+    let shared = Arc::new(snapbench_engines::RunShared {
+        prealloc: match &plan.workload {
+            crate::plan::Workload::Ds { .. } => plan.writer.prealloc,
+            crate::plan::Workload::Micro(_) => Default::default(),
+        },
+        ..Default::default()
+    });
     let mut starts = Vec::new();
     let mut handles = Vec::new();
     if fatal.is_none() {

@@ -9,7 +9,8 @@
 //! Per match it keeps a staging buffer of framed snapshots (SNAPLOG1) starting at the file
 //! offset `staged_off`, and flushes it when `segment_bytes` are unflushed or `flush_ns` after the
 //! oldest unflushed snapshot. Engines that need aligned I/O (O_DIRECT) get whole blocks: the
-//! partial tail block stays in staging and is rewritten, zero-padded, by the next flush. At most
+//! partial tail block is zero-padded and either stays in staging to be rewritten by the next
+//! flush, or (`pad_tail`) keeps its zeros and the next frame starts on a fresh block. At most
 //! one write per log is in flight (a flush bigger than one write goes out chunk by chunk as each
 //! completes), so a later write can never become durable before an earlier one and a power cut
 //! leaves a log torn, never with a hole before valid frames. Logs are preallocated in
@@ -881,7 +882,8 @@ impl LogWriter {
             // Commit the tail block's padding: the zeros become part of the log (a reader at a
             // frame boundary skips a zero word to the next block) and the next frame starts on
             // a fresh block, so no later write touches this block again.
-            m.staging.resize(m.staging.len() + (end - data_end) as usize, 0);
+            m.staging
+                .resize(m.staging.len() + (end - data_end) as usize, 0);
             m.next_off = end;
             chunk_data_end = end;
         }

@@ -179,10 +179,12 @@ fn key(member: &str, r: &SummaryRow) -> Key {
         matches: r.matches,
         workers: r.workers,
         rates: format!(
-            "{}/{}/{}",
+            "{}/{}/{}/{}/{}",
             r.tick_hz.map_or(String::new(), |v| v.to_string()),
             r.record_hz.map_or(String::new(), |v| v.to_string()),
-            r.durability
+            r.durability,
+            r.tail,
+            r.prealloc
         ),
     }
 }

@@ -347,7 +347,15 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 // Grouping runs into series
 
 /// Parameters that tell configurations of one variant apart in labels.
-const PARAMS: [&str; 5] = ["matches", "tick_hz", "record_hz", "workers", "durability"];
+const PARAMS: [&str; 7] = [
+    "matches",
+    "tick_hz",
+    "record_hz",
+    "workers",
+    "durability",
+    "tail",
+    "prealloc",
+];
 
 fn param(r: &SummaryRow, name: &str) -> String {
     match name {
@@ -356,6 +364,8 @@ fn param(r: &SummaryRow, name: &str) -> String {
         "record_hz" => r.record_hz.map_or(String::new(), fmt_num),
         "workers" => r.workers.to_string(),
         "durability" => r.durability.clone(),
+        "tail" => r.tail.clone(),
+        "prealloc" => r.prealloc.clone(),
         _ => String::new(),
     }
 }

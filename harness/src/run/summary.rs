@@ -106,6 +106,16 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         } else {
             String::new()
         },
+        tail: match (is_ds, plan.writer.pad_tail) {
+            (false, _) => String::new(),
+            (true, false) => "rewrite".into(),
+            (true, true) => "pad".into(),
+        },
+        prealloc: if is_ds {
+            plan.writer.prealloc.name().to_string()
+        } else {
+            String::new()
+        },
         seed: plan.seed,
         matches_started: m.matches_started,
         matches_sealed: m.matches_sealed,

@@ -546,7 +546,11 @@ fn pad_tail_starts_each_flush_on_a_fresh_block() {
     }
     let m = &io.models[&7];
     assert!(m.finished);
-    assert_eq!(m.file.len(), 5 * 4096, "header, three frames' blocks, the end frame's");
+    assert_eq!(
+        m.file.len(),
+        5 * 4096,
+        "header, three frames' blocks, the end frame's"
+    );
     let check = check_log(&m.file, Some(7));
     assert_eq!(check.state, CheckState::Sealed, "{check:?}");
     assert_eq!(check.frames, 3);
