@@ -3,7 +3,9 @@
 # each pair (snapbench variant, fio engine) runs ROUNDS times interleaved (A B A B ...), and the
 # table reports the median with min..max of IOPS, p99 latency (submit -> completion; fio's total
 # `lat` with lat_percentiles=1) and CPU seconds per million I/Os (process user+sys: fio's
-# usr_cpu/sys_cpu from its JSON, snapbench's getrusage over the window), and the ratios.
+# usr_cpu/sys_cpu from its JSON, snapbench's getrusage over the window), and the ratios; then
+# CPU per I/O measured the same way for both from outside ("rus/M": each child's whole-life
+# rusage, every thread included, over its I/Os; fio's own figures leave out its SQPOLL thread).
 # Targets: IOPS ratio >= 1.0 and CPU per I/O <= fio's on every row.
 # Both submit each I/O as soon as its slot frees: fio's default iodepth_batch_submit=1 and
 # snapbench's iodepth_batch (default 1). Batching every free slot into one submit call
@@ -67,15 +69,28 @@ done
 rows+=("psync QD1|buffered:direct=true|randread 4k 1|--ioengine=psync")
 rows+=("psync x32|buffered:direct=true,threads=32|randread 4k 32|--ioengine=psync --numjobs=32")
 
-fio_json() { # rw bs qd args... -> "iops p99_us cpu_s ios"
+# Run a command; its stdout, then one line "#RUSAGE <seconds>": the user+sys CPU of the whole
+# child process tree (every thread: SQPOLL, io-wq, pool, fio's forked jobs), from outside.
+rusage() {
+  python3 -c '
+import resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.write(p.stdout.decode())
+print(f"#RUSAGE {r.ru_utime + r.ru_stime}")' "$@"
+}
+
+fio_json() { # rw bs qd args... -> "iops p99_us cpu_s ios life_cpu_s"
   local rw=$1 bs=$2 qd=$3; shift 3
   local pin="--cpus_allowed=0"
   case "$*" in *numjobs*) pin=""; qd=1 ;; esac
-  fio --name=cal --filename="$file" --size=$size --rw="$rw" --bs="$bs" --iodepth="$qd" --direct=1 \
+  rusage fio --name=cal --filename="$file" --size=$size --rw="$rw" --bs="$bs" --iodepth="$qd" --direct=1 \
     --time_based --runtime="$secs" --ramp_time=1 --lat_percentiles=1 --group_reporting=0 \
-    $pin "$@" --output-format=json 2>/dev/null | python3 -c '
+    $pin "$@" --output-format=json | python3 -c '
 import json, sys
-j = json.load(sys.stdin)
+text = sys.stdin.read()
+life = float(text.rsplit("#RUSAGE ", 1)[1])
+j = json.loads(text.rsplit("#RUSAGE ", 1)[0])
 iops = ios = cpu = 0.0; p99 = []
 for job in j["jobs"]:
     for d in ("read", "write"):
@@ -84,17 +99,18 @@ for job in j["jobs"]:
             iops += s["iops"]; ios += s["total_ios"]
             p99.append(s["lat_ns"]["percentile"]["99.000000"] / 1000)
     cpu += (job["usr_cpu"] + job["sys_cpu"]) / 100 * job["job_runtime"] / 1000
-print(iops, max(p99), cpu, ios)'
+print(iops, max(p99), cpu, ios, life)'
 }
 
-sb_run() { # variant rw bs qd -> "iops p99_us cpu_s ios"
+sb_run() { # variant rw bs qd -> "iops p99_us cpu_s ios life_cpu_s"
   local out=$work/sb-$RANDOM
-  "$bin" run --engine "$1" --workload micro --rw "$2" --bs "$3" --iodepth "$4" --file-size $size \
-    --file-path "$file" --duration "$secs" --warmup 1 --dir "$work/data" --out "$out" >/dev/null 2>&1
+  local life
+  life=$(rusage "$bin" run --engine "$1" --workload micro --rw "$2" --bs "$3" --iodepth "$4" --file-size $size \
+    --file-path "$file" --duration "$secs" --warmup 1 --dir "$work/data" --out "$out" | sed -n 's/^#RUSAGE //p')
   python3 -c '
 import csv, sys
 r = next(csv.DictReader(open(sys.argv[1])))
-print(r["ops_per_s"], r["lat_p99_us"], float(r["cpu_user_s"]) + float(r["cpu_sys_s"]), r["ops"])' "$out/summary.csv"
+print(r["ops_per_s"], r["lat_p99_us"], float(r["cpu_user_s"]) + float(r["cpu_sys_s"]), r["ops"], sys.argv[2])' "$out/summary.csv" "$life"
 }
 
 stats() { python3 -c '
@@ -107,7 +123,7 @@ sb_version=$("$bin" --version)
 echo "fio: $fio_version  snapbench: $sb_version  file: $file  rounds: $rounds x ${secs}s"
 if [ -n "$out" ]; then
   csv=$out/calibration.csv
-  echo "row,pattern,tool,round,iops,p99_us,cpu_us_per_io" > "$csv"
+  echo "row,pattern,tool,round,iops,p99_us,cpu_us_per_io,cpu_us_per_io_rusage" > "$csv"
   src=$(findmnt -no SOURCE -T "$dir" 2>/dev/null || true)
   disk=$(lsblk -no PKNAME "$src" 2>/dev/null | head -n1 || true)
   [ -n "$disk" ] || disk=$(basename "${src:-unknown}")
@@ -139,26 +155,32 @@ with open(path, "w") as f:
     f.write("\n")
 PY
 fi
-csv_row() { # label pattern tool round iops p99_us cpu_us_per_io
+csv_row() { # label pattern tool round iops p99_us cpu_us_per_io cpu_us_per_io_rusage
   [ -n "$out" ] || return 0
-  printf '"%s","%s",%s,%s,%s,%s,%s\n' "$@" >> "$csv"
+  printf '"%s","%s",%s,%s,%s,%s,%s,%s\n' "$@" >> "$csv"
 }
-printf '%-13s %-15s | %-26s %-26s %6s | %9s %9s | %8s %8s %6s\n' row pattern \
+# CPU per I/O from outside: the child's whole-life CPU over the I/Os of its warm-up (snapbench)
+# or ramp (fio), both 1 s, and its measured window, at the window's rate. Both sides pay their
+# start-up in it alike; every thread counts on both.
+life_per_io() { python3 -c "print($1 / ($2 * ($secs + 1)) * 1e6)"; }
+printf '%-13s %-15s | %-26s %-26s %6s | %9s %9s | %8s %8s %6s | %8s %8s %6s\n' row pattern \
   "snapbench IOPS med(min..max)" "fio IOPS med(min..max)" ratio "sb p99us" "fio p99us" \
-  "sb cpu/M" "fio cpu/M" ratio
+  "sb cpu/M" "fio cpu/M" ratio "sb rus/M" "fio rus/M" ratio
 for row in "${rows[@]}"; do
   IFS='|' read -r label variant pat fioargs <<< "$row"
   echo "$label $pat" | grep -Eq "$only" || continue
   read -r rw bs qd <<< "$pat"
-  sb_i=(); sb_p=(); sb_c=(); fi_i=(); fi_p=(); fi_c=()
+  sb_i=(); sb_p=(); sb_c=(); fi_i=(); fi_p=(); fi_c=(); sb_r=(); fi_r=()
   for round in $(seq 1 "$rounds"); do
-    read -r i p c n < <(sb_run "$variant" "$rw" "$bs" "$qd")
+    read -r i p c n l < <(sb_run "$variant" "$rw" "$bs" "$qd")
     sb_i+=("$i"); sb_p+=("$p"); sb_c+=("$(python3 -c "print($c / $n * 1e6)")")
-    csv_row "$label" "$pat" snapbench "$round" "$i" "$p" "${sb_c[-1]}"
+    sb_r+=("$(life_per_io "$l" "$i")")
+    csv_row "$label" "$pat" snapbench "$round" "$i" "$p" "${sb_c[-1]}" "${sb_r[-1]}"
     # shellcheck disable=SC2086
-    read -r i p c n < <(fio_json "$rw" "$bs" "$qd" $fioargs)
+    read -r i p c n l < <(fio_json "$rw" "$bs" "$qd" $fioargs)
     fi_i+=("$i"); fi_p+=("$p"); fi_c+=("$(python3 -c "print($c / $n * 1e6)")")
-    csv_row "$label" "$pat" fio "$round" "$i" "$p" "${fi_c[-1]}"
+    fi_r+=("$(life_per_io "$l" "$i")")
+    csv_row "$label" "$pat" fio "$round" "$i" "$p" "${fi_c[-1]}" "${fi_r[-1]}"
   done
   read -r si smin smax < <(stats "${sb_i[@]}")
   read -r fi fmin fmax < <(stats "${fi_i[@]}")
@@ -166,10 +188,13 @@ for row in "${rows[@]}"; do
   read -r fp _ _ < <(stats "${fi_p[@]}")
   read -r sc _ _ < <(stats "${sb_c[@]}")
   read -r fc _ _ < <(stats "${fi_c[@]}")
-  printf '%-13s %-15s | %-26s %-26s %6.2f | %9.0f %9.0f | %8.2f %8.2f %6.2f\n' "$label" "$pat" \
+  read -r sr _ _ < <(stats "${sb_r[@]}")
+  read -r fr _ _ < <(stats "${fi_r[@]}")
+  printf '%-13s %-15s | %-26s %-26s %6.2f | %9.0f %9.0f | %8.2f %8.2f %6.2f | %8.2f %8.2f %6.2f\n' "$label" "$pat" \
     "$(printf '%.0f (%.0f..%.0f)' "$si" "$smin" "$smax")" \
     "$(printf '%.0f (%.0f..%.0f)' "$fi" "$fmin" "$fmax")" \
-    "$(python3 -c "print($si / $fi)")" "$sp" "$fp" "$sc" "$fc" "$(python3 -c "print($sc / $fc)")"
+    "$(python3 -c "print($si / $fi)")" "$sp" "$fp" "$sc" "$fc" "$(python3 -c "print($sc / $fc)")" \
+    "$sr" "$fr" "$(python3 -c "print($sr / $fr)")"
 done
 echo "targets: IOPS ratio >= 1.00 and CPU ratio (snapbench/fio) <= 1.00 on every row"
 if [ -n "$out" ]; then echo "calibration: $out/calibration.csv, $out/meta.json" >&2; fi
