@@ -270,6 +270,14 @@ macro_rules! knob_choice {
             pub fn name(self) -> &'static str {
                 match self { $( $name::$variant => $word, )+ }
             }
+
+            /// The value a knob word names.
+            pub fn from_word(word: &str) -> Option<Self> {
+                $( if word == $word {
+                    return Some($name::$variant);
+                } )+
+                None
+            }
         }
 
         impl $crate::knobs::KnobField for $name {
@@ -277,10 +285,7 @@ macro_rules! knob_choice {
                 let $crate::knobs::KnobValue::Choice(word) = v else {
                     return None;
                 };
-                $( if word == $word {
-                    return Some($name::$variant);
-                } )+
-                None
+                $name::from_word(word)
             }
             fn to_knob(&self) -> String {
                 self.name().to_string()

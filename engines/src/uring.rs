@@ -1113,33 +1113,6 @@ impl Recorder for Uring {
                 return Ok(());
             }
         };
-        let (mut class, mut write_end) = (WriteClass::None, 0);
-        let fref = match file {
-            Some(f) => match self.files.get_mut(&f.0) {
-                Some(r) => {
-                    if let (OpKind::Write, Some(b)) = (kind, buf.as_ref()) {
-                        let len = b.buf.len() as u64;
-                        class = WriteClass::of(offset, len, r.write_hi);
-                        write_end = offset + len;
-                    }
-                    *r
-                }
-                None => {
-                    self.done_now(
-                        token,
-                        kind,
-                        Err(io::Error::from_raw_os_error(libc::EBADF)),
-                        buf,
-                    );
-                    return Ok(());
-                }
-            },
-            None => FileRef {
-                fd: self.dir_fd.as_raw_fd(),
-                fixed: None,
-                write_hi: 0,
-            },
-        };
         if self.ring.submission().is_full() {
             // Make room (enter; with SQPOLL wait for the thread); if still full, hand it back.
             if self.make_sq_room().is_err() || self.ring.submission().is_full() {
@@ -1162,6 +1135,34 @@ impl Recorder for Uring {
                 });
             }
         }
+        let mut class = WriteClass::None;
+        let fref = match file {
+            Some(f) => match self.files.get_mut(&f.0) {
+                Some(r) => {
+                    if let (OpKind::Write, Some(b)) = (kind, buf.as_ref()) {
+                        let len = b.buf.len() as u64;
+                        class = WriteClass::of(offset, len, r.write_hi);
+                        // The SQ has room (checked above), so the write goes out now.
+                        r.write_hi = r.write_hi.max(offset + len);
+                    }
+                    *r
+                }
+                None => {
+                    self.done_now(
+                        token,
+                        kind,
+                        Err(io::Error::from_raw_os_error(libc::EBADF)),
+                        buf,
+                    );
+                    return Ok(());
+                }
+            },
+            None => FileRef {
+                fd: self.dir_fd.as_raw_fd(),
+                fixed: None,
+                write_hi: 0,
+            },
+        };
         let slot = self.take_slot(InFlight {
             token,
             kind,
@@ -1174,11 +1175,6 @@ impl Recorder for Uring {
         });
         let pushed = self.push(slot);
         debug_assert!(pushed, "SQ had room");
-        if pushed && class != WriteClass::None {
-            if let Some(r) = file.and_then(|f| self.files.get_mut(&f.0)) {
-                r.write_hi = r.write_hi.max(write_end);
-            }
-        }
         if !pushed {
             let f = self.slots[slot as usize].take().expect("live");
             self.free_slots.push(slot);

@@ -569,6 +569,17 @@ impl Workload {
     }
 }
 
+impl WriterSettings {
+    /// The `tail` field's word for these settings.
+    pub fn tail_name(&self) -> &'static str {
+        if self.pad_tail {
+            "pad"
+        } else {
+            "rewrite"
+        }
+    }
+}
+
 /// DS writer settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WriterSettings {
@@ -724,7 +735,7 @@ impl RunPlan {
             "segment_bytes": self.writer.segment_bytes,
             "flush_ms": self.writer.flush_ms,
             "prealloc_bytes": self.writer.prealloc_bytes,
-            "tail": if self.writer.pad_tail { "pad" } else { "rewrite" },
+            "tail": self.writer.tail_name(),
             "prealloc": self.writer.prealloc.name(),
             "ack_log": self.writer.ack_log,
             "lag_limit_ms": self.writer.lag_limit_ms,
@@ -1149,12 +1160,8 @@ pub fn resolve_run(index: usize, engine: EngineSpec, m: &RawFields) -> Result<Ru
     };
     let prealloc = match get_text(m, "prealloc")? {
         None => snapbench_engines::Prealloc::Fallocate,
-        Some(t) => match snapbench_engines::Prealloc::WORDS.iter().position(|w| *w == t) {
-            Some(i) => [
-                snapbench_engines::Prealloc::Fallocate,
-                snapbench_engines::Prealloc::Zeroed,
-                snapbench_engines::Prealloc::WriteZeroes,
-            ][i],
+        Some(t) => match snapbench_engines::Prealloc::from_word(&t) {
+            Some(p) => p,
             None => {
                 return bad(format!(
                     "field `prealloc`: `{t}` is not a preallocation; use fallocate, zeroed or write_zeroes"

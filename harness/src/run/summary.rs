@@ -106,10 +106,10 @@ fn row(plan: &RunPlan, m: &Measurement, verified: bool) -> SummaryRow {
         } else {
             String::new()
         },
-        tail: match (is_ds, plan.writer.pad_tail) {
-            (false, _) => String::new(),
-            (true, false) => "rewrite".into(),
-            (true, true) => "pad".into(),
+        tail: if is_ds {
+            plan.writer.tail_name().to_string()
+        } else {
+            String::new()
         },
         prealloc: if is_ds {
             plan.writer.prealloc.name().to_string()
