@@ -183,6 +183,8 @@ impl PollKnobs {
             sqpoll: self.sqpoll,
             sqpoll_cpu: self.sqpoll_cpu,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
+            // The reactor polls its rings itself and never waits in the channel's reap.
+            cq_spin: false,
             iopoll: false,
             fixed_buffers: self.fixed_buffers,
             fixed_files: self.fixed_files,

@@ -6,7 +6,8 @@
 //! with one `io_uring_enter` per `flush`; `reap` walks the CQ without a syscall when completions
 //! are there and waits with a timeout (EXT_ARG) only when idle. With SQPOLL the kernel thread
 //! submits and `flush` enters only when the ring flags that the thread sleeps (the crate's
-//! `submit` checks IORING_SQ_NEED_WAKEUP); with TASKRUN_FLAG / DEFER_TASKRUN it enters with
+//! `submit` checks IORING_SQ_NEED_WAKEUP), and `cq_spin` makes `reap` spin on the CQ instead of
+//! entering to wait (fio's wait with `sqthread_poll`); with TASKRUN_FLAG / DEFER_TASKRUN it enters with
 //! GETEVENTS when task work is pending.
 //!
 //! Buffers are engine-owned aligned memory; with `fixed_buffers` they are registered once at
@@ -43,6 +44,8 @@ declare_knobs! {
             "pin the SQPOLL thread to this CPU (IORING_SETUP_SQ_AFF)";
         sqpoll_idle_ms: u32 = 1000, [0..=600_000],
             "SQPOLL thread idle time before it sleeps, ms";
+        cq_spin: bool = false, [bool],
+            "wait for completions by spinning on the CQ in user space instead of entering the kernel (needs sqpoll; fio's sqthread_poll waits so; the worker's core stays busy)";
         iopoll: bool = false, [bool],
             "IORING_SETUP_IOPOLL: busy-poll completions (needs NVMe poll queues)";
         fixed_buffers: bool = false, [bool],
@@ -108,6 +111,9 @@ impl UringKnobs {
         }
         if self.sqpoll_cpu.is_some() && !self.sqpoll {
             return conflict("sqpoll_cpu needs sqpoll=true");
+        }
+        if self.cq_spin && !self.sqpoll {
+            return conflict("cq_spin=true needs sqpoll=true (without the SQ thread, completions need this thread to enter the kernel); add sqpoll=true");
         }
         if self.entries != 0 && !self.entries.is_power_of_two() {
             return conflict("entries must be a power of two (or 0 for the queue depth)");
@@ -1199,7 +1205,22 @@ impl Recorder for Uring {
     ) -> io::Result<usize> {
         let before = out.len();
         self.drain_cq();
-        if self.ready.is_empty() && self.kernel_ops > 0 && deadline > Instant::now() {
+        if self.knobs.cq_spin && self.ready.is_empty() && self.kernel_ops > 0 {
+            // fio's wait with sqthread_poll: the SQ thread submits and posts completions, so
+            // walk the CQ until one is there (checking the clock every 64 turns).
+            let mut turns = 0u32;
+            while self.ready.is_empty() && self.kernel_ops > 0 {
+                self.enter_submit()?;
+                if self.drain_cq() > 0 {
+                    break;
+                }
+                turns = turns.wrapping_add(1);
+                if turns % 64 == 0 && Instant::now() >= deadline {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        } else if self.ready.is_empty() && self.kernel_ops > 0 && deadline > Instant::now() {
             // Submit what is queued and wait for a completion in one io_uring_enter (fio's
             // queue-then-getevents costs the same single syscall).
             while self.ready.is_empty() && self.kernel_ops > 0 {

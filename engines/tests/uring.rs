@@ -51,6 +51,9 @@ fn knob_validation_and_refused_combinations() {
         .unwrap_err()
         .to_string()
         .contains("sqpoll=true"));
+    let e = knobs("cq_spin=true").unwrap_err();
+    assert!(e.to_string().contains("needs sqpoll=true"), "{e}");
+    assert!(knobs("sqpoll=true,cq_spin=true").unwrap().cq_spin);
     let e = knobs("fixed_buffer=true").unwrap_err();
     assert!(
         e.to_string().contains("did you mean `fixed_buffers`"),

@@ -55,6 +55,7 @@ macro_rules! engine_variants {
                 uring_defer => "uring:single_issuer=true,defer_taskrun=true",
                 uring_coop => "uring:coop_taskrun=true,taskrun_flag=true",
                 uring_small_ring => "uring:entries=2,submit_all=true,no_sqarray=true",
+                uring_sqpoll_spin => "uring:sqpoll=true,sqpoll_idle_ms=10,cq_spin=true",
                 aio_buffered => "aio:direct=false",
                 poll_sqpoll => "poll:sqpoll=true,sqpoll_idle_ms=10",
                 poll_plain => "poll:direct=false,fixed_buffers=false,fixed_files=false",

@@ -90,8 +90,26 @@ pub struct CalibrationRow {
     pub iops: f64,
     /// p99 latency, submit to completion, µs.
     pub p99_us: f64,
-    /// Process CPU per I/O, µs.
+    /// Process CPU per I/O, µs, as the tool itself reports it (fio's leaves out its SQPOLL
+    /// thread).
     pub cpu_us_per_io: f64,
+    /// CPU per I/O, µs, measured the same way for both tools from outside: the child's
+    /// whole-life rusage (every thread: SQPOLL, io-wq, pools), when the CSV has it.
+    pub cpu_us_per_io_rusage: Option<f64>,
+    /// Context switches (voluntary and involuntary, every thread) per I/O, when recorded.
+    pub csw_per_io: Option<f64>,
+    /// Where the row's threads ran, in words (the same for both tools), when recorded.
+    pub placement: String,
+}
+
+impl CalibrationRow {
+    /// CPU per I/O as compared between the tools: from outside when recorded, else the
+    /// tool's own figure.
+    pub fn cpu_compared_us_per_io(&self) -> f64 {
+        self.cpu_us_per_io_rusage
+            .filter(|v| v.is_finite())
+            .unwrap_or(self.cpu_us_per_io)
+    }
 }
 
 /// A results folder as read from disk.

@@ -2707,7 +2707,9 @@ fn calibration_figures(folder: &Folder, _ctx: &Ctx) -> Vec<Figure> {
             "p99 latency, submit to completion (µs)",
             |c| c.p99_us,
         ),
-        ("CPU per I/O", "CPU per I/O (µs)", |c| c.cpu_us_per_io),
+        ("CPU per I/O", "CPU per I/O (µs)", |c| {
+            c.cpu_compared_us_per_io()
+        }),
     ];
     let mut fig = Figure::new(
         "calibration".into(),
