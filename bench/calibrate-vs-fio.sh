@@ -62,18 +62,24 @@ fi
 
 supported() { "$bin" engines --dir "$dir" | awk -v e="$1" '$1==e{f=1} f && /\[UNSUPPORTED\] \(engine\)/{bad=1} END{exit !(f && !bad)}'; }
 
-# rows: label | snapbench variant | rw bs iodepth | fio args | placement (the same for both)
+# rows: label | snapbench variant | rw bs iodepth | fio args | placement and flags (both sides)
+# The ring flags are fio's own, read with strace (io_uring_setup) from fio 3.33 on Linux 6.18:
+# without SQPOLL it sets COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN (and CQSIZE = depth);
+# with sqthread_poll it registers the file (fixed files) and drops those flags (EINVAL).
 pin0="both on CPU 0"
+tw="coop_taskrun+single_issuer+defer_taskrun"
 rows=()
 for pat in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "write 1m 8"; do
-  rows+=("uring|uring|$pat|--ioengine=io_uring|$pin0")
-  rows+=("uring fixed|uring:fixed_buffers=true|$pat|--ioengine=io_uring --fixedbufs|$pin0")
-  rows+=("uring sqpoll|uring:sqpoll=true,sqpoll_cpu=1,cq_spin=true|$pat|--ioengine=io_uring --sqthread_poll=1 --sqthread_poll_cpu=1|$pin0, SQ thread on CPU 1, both spin on the CQ")
+  rows+=("uring|uring:single_issuer=true,defer_taskrun=true,coop_taskrun=true|$pat|--ioengine=io_uring|$pin0; $tw")
+  rows+=("uring fixed|uring:single_issuer=true,defer_taskrun=true,coop_taskrun=true,fixed_buffers=true|$pat|--ioengine=io_uring --fixedbufs|$pin0; $tw; registered buffers")
+  rows+=("uring sqpoll|uring:sqpoll=true,sqpoll_cpu=1,cq_spin=true,fixed_files=true|$pat|--ioengine=io_uring --sqthread_poll=1 --sqthread_poll_cpu=1|$pin0, SQ thread on CPU 1; registered file; both spin on the CQ")
   if supported aio; then rows+=("aio|aio|$pat|--ioengine=libaio|$pin0"); fi
 done
 # The same SQPOLL ring waiting the way snapbench does by default (io_uring_enter GETEVENTS,
 # asleep until the completion), against the same fio: what the CQ spin is worth at QD1.
-rows+=("sqpoll enter|uring:sqpoll=true,sqpoll_cpu=1|randread 4k 1|--ioengine=io_uring --sqthread_poll=1 --sqthread_poll_cpu=1|$pin0, SQ thread on CPU 1; snapbench sleeps in io_uring_enter, fio spins")
+rows+=("sqpoll enter|uring:sqpoll=true,sqpoll_cpu=1,fixed_files=true|randread 4k 1|--ioengine=io_uring --sqthread_poll=1 --sqthread_poll_cpu=1|$pin0, SQ thread on CPU 1; registered file; snapbench sleeps in io_uring_enter, fio spins")
+# snapbench's default ring (no task-run flags) against fio's: what those flags are worth.
+rows+=("uring default|uring|randread 4k 32|--ioengine=io_uring|$pin0; snapbench without fio's $tw")
 rows+=("psync QD1|buffered:direct=true|randread 4k 1|--ioengine=psync|$pin0")
 rows+=("psync x32|buffered:direct=true,threads=32|randread 4k 32|--ioengine=psync --numjobs=32|32 I/O threads unpinned (both; snapbench's worker on CPU 0 hands them the I/Os)")
 

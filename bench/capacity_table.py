@@ -11,6 +11,7 @@ steps that search ran, so its bracket may be wider than a search of its own woul
 Standard library only.
 """
 import csv
+import json
 import statistics
 import sys
 
@@ -73,6 +74,20 @@ def joint(folder, slo_ms, ack_ms):
     return "\n".join(out)
 
 
+def where(folder):
+    """", on FS (DISK)" from the folder's meta.json, or "" when it does not say."""
+    try:
+        meta = json.load(open(f"{folder}/meta.json"))
+    except (OSError, ValueError):
+        return ""
+    storage = meta.get("storage") or {}
+    fs = (storage.get("fs") or {}).get("fs_type")
+    disk = (storage.get("block") or {}).get("disk")
+    if not fs:
+        return ""
+    return f", on {fs}" + (f" ({disk})" if disk else "")
+
+
 def main(argv):
     ack = None
     if "--joint-ack-ms" in argv:
@@ -88,7 +103,7 @@ def main(argv):
         except (OSError, StopIteration) as e:
             print(f"error: {f}/search.csv: {e}; give a `snapbench search` results folder", file=sys.stderr)
             return 2
-        print(f"\n### {f}: workers {s['workers']}, write p99 ≤ {s['slo_p99_ms']} ms"
+        print(f"\n### {f}: workers {s['workers']}{where(f)}, write p99 ≤ {s['slo_p99_ms']} ms"
               + (f", ack p99 ≤ {s['slo_ack_p99_ms']} ms" if s["slo_ack_p99_ms"] else "")
               + (" (--quick)" if s.get("quick") == "true" else "") + "\n")
         print(table(f))
