@@ -1041,7 +1041,15 @@ fn lag_past_the_limit_stops_the_run_early() {
     // more than 10 s of room (a 3 s window with a 3 s bound did not).
     let t0 = std::time::Instant::now();
     snapbench()
-        .args(["run", "--engine", "null", "--duration", "20", "--reads-per-match", "0"])
+        .args([
+            "run",
+            "--engine",
+            "null",
+            "--duration",
+            "20",
+            "--reads-per-match",
+            "0",
+        ])
         .args(["--warmup", "0.2", "--lag-limit-ms", "0.001"])
         .arg("--dir")
         .arg(tmp.path().join("data"))
@@ -1050,7 +1058,10 @@ fn lag_past_the_limit_stops_the_run_early() {
         .assert()
         .success();
     let wall_s = t0.elapsed().as_secs_f64();
-    assert!(wall_s < 15.0, "did not stop early: {wall_s:.1} s for a 20 s window");
+    assert!(
+        wall_s < 15.0,
+        "did not stop early: {wall_s:.1} s for a 20 s window"
+    );
     assert_eq!(column(&out, "status"), ["saturated"]);
     assert_eq!(column(&out, "stopped_early"), ["true"]);
     assert!(column(&out, "not_completed")[0].parse::<u64>().unwrap() > 0);
