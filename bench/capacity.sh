@@ -12,13 +12,20 @@
 #   ENGINES  space-separated engine variants instead of the default suite's (e.g. knob variants:
 #            "tokio:flavor=multi glommio:spin_before_park_us=100").
 #   DIR      where engines create their files (--dir; e.g. bench/xfs.sh sets it to an XFS mount).
+#   BIN      the snapbench binary to run (default: target/release/snapbench, built first); e.g.
+#            an earlier commit's build for a before/after pair in one session.
 # Run it on an otherwise idle machine: each step's runs are CPU-bound.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-results/capacity-$(date -u +%Y%m%dT%H%M%SZ)}
 shift || true
-bin=target/release/snapbench
-cargo build --release --quiet
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+  [ -x "$bin" ] || { echo "capacity: BIN=$bin is not an executable; build it first" >&2; exit 2; }
+else
+  bin=target/release/snapbench
+  cargo build --release --quiet
+fi
 mkdir -p "$root"
 common=()
 [ -n "${DIR:-}" ] && common+=(--dir "$DIR")
